@@ -1,0 +1,52 @@
+// ConfigfsTree: every file operation sanagent does under a configfs root, and
+// nothing else touches configfs. The root is given (default
+// /sys/kernel/config/target in the daemon, a temporary directory in unit tests),
+// so nothing below the top of a program hard-codes /sys.
+//
+// Each operation's error carries the full path and the kernel's errno, because
+// configfs reports every refusal as an errno on mkdir/write/symlink.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sanagent/result.h"
+
+namespace sanagent::configfs {
+
+class ConfigfsTree {
+public:
+    explicit ConfigfsTree(std::filesystem::path root) : root_(std::move(root)) {}
+
+    const std::filesystem::path& root() const { return root_; }
+    std::filesystem::path path(const std::filesystem::path& relative) const { return root_ / relative; }
+
+    bool exists(const std::filesystem::path& relative) const;
+    // Names of the subdirectories (configfs groups) of a directory; empty if absent.
+    std::vector<std::string> list_dirs(const std::filesystem::path& relative) const;
+    // Names of the symbolic links in a directory.
+    std::vector<std::string> list_links(const std::filesystem::path& relative) const;
+    // An attribute's value with the trailing newline removed; nullopt if absent
+    // or unreadable (some attributes are write-only).
+    std::optional<std::string> read_attr(const std::filesystem::path& relative) const;
+    // Target of a symlink, relative to the root when it points inside it.
+    std::optional<std::filesystem::path> read_link(const std::filesystem::path& relative) const;
+
+    Status make_dir(const std::filesystem::path& relative);
+    Status remove_dir(const std::filesystem::path& relative);
+    // One write(2) of the whole value, as configfs attributes expect.
+    Status write_attr(const std::filesystem::path& relative, const std::string& value);
+    Status make_link(const std::filesystem::path& target_relative, const std::filesystem::path& link_relative);
+    Status remove_link(const std::filesystem::path& relative);
+
+    // Writes and directory changes done through this tree, for idempotence tests.
+    std::size_t mutations() const { return mutations_; }
+
+private:
+    std::filesystem::path root_;
+    std::size_t mutations_ = 0;
+};
+
+}  // namespace sanagent::configfs

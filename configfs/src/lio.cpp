@@ -1,0 +1,96 @@
+#include "sanagent/configfs/lio.h"
+
+#include <charconv>
+
+namespace sanagent::configfs {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// "fileio_0" -> "fileio"; hba directories are named <plugin>_<index>.
+std::string plugin_of(const std::string& hba) {
+    auto pos = hba.rfind('_');
+    return pos == std::string::npos ? hba : hba.substr(0, pos);
+}
+
+// The kernel prints "T10 VPD Unit Serial Number: <serial>".
+std::string strip_serial(std::string text) {
+    auto pos = text.find(": ");
+    return pos == std::string::npos ? text : text.substr(pos + 2);
+}
+
+}  // namespace
+
+LioState observe_lio(const ConfigfsTree& tree) {
+    LioState state;
+    state.present = tree.exists("");
+    if (!state.present) return state;
+    state.version = tree.read_attr("version").value_or("");
+    state.dbroot = tree.read_attr("dbroot").value_or("");
+
+    for (const auto& hba : tree.list_dirs("core")) {
+        if (hba == "alua") continue;
+        for (const auto& name : tree.list_dirs(fs::path("core") / hba)) {
+            if (name == "hba_info" || name == "hba_mode") continue;
+            fs::path dir = fs::path("core") / hba / name;
+            StorageObjectState so;
+            so.plugin = plugin_of(hba);
+            so.hba = hba;
+            so.name = name;
+            so.enabled = tree.read_attr(dir / "enable").value_or("0") == "1";
+            so.udev_path = tree.read_attr(dir / "udev_path").value_or("");
+            so.serial = strip_serial(tree.read_attr(dir / "wwn" / "vpd_unit_serial").value_or(""));
+            state.storage_objects.push_back(std::move(so));
+        }
+    }
+
+    for (const auto& iqn : tree.list_dirs("iscsi")) {
+        if (iqn == "discovery_auth") continue;
+        TargetState target;
+        target.iqn = iqn;
+        for (const auto& tpg_dir : tree.list_dirs(fs::path("iscsi") / iqn)) {
+            if (tpg_dir.rfind("tpgt_", 0) != 0) continue;
+            fs::path tpg_path = fs::path("iscsi") / iqn / tpg_dir;
+            TpgState tpg;
+            std::from_chars(tpg_dir.data() + 5, tpg_dir.data() + tpg_dir.size(), tpg.tag);
+            tpg.enabled = tree.read_attr(tpg_path / "enable").value_or("0") == "1";
+            tpg.portals = tree.list_dirs(tpg_path / "np");
+            for (const auto& lun_name : tree.list_dirs(tpg_path / "lun")) {
+                LunState lun;
+                lun.name = lun_name;
+                for (const auto& link : tree.list_links(tpg_path / "lun" / lun_name)) {
+                    if (auto target_path = tree.read_link(tpg_path / "lun" / lun_name / link)) {
+                        // core/<hba>/<name>
+                        auto it = target_path->begin();
+                        if (it != target_path->end() && *it == "core" && ++it != target_path->end()) {
+                            auto hba = it->string();
+                            if (++it != target_path->end()) lun.storage_object = hba + "/" + it->string();
+                        }
+                    }
+                }
+                tpg.luns.push_back(std::move(lun));
+            }
+            for (const auto& initiator : tree.list_dirs(tpg_path / "acls")) {
+                AclState acl;
+                acl.initiator_iqn = initiator;
+                for (const auto& mapped : tree.list_dirs(tpg_path / "acls" / initiator)) {
+                    if (mapped.rfind("lun_", 0) != 0) continue;
+                    MappedLunState m;
+                    m.name = mapped;
+                    for (const auto& link : tree.list_links(tpg_path / "acls" / initiator / mapped)) {
+                        if (auto to = tree.read_link(tpg_path / "acls" / initiator / mapped / link))
+                            m.target_lun = to->filename().string();
+                    }
+                    acl.mapped_luns.push_back(std::move(m));
+                }
+                tpg.acls.push_back(std::move(acl));
+            }
+            target.tpgs.push_back(std::move(tpg));
+        }
+        state.iscsi_targets.push_back(std::move(target));
+    }
+    return state;
+}
+
+}  // namespace sanagent::configfs

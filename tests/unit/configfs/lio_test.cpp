@@ -1,0 +1,86 @@
+#define BOOST_TEST_MODULE configfs
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "sanagent/configfs/lio.h"
+
+namespace fs = std::filesystem;
+using namespace sanagent::configfs;
+
+namespace {
+
+// A temporary directory shaped like /sys/kernel/config/target, removed after.
+struct FakeTargetRoot {
+    fs::path root = fs::temp_directory_path() / ("sanagent-configfs-" + std::to_string(::getpid()));
+    ConfigfsTree tree{root};
+    FakeTargetRoot() {
+        fs::remove_all(root);
+        fs::create_directories(root);
+    }
+    ~FakeTargetRoot() { fs::remove_all(root); }
+    void write(const fs::path& rel, const std::string& text) {
+        fs::create_directories((root / rel).parent_path());
+        std::ofstream(root / rel) << text << "\n";
+    }
+};
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(absent_root_is_reported_not_failed, FakeTargetRoot) {
+    fs::remove_all(root);
+    auto state = observe_lio(tree);
+    BOOST_TEST(!state.present);
+}
+
+BOOST_FIXTURE_TEST_CASE(reads_a_target_with_lun_and_acl, FakeTargetRoot) {
+    write("version", "Target Engine Core ConfigFS Infrastructure v5.0");
+    write("dbroot", "/var/lib/sanagent/target");
+    write("core/fileio_0/disk0/enable", "1");
+    write("core/fileio_0/disk0/udev_path", "/srv/disk0.img");
+    write("core/fileio_0/disk0/wwn/vpd_unit_serial", "T10 VPD Unit Serial Number: 5a0b3c");
+    const fs::path tpg = "iscsi/iqn.2026-11.org.example:g:vol1/tpgt_1";
+    write(tpg / "enable", "1");
+    fs::create_directories(root / tpg / "np" / "127.0.0.1:3260");
+    fs::create_directories(root / tpg / "lun" / "lun_0");
+    BOOST_TEST_REQUIRE(tree.make_link("core/fileio_0/disk0", tpg / "lun/lun_0/7c1a2b").ok());
+    fs::create_directories(root / tpg / "acls" / "iqn.2026-11.org.example:host1" / "lun_0");
+    BOOST_TEST_REQUIRE(tree.make_link(tpg / "lun/lun_0", tpg / "acls/iqn.2026-11.org.example:host1/lun_0/map").ok());
+    fs::create_directories(root / "iscsi" / "discovery_auth");
+
+    auto state = observe_lio(tree);
+    BOOST_TEST(state.present);
+    BOOST_TEST(state.dbroot == "/var/lib/sanagent/target");
+    BOOST_TEST_REQUIRE(state.storage_objects.size() == 1u);
+    BOOST_TEST(state.storage_objects[0].plugin == "fileio");
+    BOOST_TEST(state.storage_objects[0].enabled);
+    BOOST_TEST(state.storage_objects[0].serial == "5a0b3c");
+    BOOST_TEST_REQUIRE(state.iscsi_targets.size() == 1u);  // discovery_auth is not a target
+    const auto& t = state.iscsi_targets[0];
+    BOOST_TEST(t.iqn == "iqn.2026-11.org.example:g:vol1");
+    BOOST_TEST_REQUIRE(t.tpgs.size() == 1u);
+    BOOST_TEST(t.tpgs[0].tag == 1u);
+    BOOST_TEST(t.tpgs[0].enabled);
+    BOOST_TEST(t.tpgs[0].portals == std::vector<std::string>{"127.0.0.1:3260"});
+    BOOST_TEST_REQUIRE(t.tpgs[0].luns.size() == 1u);
+    BOOST_TEST(t.tpgs[0].luns[0].storage_object == "fileio_0/disk0");
+    BOOST_TEST_REQUIRE(t.tpgs[0].acls.size() == 1u);
+    BOOST_TEST(t.tpgs[0].acls[0].initiator_iqn == "iqn.2026-11.org.example:host1");
+    BOOST_TEST_REQUIRE(t.tpgs[0].acls[0].mapped_luns.size() == 1u);
+    BOOST_TEST(t.tpgs[0].acls[0].mapped_luns[0].target_lun == "lun_0");
+}
+
+BOOST_FIXTURE_TEST_CASE(errors_name_the_path_and_errno, FakeTargetRoot) {
+    BOOST_TEST_REQUIRE(tree.make_dir("iscsi").ok());
+    auto again = tree.make_dir("iscsi");
+    BOOST_TEST_REQUIRE(!again.ok());
+    BOOST_TEST(again.error().code == EEXIST);
+    BOOST_TEST(again.error().message.find((root / "iscsi").string()) != std::string::npos);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_failed_write_never_echoes_the_value, FakeTargetRoot) {
+    auto st = tree.write_attr("no/such/dir/auth/password", "s3cret-chap");
+    BOOST_TEST_REQUIRE(!st.ok());
+    BOOST_TEST(st.error().message.find("s3cret-chap") == std::string::npos);
+}
