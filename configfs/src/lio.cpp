@@ -20,6 +20,12 @@ std::string strip_serial(std::string text) {
     return pos == std::string::npos ? text : text.substr(pos + 2);
 }
 
+// LIO treats the value "NULL" as "not set" (iscsi_target_configfs.c).
+std::string auth_value(const ConfigfsTree& tree, const fs::path& path) {
+    auto v = tree.read_attr(path).value_or("");
+    return v == "NULL" ? std::string() : v;
+}
+
 }  // namespace
 
 LioState observe_lio(const ConfigfsTree& tree) {
@@ -28,6 +34,7 @@ LioState observe_lio(const ConfigfsTree& tree) {
     if (!state.present) return state;
     state.version = tree.read_attr("version").value_or("");
     state.dbroot = tree.read_attr("dbroot").value_or("");
+    state.iscsi_fabric = tree.exists("iscsi");
 
     for (const auto& hba : tree.list_dirs("core")) {
         if (hba == "alua") continue;
@@ -41,6 +48,8 @@ LioState observe_lio(const ConfigfsTree& tree) {
             so.enabled = tree.read_attr(dir / "enable").value_or("0") == "1";
             so.udev_path = tree.read_attr(dir / "udev_path").value_or("");
             so.serial = strip_serial(tree.read_attr(dir / "wwn" / "vpd_unit_serial").value_or(""));
+            for (const char* attr : kManagedStorageAttributes)
+                if (auto v = tree.read_attr(dir / "attrib" / attr)) so.attributes[attr] = *v;
             state.storage_objects.push_back(std::move(so));
         }
     }
@@ -55,11 +64,14 @@ LioState observe_lio(const ConfigfsTree& tree) {
             TpgState tpg;
             std::from_chars(tpg_dir.data() + 5, tpg_dir.data() + tpg_dir.size(), tpg.tag);
             tpg.enabled = tree.read_attr(tpg_path / "enable").value_or("0") == "1";
+            for (const char* attr : kManagedTpgAttributes)
+                if (auto v = tree.read_attr(tpg_path / "attrib" / attr)) tpg.attributes[attr] = *v;
             tpg.portals = tree.list_dirs(tpg_path / "np");
             for (const auto& lun_name : tree.list_dirs(tpg_path / "lun")) {
                 LunState lun;
                 lun.name = lun_name;
                 for (const auto& link : tree.list_links(tpg_path / "lun" / lun_name)) {
+                    lun.link_name = link;
                     if (auto target_path = tree.read_link(tpg_path / "lun" / lun_name / link)) {
                         // core/<hba>/<name>
                         auto it = target_path->begin();
@@ -74,11 +86,17 @@ LioState observe_lio(const ConfigfsTree& tree) {
             for (const auto& initiator : tree.list_dirs(tpg_path / "acls")) {
                 AclState acl;
                 acl.initiator_iqn = initiator;
+                const fs::path auth = tpg_path / "acls" / initiator / "auth";
+                acl.chap.userid = auth_value(tree, auth / "userid");
+                acl.chap.password = auth_value(tree, auth / "password");
+                acl.chap.mutual_userid = auth_value(tree, auth / "userid_mutual");
+                acl.chap.mutual_password = auth_value(tree, auth / "password_mutual");
                 for (const auto& mapped : tree.list_dirs(tpg_path / "acls" / initiator)) {
                     if (mapped.rfind("lun_", 0) != 0) continue;
                     MappedLunState m;
                     m.name = mapped;
                     for (const auto& link : tree.list_links(tpg_path / "acls" / initiator / mapped)) {
+                        m.link_name = link;
                         if (auto to = tree.read_link(tpg_path / "acls" / initiator / mapped / link))
                             m.target_lun = to->filename().string();
                     }
@@ -91,6 +109,18 @@ LioState observe_lio(const ConfigfsTree& tree) {
         state.iscsi_targets.push_back(std::move(target));
     }
     return state;
+}
+
+const StorageObjectState* find_storage_object(const LioState& state, const std::string& hba, const std::string& name) {
+    for (const auto& so : state.storage_objects)
+        if (so.hba == hba && so.name == name) return &so;
+    return nullptr;
+}
+
+const TargetState* find_target(const LioState& state, const std::string& iqn) {
+    for (const auto& t : state.iscsi_targets)
+        if (t.iqn == iqn) return &t;
+    return nullptr;
 }
 
 }  // namespace sanagent::configfs

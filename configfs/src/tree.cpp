@@ -64,12 +64,23 @@ std::optional<fs::path> ConfigfsTree::read_link(const fs::path& relative) const 
 
 Status ConfigfsTree::make_dir(const fs::path& relative) {
     ++mutations_;
+    if (backing_ == Backing::PlainDirectory) {
+        std::error_code ec;
+        fs::create_directories(path(relative).parent_path(), ec);
+    }
     if (::mkdir(path(relative).c_str(), 0755) != 0) return last_errno("mkdir " + path(relative).string());
     return {};
 }
 
 Status ConfigfsTree::remove_dir(const fs::path& relative) {
     ++mutations_;
+    if (backing_ == Backing::PlainDirectory) {
+        std::error_code ec;
+        if (!fs::is_directory(fs::symlink_status(path(relative), ec)))
+            return errno_error(ENOENT, "rmdir " + path(relative).string());
+        fs::remove_all(path(relative), ec);
+        return {};
+    }
     if (::rmdir(path(relative).c_str()) != 0) return last_errno("rmdir " + path(relative).string());
     return {};
 }
@@ -77,8 +88,13 @@ Status ConfigfsTree::remove_dir(const fs::path& relative) {
 Status ConfigfsTree::write_attr(const fs::path& relative, const std::string& value) {
     ++mutations_;
     const auto p = path(relative);
-    // O_CREAT only matters for the fake tree in unit tests; configfs attributes exist.
-    UniqueFd fd(::open(p.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC | O_CREAT, 0644));
+    int flags = O_WRONLY | O_TRUNC | O_CLOEXEC;
+    if (backing_ == Backing::PlainDirectory) {
+        std::error_code ec;
+        fs::create_directories(p.parent_path(), ec);
+        flags |= O_CREAT;  // configfs attributes exist with their group
+    }
+    UniqueFd fd(::open(p.c_str(), flags, 0644));
     if (!fd.valid()) return last_errno("open " + p.string());
     ssize_t n = ::write(fd.get(), value.data(), value.size());
     if (n < 0) return last_errno("write to " + p.string());  // never the value: it may be a CHAP secret

@@ -4,6 +4,7 @@
 // Reading only; planning and applying changes build on these types.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,26 +19,41 @@ struct StorageObjectState {
     bool enabled = false;
     std::string udev_path;
     std::string serial;   // wwn/vpd_unit_serial, without the kernel's prefix text
+    std::map<std::string, std::string> attributes;  // attrib/* that sanagent manages
 };
 
 struct MappedLunState {
     std::string name;     // "lun_0" under the ACL
     std::string target_lun;  // "lun_0" of the TPG it maps to
+    std::string link_name;   // the symlink's own name (targetcli uses a random one)
+};
+
+// CHAP as LIO keeps it under acls/<iqn>/auth/ (one-way: userid/password;
+// mutual: the target's own userid_mutual/password_mutual).
+struct ChapState {
+    std::string userid;
+    std::string password;
+    std::string mutual_userid;
+    std::string mutual_password;
+    bool operator==(const ChapState&) const = default;
 };
 
 struct AclState {
     std::string initiator_iqn;
     std::vector<MappedLunState> mapped_luns;
+    ChapState chap;
 };
 
 struct LunState {
     std::string name;     // "lun_0"
     std::string storage_object;  // "<hba>/<name>", from the LUN's symlink
+    std::string link_name;       // the symlink's own name
 };
 
 struct TpgState {
     unsigned tag = 1;
     bool enabled = false;
+    std::map<std::string, std::string> attributes;  // attrib/* that sanagent manages
     std::vector<std::string> portals;  // "IP:PORT" as configfs names them
     std::vector<LunState> luns;
     std::vector<AclState> acls;
@@ -50,13 +66,22 @@ struct TargetState {
 
 struct LioState {
     bool present = false;       // the root exists (configfs mounted, target_core_mod loaded)
+    bool iscsi_fabric = false;  // iscsi/ exists (made by the first mkdir; loads iscsi_target_mod)
     std::string version;        // core's "version" attribute text
     std::string dbroot;
     std::vector<StorageObjectState> storage_objects;
     std::vector<TargetState> iscsi_targets;
 };
 
+// The attributes sanagent sets and therefore reads back (others are left alone).
+inline constexpr const char* kManagedTpgAttributes[] = {"authentication", "generate_node_acls",
+                                                        "demo_mode_write_protect"};
+inline constexpr const char* kManagedStorageAttributes[] = {"emulate_tpu", "emulate_tpws"};
+
 // Reads the whole tree in one pass (each directory listed once).
 LioState observe_lio(const ConfigfsTree& tree);
+
+const StorageObjectState* find_storage_object(const LioState& state, const std::string& hba, const std::string& name);
+const TargetState* find_target(const LioState& state, const std::string& iqn);
 
 }  // namespace sanagent::configfs

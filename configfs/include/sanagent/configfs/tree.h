@@ -18,7 +18,15 @@ namespace sanagent::configfs {
 
 class ConfigfsTree {
 public:
-    explicit ConfigfsTree(std::filesystem::path root) : root_(std::move(root)) {}
+    // Kernel: the real configfs, where mkdir makes a group with its default
+    // groups (attrib/, auth/, wwn/ ...) and rmdir takes them away.
+    // PlainDirectory: a temporary directory standing in for it in unit tests;
+    // parents are made on demand and rmdir removes a whole subtree, which is
+    // what configfs does for default groups.
+    enum class Backing { Kernel, PlainDirectory };
+
+    explicit ConfigfsTree(std::filesystem::path root, Backing backing = Backing::Kernel)
+        : root_(std::move(root)), backing_(backing) {}
 
     const std::filesystem::path& root() const { return root_; }
     std::filesystem::path path(const std::filesystem::path& relative) const { return root_ / relative; }
@@ -46,6 +54,7 @@ public:
 
 private:
     std::filesystem::path root_;
+    Backing backing_;
     std::size_t mutations_ = 0;
 };
 
