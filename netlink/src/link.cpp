@@ -18,10 +18,8 @@ std::string oper_state_name(std::uint8_t state) {
     return state < names.size() ? names[state] : "unknown";
 }
 
-namespace {
-
-void parse_link(const nlmsghdr& nlh, std::vector<LinkState>& links) {
-    if (nlh.nlmsg_type != RTM_NEWLINK) return;
+std::optional<LinkState> parse_link_message(const nlmsghdr& nlh) {
+    if (nlh.nlmsg_type != RTM_NEWLINK) return std::nullopt;
     const auto* ifm = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(&nlh));
     LinkState link;
     link.index = ifm->ifi_index;
@@ -64,10 +62,8 @@ void parse_link(const nlmsghdr& nlh, std::vector<LinkState>& links) {
             break;
         }
     }
-    links.push_back(std::move(link));
+    return link;
 }
-
-}  // namespace
 
 Result<std::vector<LinkState>> dump_links(NetlinkSocket& socket) {
     alignas(nlmsghdr) std::array<char, 512> buf{};
@@ -78,7 +74,9 @@ Result<std::vector<LinkState>> dump_links(NetlinkSocket& socket) {
     ifm->ifi_family = AF_UNSPEC;
 
     std::vector<LinkState> links;
-    auto status = socket.transact(*nlh, "dumping links", [&](const nlmsghdr& m) { parse_link(m, links); });
+    auto status = socket.transact(*nlh, "dumping links", [&](const nlmsghdr& m) {
+        if (auto link = parse_link_message(m)) links.push_back(std::move(*link));
+    });
     if (!status) return status.error();
     return links;
 }

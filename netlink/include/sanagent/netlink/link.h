@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,9 @@ struct LinkState {
 };
 
 Result<std::vector<LinkState>> dump_links(NetlinkSocket& socket);
+
+// One RTM_NEWLINK message's plain link fields (nullopt for other types).
+std::optional<LinkState> parse_link_message(const nlmsghdr& nlh);
 
 // RFC 2863 names, as `ip link` prints them in lower case.
 std::string oper_state_name(std::uint8_t state);
