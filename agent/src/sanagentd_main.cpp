@@ -68,7 +68,8 @@ public:
         notify_status();
 
         for (;;) {
-            pollfd fds[3] = {{signal_fd_.get(), POLLIN, 0}, {timer_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+            pollfd fds[3] = {
+                {signal_fd_.get(), POLLIN, 0}, {timer_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
             if (::poll(fds, 3, -1) < 0) {
                 if (errno == EINTR) continue;
                 log_.error(last_errno("poll").message);
@@ -153,8 +154,10 @@ private:
                                       {"last_changes", last_.changes}};
                 return {{"daemon", daemon}, {"objects", to_json(agent_.status())}};
             }
-            case RequestKind::plan: return plan_json(agent_.plan());
-            case RequestKind::apply: return to_json(reconcile("sanctl apply"));
+            case RequestKind::plan:
+                return plan_json(agent_.plan());
+            case RequestKind::apply:
+                return to_json(reconcile("sanctl apply"));
             case RequestKind::reload: {
                 auto failure = reload("sanctl reload");
                 return {{"reloaded", failure.empty()}, {"errors", failure}};
@@ -176,7 +179,8 @@ private:
                 (void)::send(client.get(), reply.data(), reply.size(), MSG_NOSIGNAL);
                 continue;
             }
-            auto served = serve_client(client.get(), [this](const Request& r) { return handle(r); }, kClientTimeout);
+            auto served = serve_client(
+                client.get(), [this](const Request& r) { return handle(r); }, kClientTimeout);
             if (!served) log_.warning("control client: " + served.error().message);
         }
     }

@@ -145,18 +145,28 @@ int cmd_run(RequestKind kind, const std::vector<std::string>& args) {
         auto agent = direct_agent(o, rc);
         if (!agent) return rc;
         switch (kind) {
-            case RequestKind::plan: result = plan_json(agent->plan()); break;
-            case RequestKind::apply: result = to_json(agent->apply()); break;
-            default: result = {{"objects", to_json(agent->status())}};
+            case RequestKind::plan:
+                result = plan_json(agent->plan());
+                break;
+            case RequestKind::apply:
+                result = to_json(agent->apply());
+                break;
+            default:
+                result = {{"objects", to_json(agent->status())}};
         }
     }
     if (o.json) {
         std::cout << result.dump(2) << "\n";
     } else {
         switch (kind) {
-            case RequestKind::plan: std::cout << plan_text(result); break;
-            case RequestKind::apply: std::cout << apply_text(result); break;
-            default: std::cout << status_text(result);
+            case RequestKind::plan:
+                std::cout << plan_text(result);
+                break;
+            case RequestKind::apply:
+                std::cout << apply_text(result);
+                break;
+            default:
+                std::cout << status_text(result);
         }
     }
     if (kind == RequestKind::apply) {

@@ -1,6 +1,7 @@
 #include "sanagent/agent/config.h"
 
 #include <sys/stat.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -8,21 +9,23 @@
 #include <set>
 #include <sstream>
 
-#include <toml++/toml.h>
-
 #include "sanagent/agent/units.h"
 
 namespace sanagent::agent {
 
 namespace fs = std::filesystem;
 
-std::string Origin::text() const { return file.empty() ? "(default)" : file + ":" + std::to_string(line); }
+std::string Origin::text() const {
+    return file.empty() ? "(default)" : file + ":" + std::to_string(line);
+}
 
 std::string Diagnostic::text() const {
     std::string s = origin.text() + ":";
     if (!object.empty()) s += " [" + object + "]";
-    if (!key.empty()) s += " " + key + ":";
-    else if (!object.empty()) s += ":";
+    if (!key.empty())
+        s += " " + key + ":";
+    else if (!object.empty())
+        s += ":";
     return s + " " + message;
 }
 
@@ -78,14 +81,23 @@ ConfigValue default_value(const KeySpec& spec) {
     if (spec.default_value.empty()) {
         switch (spec.type) {
             case ValueType::string_list:
-            case ValueType::name_list: v.data = std::vector<std::string>{}; break;
-            case ValueType::string_map: v.data = std::map<std::string, std::string>{}; break;
+            case ValueType::name_list:
+                v.data = std::vector<std::string>{};
+                break;
+            case ValueType::string_map:
+                v.data = std::map<std::string, std::string>{};
+                break;
             case ValueType::integer:
             case ValueType::size:
             case ValueType::duration:
-            case ValueType::percent: v.data = std::int64_t{0}; break;
-            case ValueType::boolean: v.data = false; break;
-            default: v.data = std::string{};
+            case ValueType::percent:
+                v.data = std::int64_t{0};
+                break;
+            case ValueType::boolean:
+                v.data = false;
+                break;
+            default:
+                v.data = std::string{};
         }
         return v;
     }
@@ -133,7 +145,9 @@ std::uint64_t Config::get_size(std::string_view s, std::string_view n, std::stri
 
 namespace {
 
-int line_of(const toml::node& node) { return static_cast<int>(node.source().begin.line); }
+int line_of(const toml::node& node) {
+    return static_cast<int>(node.source().begin.line);
+}
 
 std::string toml_string(std::string_view s) {
     std::string out = "\"";
@@ -148,7 +162,9 @@ std::string toml_string(std::string_view s) {
     return out + "\"";
 }
 
-Error expected(std::string what) { return Error{EINVAL, std::move(what)}; }
+Error expected(std::string what) {
+    return Error{EINVAL, std::move(what)};
+}
 
 // A name from a file as it may be shown in a message: bounded, no control characters.
 std::string printable(std::string_view s) {
@@ -228,7 +244,7 @@ Result<ConfigValue> convert(const KeySpec& spec, const toml::node& node) {
             if (!i) return expected("expected an integer");
             if (i->get() < spec.min || i->get() > spec.max)
                 return expected("expected an integer from " + std::to_string(spec.min) + " to " +
-                                          std::to_string(spec.max) + ", got " + std::to_string(i->get()));
+                                std::to_string(spec.max) + ", got " + std::to_string(i->get()));
             v.raw = std::to_string(i->get());
             v.data = i->get();
             return v;
@@ -250,7 +266,9 @@ Result<ConfigValue> convert(const KeySpec& spec, const toml::node& node) {
                 if (choices.substr(0, bar) == *s) found = true;
                 choices = bar == std::string_view::npos ? std::string_view{} : choices.substr(bar + 1);
             }
-            if (!found) return expected("expected one of " + std::string(spec.choices) + ", got " + toml_string(s->substr(0, 80)));
+            if (!found)
+                return expected("expected one of " + std::string(spec.choices) + ", got " +
+                                toml_string(s->substr(0, 80)));
             v.raw = toml_string(*s);
             v.data = std::move(*s);
             return v;
@@ -270,7 +288,8 @@ Result<ConfigValue> convert(const KeySpec& spec, const toml::node& node) {
             std::string raw = "{ ";
             for (const auto& [k, item] : *t) {
                 if (!is_safe_name(k.str()))
-                    return expected("expected names of [a-z0-9][a-z0-9.-]* as keys, got " + toml_string(k.str().substr(0, 80)));
+                    return expected("expected names of [a-z0-9][a-z0-9.-]* as keys, got " +
+                                    toml_string(k.str().substr(0, 80)));
                 const auto* s = item.as_string();
                 if (!s) return expected("expected a string value for " + toml_string(k.str()));
                 raw += (m.empty() ? "" : ", ") + toml_string(k.str()) + " = " + toml_string(s->get());
@@ -302,8 +321,8 @@ Result<ConfigValue> convert(const KeySpec& spec, const toml::node& node) {
             auto d = parse_duration(*s);
             if (!d) return expected("expected a duration: " + d.error().message);
             if (d->count() < spec.min)
-                return expected("expected at least " + format_duration(std::chrono::milliseconds(spec.min)) +
-                                          ", got " + toml_string(*s));
+                return expected("expected at least " + format_duration(std::chrono::milliseconds(spec.min)) + ", got " +
+                                toml_string(*s));
             v.data = static_cast<std::int64_t>(d->count());
             v.raw = toml_string(*s);
             return v;
@@ -345,8 +364,7 @@ void merge_object(Config& config, const SectionSpec& section, const std::string&
         for (const auto& candidate : section.keys)
             if (candidate.key == k) spec = &candidate;
         if (!spec) {
-            diagnostics.error(at, id, printable(k),
-                              "unknown key; expected one of " + known_keys(section));
+            diagnostics.error(at, id, printable(k), "unknown key; expected one of " + known_keys(section));
             continue;
         }
         auto value = convert(*spec, node);
@@ -376,8 +394,7 @@ void merge_toml(Config& config, std::string_view text, const std::string& file, 
         Origin at{file, line_of(node)};
         const SectionSpec* section = find_section(name);
         if (!section) {
-            diagnostics.error(at, printable(name), {},
-                              "unknown section; expected one of " + known_sections());
+            diagnostics.error(at, printable(name), {}, "unknown section; expected one of " + known_sections());
             continue;
         }
         const auto* table = node.as_table();
@@ -417,7 +434,8 @@ void validate_config(const Config& config, const LoadOptions& options, Diagnosti
             for (const auto& spec : section->keys) {
                 auto it = obj.values.find(std::string(spec.key));
                 if (it == obj.values.end()) {
-                    if (spec.required && !obj.rejected.count(std::string(spec.key))) diagnostics.error(obj.origin, obj.id(), std::string(spec.key), "required key is missing");
+                    if (spec.required && !obj.rejected.count(std::string(spec.key)))
+                        diagnostics.error(obj.origin, obj.id(), std::string(spec.key), "required key is missing");
                     continue;
                 }
                 const ConfigValue& v = it->second;
@@ -433,7 +451,7 @@ void validate_config(const Config& config, const LoadOptions& options, Diagnosti
                 }
                 if (spec.type == ValueType::secret_file) {
                     const auto& path = std::get<std::string>(v.data);
-                    struct stat st{};
+                    struct stat st {};
                     if (::lstat(path.c_str(), &st) != 0)
                         diagnostics.error(v.origin, obj.id(), std::string(spec.key),
                                           "expected a readable secrets file; cannot stat " + path);
@@ -451,9 +469,9 @@ void validate_config(const Config& config, const LoadOptions& options, Diagnosti
     // A bond and a link are both network interfaces: one name, one object.
     for (const auto* bond : config.objects("bond"))
         if (const auto* link = config.find("link", bond->name))
-            diagnostics.error(link->origin, link->id(), {},
-                              "duplicate interface name; also declared as [bond." + bond->name + "] at " +
-                                  bond->origin.text());
+            diagnostics.error(
+                link->origin, link->id(), {},
+                "duplicate interface name; also declared as [bond." + bond->name + "] at " + bond->origin.text());
     for (const auto* vol : config.objects("volume")) {
         // Volume, target and LV share the name; so must the LV in every pool.
         if (config.get_string("volume", vol->name, "pool").empty() && config.objects("pool").size() > 1)

@@ -36,13 +36,26 @@ Result<std::uint64_t> parse_size(std::string_view text) {
     int shift = 0;
     if (!rest.empty()) {
         switch (rest.front()) {
-            case 'K': shift = 10; break;
-            case 'M': shift = 20; break;
-            case 'G': shift = 30; break;
-            case 'T': shift = 40; break;
-            case 'P': shift = 50; break;
-            case 'B': shift = 0; break;
-            default: return invalid(text, expected);
+            case 'K':
+                shift = 10;
+                break;
+            case 'M':
+                shift = 20;
+                break;
+            case 'G':
+                shift = 30;
+                break;
+            case 'T':
+                shift = 40;
+                break;
+            case 'P':
+                shift = 50;
+                break;
+            case 'B':
+                shift = 0;
+                break;
+            default:
+                return invalid(text, expected);
         }
         if (rest.front() != 'B') {
             rest.remove_prefix(1);
@@ -81,8 +94,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
 Result<int> parse_percent(std::string_view text) {
     std::string_view rest = text;
     std::uint64_t n = 0;
-    if (!take_number(rest, n) || rest != "%" || n > 100)
-        return invalid(text, "a percentage from \"0%\" to \"100%\"");
+    if (!take_number(rest, n) || rest != "%" || n > 100) return invalid(text, "a percentage from \"0%\" to \"100%\"");
     return static_cast<int>(n);
 }
 

@@ -16,10 +16,14 @@ using Clock = std::chrono::steady_clock;
 
 std::string_view request_name(RequestKind kind) {
     switch (kind) {
-        case RequestKind::status: return "status";
-        case RequestKind::plan: return "plan";
-        case RequestKind::apply: return "apply";
-        case RequestKind::reload: return "reload";
+        case RequestKind::status:
+            return "status";
+        case RequestKind::plan:
+            return "plan";
+        case RequestKind::apply:
+            return "apply";
+        case RequestKind::reload:
+            return "reload";
     }
     return "?";
 }
@@ -46,7 +50,8 @@ std::string encode_request(const Request& request) {
 }
 
 std::string ok_reply(const nlohmann::json& result) {
-    return nlohmann::json{{"ok", true}, {"result", result}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+    return nlohmann::json{{"ok", true}, {"result", result}}.dump(-1, ' ', false,
+                                                                 nlohmann::json::error_handler_t::replace) +
            "\n";
 }
 
@@ -123,7 +128,7 @@ Result<UniqueFd> listen_control_socket(const fs::path& path) {
         if (ec) return Error{ec.value(), "creating " + path.parent_path().string() + ": " + ec.message()};
         ::chmod(path.parent_path().c_str(), 0700);
     }
-    struct stat st{};
+    struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) return Error{EEXIST, path.string() + " exists and is not a socket"};
         ::unlink(path.c_str());  // stale socket of a previous run

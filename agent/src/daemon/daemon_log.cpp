@@ -1,8 +1,8 @@
 #include "daemon/daemon_log.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 #include <systemd/sd-journal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -13,7 +13,7 @@ namespace sanagent::agent {
 DaemonLog::DaemonLog() {
     // systemd.exec(5): JOURNAL_STREAM is "device:inode" of the stream it connected.
     const char* stream = std::getenv("JOURNAL_STREAM");
-    struct stat st{};
+    struct stat st {};
     unsigned long dev = 0, ino = 0;
     if (stream && std::sscanf(stream, "%lu:%lu", &dev, &ino) == 2 && ::fstat(STDERR_FILENO, &st) == 0)
         journal_ = st.st_dev == dev && st.st_ino == ino;

@@ -31,9 +31,13 @@ std::filesystem::path Agent::state_dir() const {
                               : std::filesystem::path(config_.get_string("agent", "", "state_dir"));
 }
 
-std::filesystem::path Agent::control_socket() const { return config_.get_string("agent", "", "control_socket"); }
+std::filesystem::path Agent::control_socket() const {
+    return config_.get_string("agent", "", "control_socket");
+}
 
-std::chrono::milliseconds Agent::interval() const { return config_.get_duration("agent", "", "interval"); }
+std::chrono::milliseconds Agent::interval() const {
+    return config_.get_duration("agent", "", "interval");
+}
 
 Agent::PlanResult Agent::plan() {
     PlanResult result;
@@ -80,7 +84,8 @@ ApplyReport Agent::apply(const LogSink& log) {
 std::vector<ObjectStatus> Agent::status() {
     if (!engine_) return {};
     auto owned = Ownership::load(state_dir());
-    if (!owned) return {{"agent/ownership", "readable owned.json", "unreadable", Health::failed, owned.error().message}};
+    if (!owned)
+        return {{"agent/ownership", "readable owned.json", "unreadable", Health::failed, owned.error().message}};
     return engine_->status(config_, *owned);
 }
 

@@ -9,37 +9,52 @@ namespace sanagent::agent {
 
 std::string_view health_name(Health health) {
     switch (health) {
-        case Health::ok: return "ok";
-        case Health::degraded: return "degraded";
-        case Health::failed: return "failed";
-        case Health::orphaned: return "orphaned";
-        case Health::foreign: return "foreign";
+        case Health::ok:
+            return "ok";
+        case Health::degraded:
+            return "degraded";
+        case Health::failed:
+            return "failed";
+        case Health::orphaned:
+            return "orphaned";
+        case Health::foreign:
+            return "foreign";
     }
     return "?";
 }
 
 std::string_view outcome_name(Outcome outcome) {
     switch (outcome) {
-        case Outcome::ok: return "ok";
-        case Outcome::partial: return "partial";
-        case Outcome::failed: return "failed";
+        case Outcome::ok:
+            return "ok";
+        case Outcome::partial:
+            return "partial";
+        case Outcome::failed:
+            return "failed";
     }
     return "?";
 }
 
 std::string_view state_name(StepRecord::State state) {
     switch (state) {
-        case StepRecord::State::done: return "done";
-        case StepRecord::State::failed: return "failed";
-        case StepRecord::State::undone: return "undone";
-        case StepRecord::State::undo_failed: return "undo failed";
-        case StepRecord::State::skipped: return "skipped";
+        case StepRecord::State::done:
+            return "done";
+        case StepRecord::State::failed:
+            return "failed";
+        case StepRecord::State::undone:
+            return "undone";
+        case StepRecord::State::undo_failed:
+            return "undo failed";
+        case StepRecord::State::skipped:
+            return "skipped";
     }
     return "?";
 }
 
 nlohmann::json to_json(const Step& step) {
-    return {{"object", step.object}, {"action", step.action}, {"module", step.module},
+    return {{"object", step.object},
+            {"action", step.action},
+            {"module", step.module},
             {"undoable", static_cast<bool>(step.undo)}};
 }
 
@@ -99,8 +114,8 @@ ApplyReport Engine::apply(std::vector<Step> steps, Ownership& owned, const LogSi
         for (auto it = undo_list.rbegin(); it != undo_list.rend(); ++it) {
             const Step& previous = **it;
             if (!previous.undo) {
-                report.records.push_back({previous.object, "undo: " + previous.action, StepRecord::State::undo_failed,
-                                          "cannot be undone"});
+                report.records.push_back(
+                    {previous.object, "undo: " + previous.action, StepRecord::State::undo_failed, "cannot be undone"});
                 continue;
             }
             Status undone = previous.undo();
@@ -154,7 +169,9 @@ nlohmann::json to_json(const ApplyReport& report) {
         if (!r.error.empty()) j["error"] = r.error;
         steps.push_back(std::move(j));
     }
-    return {{"outcome", outcome_name(report.outcome)}, {"changes", report.changes}, {"steps", steps},
+    return {{"outcome", outcome_name(report.outcome)},
+            {"changes", report.changes},
+            {"steps", steps},
             {"errors", report.errors}};
 }
 
@@ -173,8 +190,8 @@ std::string to_text(const ApplyReport& report) {
 nlohmann::json to_json(const std::vector<ObjectStatus>& status) {
     nlohmann::json objects = nlohmann::json::array();
     for (const auto& s : status) {
-        nlohmann::json j{{"object", s.object}, {"desired", s.desired}, {"actual", s.actual},
-                         {"health", health_name(s.health)}};
+        nlohmann::json j{
+            {"object", s.object}, {"desired", s.desired}, {"actual", s.actual}, {"health", health_name(s.health)}};
         if (!s.detail.empty()) j["detail"] = s.detail;
         objects.push_back(std::move(j));
     }

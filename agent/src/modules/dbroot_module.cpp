@@ -11,7 +11,9 @@ namespace fs = std::filesystem;
 namespace {
 
 // What the kernel starts with: /etc/target when it exists at module load, else /var/target.
-bool is_kernel_default(const std::string& dbroot) { return dbroot == "/etc/target" || dbroot == "/var/target"; }
+bool is_kernel_default(const std::string& dbroot) {
+    return dbroot == "/etc/target" || dbroot == "/var/target";
+}
 
 }  // namespace
 
@@ -48,12 +50,13 @@ std::vector<Step> DbrootModule::plan(const Config& config, const Ownership& owne
     const std::string desired = config.get_string("node", "", "target_dbroot");
     const std::string actual = observed_.dbroot;
     if (actual == desired) return steps;
-    if (!observed_.storage_objects.empty()) return steps;  // the kernel would refuse: status says why
+    if (!observed_.storage_objects.empty()) return steps;                  // the kernel would refuse: status says why
     if (!is_kernel_default(actual) && !owned.owns(kObject)) return steps;  // foreign
 
     std::error_code ec;
     if (!fs::is_directory(desired, ec)) {
-        steps.push_back({kObject, "create directory " + desired + " (mode 0700)",
+        steps.push_back({kObject,
+                         "create directory " + desired + " (mode 0700)",
                          [desired]() -> Status {
                              std::error_code mk;
                              fs::create_directories(desired, mk);
@@ -67,12 +70,16 @@ std::vector<Step> DbrootModule::plan(const Config& config, const Ownership& owne
                              if (rm) return Error{rm.value(), "removing " + desired + ": " + rm.message()};
                              return {};
                          },
-                         false, {}});
+                         false,
+                         {}});
     }
     auto tree = tree_;
-    steps.push_back({kObject, "set LIO dbroot to " + desired + " (was " + actual + ")",
+    steps.push_back({kObject,
+                     "set LIO dbroot to " + desired + " (was " + actual + ")",
                      [tree, desired]() { return tree->write_attr("dbroot", desired); },
-                     [tree, actual]() { return tree->write_attr("dbroot", actual); }, true, {}});
+                     [tree, actual]() { return tree->write_attr("dbroot", actual); },
+                     true,
+                     {}});
     return steps;
 }
 

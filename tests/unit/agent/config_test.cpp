@@ -1,14 +1,14 @@
 #define BOOST_TEST_MODULE agent
-#include <boost/test/unit_test.hpp>
+#include "sanagent/agent/config.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <boost/test/unit_test.hpp>
 #include <fstream>
 #include <sstream>
 
 #include "sanagent/agent/agent.h"
-#include "sanagent/agent/config.h"
 #include "test_dir.h"
 
 using namespace sanagent::agent;
@@ -58,26 +58,28 @@ BOOST_AUTO_TEST_CASE(every_error_class_with_file_line_and_key) {
     auto loose = dir.write("secrets/loose", "s3cret\n");
     ::chmod(loose.c_str(), 0644);
     auto f = dir.write("conf.d/10-bad.conf",
-                       "[node]\n"                                   // 1
-                       "nmae = \"n1\"\n"                            // 2 unknown key
-                       "[frobnicate]\n"                             // 3 unknown section
-                       "x = 1\n"                                    // 4
-                       "[volume.Bad_Name]\n"                        // 5 unsafe name
-                       "size = \"1G\"\n"                            // 6
-                       "[volume.vm1]\n"                             // 7
-                       "size = \"10Q\"\n"                           // 8 bad size
-                       "replication = 4\n"                          // 9 out of range
-                       "servers = [\"xs01\", \"nobody\"]\n"         // 10 dangling reference
-                       "provisioning = \"fat\"\n"                   // 11 bad choice
-                       "[server.xs01]\n"                            // 12
-                       "iqn = \"iqn.2026-11.org.example:xs01\"\n"   // 13
-                       "chap_secret_file = \"" + loose + "\"\n"     // 14 secrets 0644
-                       "[server.xs02]\n"                            // 15 missing iqn
-                       "chap_user = 7\n"                            // 16 wrong type
-                       "[bond.san0]\n"                              // 17
-                       "[link.san0]\n"                              // 18 duplicate interface
-                       "[agent]\n"                                  // 19
-                       "interval = \"5\"\n");                       // 20 duration without unit
+                       "[node]\n"                                  // 1
+                       "nmae = \"n1\"\n"                           // 2 unknown key
+                       "[frobnicate]\n"                            // 3 unknown section
+                       "x = 1\n"                                   // 4
+                       "[volume.Bad_Name]\n"                       // 5 unsafe name
+                       "size = \"1G\"\n"                           // 6
+                       "[volume.vm1]\n"                            // 7
+                       "size = \"10Q\"\n"                          // 8 bad size
+                       "replication = 4\n"                         // 9 out of range
+                       "servers = [\"xs01\", \"nobody\"]\n"        // 10 dangling reference
+                       "provisioning = \"fat\"\n"                  // 11 bad choice
+                       "[server.xs01]\n"                           // 12
+                       "iqn = \"iqn.2026-11.org.example:xs01\"\n"  // 13
+                       "chap_secret_file = \"" +
+                           loose +
+                           "\"\n"                  // 14 secrets 0644
+                           "[server.xs02]\n"       // 15 missing iqn
+                           "chap_user = 7\n"       // 16 wrong type
+                           "[bond.san0]\n"         // 17
+                           "[link.san0]\n"         // 18 duplicate interface
+                           "[agent]\n"             // 19
+                           "interval = \"5\"\n");  // 20 duration without unit
     Diagnostics diagnostics;
     load(dir, diagnostics);
     std::vector<std::string> expected = {
@@ -90,7 +92,8 @@ BOOST_AUTO_TEST_CASE(every_error_class_with_file_line_and_key) {
         f + ":9: [volume.vm1] replication: expected an integer from 1 to 3, got 4",
         f + ":11: [volume.vm1] provisioning: expected one of thin|full, got \"fat\"",
         f + ":16: [server.xs02] chap_user: expected a string",
-        f + ":20: [agent] interval: expected a duration: \"5\" is not a duration like \"100ms\", \"5s\", \"2m\" or \"1h\"",
+        f + ":20: [agent] interval: expected a duration: \"5\" is not a duration like \"100ms\", \"5s\", \"2m\" or "
+            "\"1h\"",
         f + ":10: [volume.vm1] servers: expected the name of a [server.NAME] table; \"nobody\" is not defined",
         f + ":14: [server.xs01] chap_secret_file: expected a file owned by uid " + std::to_string(::getuid()) +
             " with mode 0600: " + loose,
@@ -100,7 +103,8 @@ BOOST_AUTO_TEST_CASE(every_error_class_with_file_line_and_key) {
     auto got = lines(diagnostics);
     BOOST_TEST(got.size() == expected.size(), diagnostics.text());
     for (const auto& e : expected)
-        BOOST_TEST((std::find(got.begin(), got.end(), e) != got.end()), "missing: " << e << "\ngot:\n" << diagnostics.text());
+        BOOST_TEST((std::find(got.begin(), got.end(), e) != got.end()), "missing: " << e << "\ngot:\n"
+                                                                                    << diagnostics.text());
 }
 
 BOOST_AUTO_TEST_CASE(syntax_errors_name_the_line) {
@@ -129,7 +133,9 @@ BOOST_AUTO_TEST_CASE(secrets_must_be_root_owned_regular_files) {
     load(dir, diagnostics);
     auto text = diagnostics.text();
     BOOST_TEST(text.find("[server.a]") == std::string::npos, text);
-    if (can_chown) BOOST_TEST(text.find(f + ":6: [server.b] chap_secret_file: expected a file owned by uid") != std::string::npos, text);
+    if (can_chown)
+        BOOST_TEST(text.find(f + ":6: [server.b] chap_secret_file: expected a file owned by uid") != std::string::npos,
+                   text);
     BOOST_TEST(text.find(f + ":9: [server.c] chap_secret_file: expected a regular file (not a link or directory)") !=
                    std::string::npos,
                text);
@@ -142,8 +148,9 @@ BOOST_AUTO_TEST_CASE(check_output_redacts_nothing_secret_and_explains_origins) {
     TempDir dir;
     auto secret = dir.write("secrets/xs01", "TOPSECRETVALUE\n");
     ::chmod(secret.c_str(), 0600);
-    auto f = dir.write("sanagent.conf", "[server.xs01]\niqn = \"iqn.x:xs01\"\nchap_user = \"xs01\"\nchap_secret_file = \"" +
-                                            secret + "\"\n");
+    auto f =
+        dir.write("sanagent.conf",
+                  "[server.xs01]\niqn = \"iqn.x:xs01\"\nchap_user = \"xs01\"\nchap_secret_file = \"" + secret + "\"\n");
     Diagnostics diagnostics;
     auto config = load(dir, diagnostics);
     BOOST_TEST(diagnostics.empty(), diagnostics.text());
@@ -164,12 +171,20 @@ BOOST_AUTO_TEST_CASE(schema_defaults_parse_and_docs_match) {
                 case ValueType::integer:
                 case ValueType::size:
                 case ValueType::duration:
-                case ValueType::percent: (void)empty.get_integer(section.name, "", key.key); break;
-                case ValueType::boolean: (void)empty.get_bool(section.name, "", key.key); break;
+                case ValueType::percent:
+                    (void)empty.get_integer(section.name, "", key.key);
+                    break;
+                case ValueType::boolean:
+                    (void)empty.get_bool(section.name, "", key.key);
+                    break;
                 case ValueType::string_list:
-                case ValueType::name_list: (void)empty.get_list(section.name, "", key.key); break;
-                case ValueType::string_map: break;
-                default: (void)empty.get_string(section.name, "", key.key);
+                case ValueType::name_list:
+                    (void)empty.get_list(section.name, "", key.key);
+                    break;
+                case ValueType::string_map:
+                    break;
+                default:
+                    (void)empty.get_string(section.name, "", key.key);
             }
         }
     std::ifstream in(std::string(SANAGENT_SOURCE_DIR) + "/docs/config.md");

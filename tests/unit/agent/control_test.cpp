@@ -1,12 +1,12 @@
-#include <boost/test/unit_test.hpp>
+#include "sanagent/agent/control.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
 
+#include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <thread>
 
-#include "sanagent/agent/control.h"
 #include "test_dir.h"
 
 using namespace sanagent::agent;
@@ -34,8 +34,8 @@ struct Pair {
             }
             if (close_after) ::shutdown(client.get(), SHUT_WR);
         });
-        auto served = serve_client(server.get(), [](const Request& r) { return nlohmann::json(request_name(r.kind)); },
-                                   500ms);
+        auto served = serve_client(
+            server.get(), [](const Request& r) { return nlohmann::json(request_name(r.kind)); }, 500ms);
         writer.join();
         BOOST_TEST(served.ok());
         std::string reply;
@@ -96,7 +96,7 @@ BOOST_AUTO_TEST_CASE(socket_is_private_and_round_trips) {
     auto path = dir.root / "run/control.sock";
     auto listener = listen_control_socket(path);
     BOOST_TEST_REQUIRE(listener.ok());
-    struct stat st{};
+    struct stat st {};
     BOOST_TEST_REQUIRE(::stat(path.c_str(), &st) == 0);
     BOOST_TEST((st.st_mode & 0777) == 0600u);
     std::thread server([&] {
@@ -104,7 +104,12 @@ BOOST_AUTO_TEST_CASE(socket_is_private_and_round_trips) {
             int fd = ::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
             if (fd >= 0) {
                 UniqueFd client(fd);
-                (void)serve_client(client.get(), [](const Request&) { return nlohmann::json{{"objects", 0}}; }, 1s);
+                (void)serve_client(
+                    client.get(),
+                    [](const Request&) {
+                        return nlohmann::json{{"objects", 0}};
+                    },
+                    1s);
                 return;
             }
             std::this_thread::sleep_for(10ms);

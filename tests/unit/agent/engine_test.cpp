@@ -1,6 +1,6 @@
-#include <boost/test/unit_test.hpp>
-
 #include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
 
 #include "fake_module.h"
 #include "sanagent/agent/agent.h"
@@ -11,9 +11,15 @@ using namespace sanagent::agent;
 using namespace sanagent::agent::test;
 
 namespace sanagent::agent {
-std::ostream& operator<<(std::ostream& out, Outcome o) { return out << outcome_name(o); }
-std::ostream& operator<<(std::ostream& out, Health h) { return out << health_name(h); }
-std::ostream& operator<<(std::ostream& out, StepRecord::State s) { return out << state_name(s); }
+std::ostream& operator<<(std::ostream& out, Outcome o) {
+    return out << outcome_name(o);
+}
+std::ostream& operator<<(std::ostream& out, Health h) {
+    return out << health_name(h);
+}
+std::ostream& operator<<(std::ostream& out, StepRecord::State s) {
+    return out << state_name(s);
+}
 }  // namespace sanagent::agent
 
 namespace {
@@ -59,8 +65,9 @@ BOOST_FIXTURE_TEST_CASE(plan_orders_steps_per_object_and_changes_nothing, FakeAg
                                          "volume/vm2: create vm2", "volume/vm2: set size of vm2"};
     BOOST_TEST(actions == expected, boost::test_tools::per_element());
     BOOST_TEST(machine->writes == 0u);
-    BOOST_TEST(to_text(plan.steps) == "1. volume/vm1: create vm1\n2. volume/vm1: set size of vm1\n"
-                                      "3. volume/vm2: create vm2\n4. volume/vm2: set size of vm2\n");
+    BOOST_TEST(to_text(plan.steps) ==
+               "1. volume/vm1: create vm1\n2. volume/vm1: set size of vm1\n"
+               "3. volume/vm2: create vm2\n4. volume/vm2: set size of vm2\n");
     BOOST_TEST(to_json(plan.steps[0]).dump() ==
                R"({"action":"create vm1","module":"fake-volume","object":"volume/vm1","undoable":true})");
 }

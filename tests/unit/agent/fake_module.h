@@ -15,7 +15,7 @@ namespace sanagent::agent::test {
 struct FakeMachine {
     std::map<std::string, std::uint64_t> volumes;  // created ones; size 0 = created, no size yet
     std::size_t writes = 0;
-    std::set<std::string> fail_actions;            // "set size of vm2" -> fails with EIO
+    std::set<std::string> fail_actions;  // "set size of vm2" -> fails with EIO
     bool observe_fails = false;
 };
 
@@ -54,8 +54,11 @@ public:
             const std::string object = "volume/" + v->name;
             const auto size = config.get_size("volume", v->name, "size");
             auto it = observed_.find(v->name);
-            ObjectStatus s{object, std::to_string(size), it == observed_.end() ? "absent" : std::to_string(it->second),
-                           Health::ok, {}};
+            ObjectStatus s{object,
+                           std::to_string(size),
+                           it == observed_.end() ? "absent" : std::to_string(it->second),
+                           Health::ok,
+                           {}};
             if (it != observed_.end() && !owned.owns(object))
                 s.health = Health::foreign;
             else if (it == observed_.end() || it->second != size)

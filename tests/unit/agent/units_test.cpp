@@ -1,6 +1,6 @@
-#include <boost/test/unit_test.hpp>
-
 #include "sanagent/agent/units.h"
+
+#include <boost/test/unit_test.hpp>
 
 using namespace sanagent::agent;
 using namespace std::chrono_literals;
@@ -33,7 +33,8 @@ BOOST_AUTO_TEST_CASE(durations_need_a_unit) {
     BOOST_TEST(parse_duration("2m")->count() == 120000);
     BOOST_TEST(parse_duration("1h")->count() == 3600000);
     BOOST_TEST(parse_duration("0s")->count() == 0);
-    for (const char* bad : {"", "5", "s", "5 s", "1.5s", "-1s", "5S", "5sec", "9223372036854775808ms", "9999999999999999h"})
+    for (const char* bad :
+         {"", "5", "s", "5 s", "1.5s", "-1s", "5S", "5sec", "9223372036854775808ms", "9999999999999999h"})
         BOOST_TEST(!parse_duration(bad).ok(), bad);
 }
 
@@ -41,7 +42,8 @@ BOOST_AUTO_TEST_CASE(percentages_are_whole_and_bounded) {
     BOOST_TEST(*parse_percent("80%") == 80);
     BOOST_TEST(*parse_percent("0%") == 0);
     BOOST_TEST(*parse_percent("100%") == 100);
-    for (const char* bad : {"", "80", "101%", "%", "80.5%", "-1%", "80 %", "80%%"}) BOOST_TEST(!parse_percent(bad).ok(), bad);
+    for (const char* bad : {"", "80", "101%", "%", "80.5%", "-1%", "80 %", "80%%"})
+        BOOST_TEST(!parse_percent(bad).ok(), bad);
 }
 
 BOOST_AUTO_TEST_CASE(formatting_round_trips) {
@@ -51,7 +53,8 @@ BOOST_AUTO_TEST_CASE(formatting_round_trips) {
     BOOST_TEST(format_duration(60s) == "1m");
     BOOST_TEST(format_duration(1500ms) == "1500ms");
     BOOST_TEST(format_duration(5s) == "5s");
-    for (std::uint64_t v : {1ull, 1024ull, 3ull << 20, 5ull << 40, 12345ull}) BOOST_TEST(*parse_size(format_size(v)) == v);
+    for (std::uint64_t v : {1ull, 1024ull, 3ull << 20, 5ull << 40, 12345ull})
+        BOOST_TEST(*parse_size(format_size(v)) == v);
 }
 
 BOOST_AUTO_TEST_CASE(safe_names) {
@@ -59,9 +62,9 @@ BOOST_AUTO_TEST_CASE(safe_names) {
     BOOST_TEST(is_safe_name("v8.1-01"));
     BOOST_TEST(is_safe_name("0abc"));
     BOOST_TEST(is_safe_name(std::string(63, 'a')));
-    for (std::string bad : {std::string(), std::string(64, 'a'), std::string("-a"), std::string(".a"),
-                            std::string("A"), std::string("a/b"), std::string("a b"), std::string("a_b"),
-                            std::string("a\nb"), std::string("a:b"), std::string("..")})
+    for (std::string bad : {std::string(), std::string(64, 'a'), std::string("-a"), std::string(".a"), std::string("A"),
+                            std::string("a/b"), std::string("a b"), std::string("a_b"), std::string("a\nb"),
+                            std::string("a:b"), std::string("..")})
         BOOST_TEST(!is_safe_name(bad), bad);
 }
 

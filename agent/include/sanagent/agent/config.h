@@ -54,8 +54,8 @@ private:
 // One key's merged value. Sizes are bytes, durations milliseconds, percents
 // 0-100; `raw` keeps what the admin wrote for printing.
 struct ConfigValue {
-    using Data = std::variant<std::string, std::int64_t, bool, std::vector<std::string>,
-                              std::map<std::string, std::string>>;
+    using Data =
+        std::variant<std::string, std::int64_t, bool, std::vector<std::string>, std::map<std::string, std::string>>;
     ValueType type = ValueType::string;
     Data data;
     std::string raw;
@@ -86,8 +86,7 @@ public:
     std::int64_t get_integer(std::string_view section, std::string_view name, std::string_view key) const;
     bool get_bool(std::string_view section, std::string_view name, std::string_view key) const;
     std::vector<std::string> get_list(std::string_view section, std::string_view name, std::string_view key) const;
-    std::chrono::milliseconds get_duration(std::string_view section, std::string_view name,
-                                           std::string_view key) const;
+    std::chrono::milliseconds get_duration(std::string_view section, std::string_view name, std::string_view key) const;
     std::uint64_t get_size(std::string_view section, std::string_view name, std::string_view key) const;
 
     const std::map<std::string, std::map<std::string, ConfigObject>>& sections() const { return sections_; }

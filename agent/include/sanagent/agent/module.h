@@ -13,11 +13,10 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sanagent/agent/config.h"
 #include "sanagent/agent/ownership.h"
@@ -29,11 +28,11 @@ namespace sanagent::agent {
 // "bond/san0"); steps of one object run in order and stop at the first failure.
 struct Step {
     std::string object;
-    std::string action;              // what it does, in the admin's words
+    std::string action;  // what it does, in the admin's words
     std::function<Status()> apply;
-    std::function<Status()> undo;    // empty when the step cannot be undone
-    bool claims = false;             // on success the object becomes owned
-    std::string module;              // filled in by the Engine
+    std::function<Status()> undo;  // empty when the step cannot be undone
+    bool claims = false;           // on success the object becomes owned
+    std::string module;            // filled in by the Engine
 };
 
 nlohmann::json to_json(const Step& step);

@@ -3,10 +3,9 @@
 // from the daemon or from a direct run, so both paths go through JSON.
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "sanagent/agent/agent.h"
 

@@ -13,10 +13,10 @@
 namespace sanagent::agent {
 
 enum class ValueType {
-    string,       // free text
-    name,         // a safe name (see is_safe_name)
-    path,         // an absolute path
-    integer,      // within [min, max]
+    string,   // free text
+    name,     // a safe name (see is_safe_name)
+    path,     // an absolute path
+    integer,  // within [min, max]
     boolean,
     choice,       // one of `choices` ("a|b|c")
     string_list,  // array of strings
@@ -36,12 +36,12 @@ struct KeySpec {
     std::string_view default_value;  // in config syntax ("60s", "[\"storage\"]"); empty: none
     std::string_view doc;
     std::string_view unit = {};
-    std::string_view ref = {};       // the section a name/name_list value names
-    std::string_view choices = {};   // for choice: "active-backup|balance-alb|802.3ad"
+    std::string_view ref = {};      // the section a name/name_list value names
+    std::string_view choices = {};  // for choice: "active-backup|balance-alb|802.3ad"
     bool required = false;
     std::int64_t min = std::numeric_limits<std::int64_t>::min();
     std::int64_t max = std::numeric_limits<std::int64_t>::max();
-    bool secret = false;             // value never printed
+    bool secret = false;  // value never printed
 };
 
 struct SectionSpec {
