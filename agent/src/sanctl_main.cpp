@@ -1,23 +1,183 @@
 // sanctl: how an admin talks to sanagent. See docs/sanctl.md.
+#include <cerrno>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "sanagent/agent/agent.h"
+#include "sanagent/agent/control.h"
 #include "sanagent/agent/observe.h"
+#include "sanagent/agent/report.h"
 
 namespace {
+
+using namespace sanagent::agent;
+using namespace std::chrono_literals;
 
 constexpr const char* kUsage = R"(usage: sanctl COMMAND [OPTIONS]
 
 commands:
-  observe [--json] [--target-root DIR]   what sanagent sees of this machine: links,
-                                         the LIO target tree, LVM
-  version                                print the version
+  config check [--explain]     validate the config; print it merged (secrets redacted),
+                               with --explain the file:line of every value
+  config schema [--markdown]   the reference table of every section and key
+  plan [--json]                the steps that would take this machine to the config
+  apply [--json]               run them (through sanagentd when it runs)
+  status [--json]              each object: desired, actual, health
+  observe [--json] [--target-root DIR]
+                               what sanagent sees of this machine: links,
+                               the LIO target tree, LVM
+  version                      print the version
+
+options:
+  --config-dir DIR   the config (default /etc/sanagent: sanagent.conf, conf.d/*.conf)
+  --state-dir DIR    override [agent] state_dir (direct runs)
+  --socket PATH      override [agent] control_socket
+  --direct           do not ask the daemon; observe and apply from this process
+
+exit status: 0 ok; 1 error or invalid config; 2 usage; 3 apply was partial
 )";
 
+struct Options {
+    AgentOptions agent;
+    std::optional<std::string> socket;
+    bool direct = false;
+    bool json = false;
+    bool explain = false;
+    bool markdown = false;
+};
+
+int usage_error(const std::string& message) {
+    std::cerr << "sanctl: " << message << "\n" << kUsage;
+    return 2;
+}
+
+// Returns false (after printing) on an unknown argument.
+bool parse_options(const std::vector<std::string>& args, Options& o) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        auto next = [&]() -> std::optional<std::string> {
+            if (i + 1 >= args.size()) return std::nullopt;
+            return args[++i];
+        };
+        std::optional<std::string> v;
+        if (a == "--json") {
+            o.json = true;
+        } else if (a == "--explain") {
+            o.explain = true;
+        } else if (a == "--markdown") {
+            o.markdown = true;
+        } else if (a == "--direct") {
+            o.direct = true;
+        } else if (a == "--config-dir" && (v = next())) {
+            o.agent.load.config_dir = *v;
+        } else if (a == "--state-dir" && (v = next())) {
+            o.agent.state_dir = *v;
+        } else if (a == "--socket" && (v = next())) {
+            o.socket = *v;
+        } else {
+            usage_error("unknown or incomplete argument '" + a + "'");
+            return false;
+        }
+    }
+    return true;
+}
+
+int cmd_config(const std::vector<std::string>& args) {
+    if (args.empty()) return usage_error("config needs check or schema");
+    Options o;
+    if (!parse_options({args.begin() + 1, args.end()}, o)) return 2;
+    if (args[0] == "schema") {
+        std::cout << schema_markdown();
+        return 0;
+    }
+    if (args[0] != "check") return usage_error("unknown config command '" + args[0] + "'");
+    Diagnostics diagnostics;
+    auto config = load_and_validate(o.agent, diagnostics);
+    if (!diagnostics.empty()) {
+        std::cerr << diagnostics.text() << diagnostics.size() << " error(s) in " << o.agent.load.config_dir.string()
+                  << "; nothing would be applied\n";
+        return 1;
+    }
+    std::cout << render_config(config, o.explain);
+    return 0;
+}
+
+// The daemon's socket: --socket, else the config's [agent] control_socket.
+std::string socket_path(const Options& o) {
+    if (o.socket) return *o.socket;
+    Diagnostics ignored;
+    return load_config(o.agent.load, ignored).get_string("agent", "", "control_socket");
+}
+
+// Ask the daemon; nullopt when it does not run (then the caller works directly).
+std::optional<sanagent::Result<nlohmann::json>> ask_daemon(const Options& o, RequestKind kind) {
+    if (o.direct) return std::nullopt;
+    auto reply = control_call(socket_path(o), {kind}, kind == RequestKind::apply ? 600s : 30s);
+    if (!reply && (reply.error().code == ENOENT || reply.error().code == ECONNREFUSED)) return std::nullopt;
+    return reply;
+}
+
+std::optional<Agent> direct_agent(const Options& o, int& rc) {
+    Agent agent(o.agent);
+    Diagnostics diagnostics;
+    if (!agent.reload(diagnostics)) {
+        std::cerr << diagnostics.text() << diagnostics.size() << " error(s); nothing applied\n";
+        rc = 1;
+        return std::nullopt;
+    }
+    return agent;
+}
+
+int cmd_run(RequestKind kind, const std::vector<std::string>& args) {
+    Options o;
+    if (!parse_options(args, o)) return 2;
+    nlohmann::json result;
+    if (auto remote = ask_daemon(o, kind)) {
+        if (!*remote) {
+            std::cerr << "sanctl: " << remote->error().message << "\n";
+            return 1;
+        }
+        result = **remote;
+    } else {
+        int rc = 0;
+        auto agent = direct_agent(o, rc);
+        if (!agent) return rc;
+        switch (kind) {
+            case RequestKind::plan:
+                result = plan_json(agent->plan());
+                break;
+            case RequestKind::apply:
+                result = to_json(agent->apply());
+                break;
+            default:
+                result = {{"objects", to_json(agent->status())}};
+        }
+    }
+    if (o.json) {
+        std::cout << result.dump(2) << "\n";
+    } else {
+        switch (kind) {
+            case RequestKind::plan:
+                std::cout << plan_text(result);
+                break;
+            case RequestKind::apply:
+                std::cout << apply_text(result);
+                break;
+            default:
+                std::cout << status_text(result);
+        }
+    }
+    if (kind == RequestKind::apply) {
+        const auto outcome = result.value("outcome", std::string("failed"));
+        return outcome == "ok" ? 0 : outcome == "partial" ? 3 : 1;
+    }
+    return 0;
+}
+
 int cmd_observe(const std::vector<std::string>& args) {
-    sanagent::agent::ObserveOptions options;
+    ObserveOptions options;
     bool json = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--json") {
@@ -25,16 +185,15 @@ int cmd_observe(const std::vector<std::string>& args) {
         } else if (args[i] == "--target-root" && i + 1 < args.size()) {
             options.target_root = args[++i];
         } else {
-            std::cerr << "sanctl observe: unknown argument '" << args[i] << "'\n" << kUsage;
-            return 2;
+            return usage_error("observe: unknown argument '" + args[i] + "'");
         }
     }
     sanagent::SystemCommandRunner runner;
-    auto observation = sanagent::agent::observe_machine(options, runner);
+    auto observation = observe_machine(options, runner);
     if (json)
-        std::cout << sanagent::agent::to_json(observation).dump(2) << "\n";
+        std::cout << to_json(observation).dump(2) << "\n";
     else
-        std::cout << sanagent::agent::to_text(observation);
+        std::cout << to_text(observation);
     return 0;
 }
 
@@ -49,10 +208,13 @@ int main(int argc, char** argv) {
     const std::string cmd = args[0];
     args.erase(args.begin());
     if (cmd == "observe") return cmd_observe(args);
+    if (cmd == "config") return cmd_config(args);
+    if (cmd == "plan") return cmd_run(RequestKind::plan, args);
+    if (cmd == "apply") return cmd_run(RequestKind::apply, args);
+    if (cmd == "status") return cmd_run(RequestKind::status, args);
     if (cmd == "version" || cmd == "--version") {
         std::cout << "sanctl " << SANAGENT_VERSION << "\n";
         return 0;
     }
-    std::cerr << "sanctl: unknown command '" << cmd << "'\n" << kUsage;
-    return 2;
+    return usage_error("unknown command '" + cmd + "'");
 }

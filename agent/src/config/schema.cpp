@@ -1,0 +1,278 @@
+#include "sanagent/agent/schema.h"
+
+#include <sstream>
+
+namespace sanagent::agent {
+
+std::string_view type_name(ValueType type) {
+    switch (type) {
+        case ValueType::string:
+            return "string";
+        case ValueType::name:
+            return "name";
+        case ValueType::path:
+            return "path";
+        case ValueType::integer:
+            return "integer";
+        case ValueType::boolean:
+            return "boolean";
+        case ValueType::choice:
+            return "choice";
+        case ValueType::string_list:
+            return "list of strings";
+        case ValueType::name_list:
+            return "list of names";
+        case ValueType::string_map:
+            return "table of strings";
+        case ValueType::size:
+            return "size";
+        case ValueType::duration:
+            return "duration";
+        case ValueType::percent:
+            return "percent";
+        case ValueType::secret_file:
+            return "secret file";
+    }
+    return "?";
+}
+
+const std::vector<SectionSpec>& schema() {
+    using T = ValueType;
+    // Keys of the design sketch are the public interface: extend, never rename.
+    static const std::vector<SectionSpec> table = {
+        {"agent",
+         false,
+         "The daemon itself.",
+         {
+             {.key = "interval",
+              .type = T::duration,
+              .default_value = "60s",
+              .doc = "How often sanagentd reconciles without being asked.",
+              .min = 1000},
+             {.key = "state_dir",
+              .type = T::path,
+              .default_value = "/var/lib/sanagent",
+              .doc = "Where the agent keeps owned.json, the list of objects it made."},
+             {.key = "control_socket",
+              .type = T::path,
+              .default_value = "/run/sanagent/control.sock",
+              .doc = "The control socket sanctl talks to (mode 0600)."},
+             {.key = "target_root",
+              .type = T::path,
+              .default_value = "/sys/kernel/config/target",
+              .doc = "The LIO configfs root (changed only by tests)."},
+         }},
+        {"node",
+         false,
+         "This machine.",
+         {
+             {.key = "name", .type = T::name, .default_value = "", .doc = "The node's name in the cluster."},
+             {.key = "roles",
+              .type = T::string_list,
+              .default_value = "[\"storage\"]",
+              .doc = "storage, host, or both."},
+             {.key = "target_dbroot",
+              .type = T::path,
+              .default_value = "/var/lib/sanagent/target",
+              .doc = "LIO's dbroot (persistent reservations, ALUA); set before the first device exists."},
+         }},
+        {"group",
+         false,
+         "The management group.",
+         {
+             {.key = "name", .type = T::name, .default_value = "", .doc = "The group's name, part of every IQN."},
+             {.key = "iqn_prefix",
+              .type = T::string,
+              .default_value = "",
+              .doc = "Volume IQN = <iqn_prefix>:<group>:<volume>."},
+         }},
+        {"cluster",
+         true,
+         "A set of storage nodes.",
+         {
+             {.key = "nodes",
+              .type = T::string_map,
+              .default_value = "",
+              .doc = "Node name = storage network address."},
+         }},
+        {"time",
+         false,
+         "The one time source.",
+         {
+             {.key = "servers", .type = T::string_list, .default_value = "[]", .doc = "NTP servers."},
+             {.key = "pools", .type = T::string_list, .default_value = "[]", .doc = "NTP pools."},
+             {.key = "max_offset",
+              .type = T::duration,
+              .default_value = "100ms",
+              .doc = "Largest offset still called synchronised."},
+             {.key = "timezone", .type = T::string, .default_value = "UTC", .doc = "The time zone."},
+         }},
+        {"bond",
+         true,
+         "A bonded storage network interface (NAME is the interface).",
+         {
+             {.key = "mode",
+              .type = T::choice,
+              .default_value = "balance-alb",
+              .doc = "Bonding mode.",
+              .choices = "active-backup|balance-alb|802.3ad"},
+             {.key = "slaves", .type = T::string_list, .default_value = "[]", .doc = "Ports enslaved to the bond."},
+             {.key = "mtu",
+              .type = T::integer,
+              .default_value = "1500",
+              .doc = "MTU of the bond and its ports.",
+              .unit = "bytes",
+              .min = 68,
+              .max = 65535},
+             {.key = "miimon", .type = T::duration, .default_value = "100ms", .doc = "Link monitoring interval."},
+             {.key = "addresses",
+              .type = T::string_list,
+              .default_value = "[]",
+              .doc = "Addresses with prefix length."},
+             {.key = "description",
+              .type = T::string,
+              .default_value = "",
+              .doc = "The interface alias shown by `ip link`."},
+         }},
+        {"link",
+         true,
+         "A plain network interface (NAME is the interface).",
+         {
+             {.key = "mtu",
+              .type = T::integer,
+              .default_value = "1500",
+              .doc = "MTU.",
+              .unit = "bytes",
+              .min = 68,
+              .max = 65535},
+             {.key = "addresses",
+              .type = T::string_list,
+              .default_value = "[]",
+              .doc = "Addresses with prefix length."},
+             {.key = "description", .type = T::string, .default_value = "", .doc = "The interface alias."},
+         }},
+        {"pool",
+         true,
+         "An LVM volume group with a thin pool that holds volumes.",
+         {
+             {.key = "vg", .type = T::name, .default_value = "", .doc = "Volume group name.", .required = true},
+             {.key = "devices", .type = T::string_list, .default_value = "[]", .doc = "Physical volumes."},
+             {.key = "thin_pool", .type = T::name, .default_value = "thin", .doc = "Thin pool LV name."},
+             {.key = "warn_at",
+              .type = T::percent,
+              .default_value = "80%",
+              .doc = "Thin pool data use that turns status to degraded."},
+         }},
+        {"server",
+         true,
+         "An initiator (hypervisor host) volumes are assigned to.",
+         {
+             {.key = "iqn", .type = T::string, .default_value = "", .doc = "The initiator's IQN.", .required = true},
+             {.key = "chap_user", .type = T::string, .default_value = "", .doc = "CHAP user name."},
+             {.key = "chap_secret_file",
+              .type = T::secret_file,
+              .default_value = "",
+              .doc = "File holding the CHAP secret; root-owned, mode 0600."},
+         }},
+        {"volume",
+         true,
+         "A volume: one iSCSI target with one LUN.",
+         {
+             {.key = "size",
+              .type = T::size,
+              .default_value = "",
+              .doc = "Size.",
+              .unit = "bytes (binary)",
+              .required = true},
+             {.key = "provisioning",
+              .type = T::choice,
+              .default_value = "thin",
+              .doc = "thin or full.",
+              .choices = "thin|full"},
+             {.key = "replication",
+              .type = T::integer,
+              .default_value = "1",
+              .doc = "Network RAID: copies on this many nodes.",
+              .min = 1,
+              .max = 3},
+             {.key = "servers",
+              .type = T::name_list,
+              .default_value = "[]",
+              .doc = "Servers allowed to use it (ACLs).",
+              .ref = "server"},
+             {.key = "pool", .type = T::name, .default_value = "", .doc = "Pool holding it.", .ref = "pool"},
+             {.key = "iqn", .type = T::string, .default_value = "", .doc = "Overrides the derived IQN."},
+         }},
+        {"sr",
+         true,
+         "On a host: a storage repository on a volume.",
+         {
+             {.key = "volume", .type = T::name, .default_value = "", .doc = "The volume behind it.", .ref = "volume"},
+             {.key = "target",
+              .type = T::string,
+              .default_value = "",
+              .doc = "Target IQN, when the volume is not in this config."},
+             {.key = "portals", .type = T::string_list, .default_value = "[]", .doc = "IP:PORT portals."},
+         }},
+        {"vdi",
+         true,
+         "On a host: a virtual disk in an SR.",
+         {
+             {.key = "sr",
+              .type = T::name,
+              .default_value = "",
+              .doc = "The SR holding it.",
+              .ref = "sr",
+              .required = true},
+             {.key = "size",
+              .type = T::size,
+              .default_value = "",
+              .doc = "Size.",
+              .unit = "bytes (binary)",
+              .required = true},
+         }},
+    };
+    return table;
+}
+
+const SectionSpec* find_section(std::string_view name) {
+    for (const auto& s : schema())
+        if (s.name == name) return &s;
+    return nullptr;
+}
+
+const KeySpec* find_key(std::string_view section, std::string_view key) {
+    const auto* s = find_section(section);
+    if (!s) return nullptr;
+    for (const auto& k : s->keys)
+        if (k.key == key) return &k;
+    return nullptr;
+}
+
+std::string schema_markdown() {
+    std::ostringstream out;
+    for (const auto& s : schema()) {
+        out << "### `[" << s.name << (s.named ? ".NAME" : "") << "]`\n\n" << s.doc << "\n\n";
+        out << "| key | type | default | unit | description |\n| --- | --- | --- | --- | --- |\n";
+        for (const auto& k : s.keys) {
+            std::string type(type_name(k.type));
+            if (k.type == ValueType::choice) {
+                std::string choices(k.choices);
+                for (auto pos = choices.find('|'); pos != std::string::npos; pos = choices.find('|', pos))
+                    choices.replace(pos, 1, ", ");
+                type += ": " + choices;
+            }
+            if (!k.ref.empty()) type += " of `[" + std::string(k.ref) + ".NAME]`";
+            if (k.type == ValueType::integer && k.max != std::numeric_limits<std::int64_t>::max())
+                type += " " + std::to_string(k.min) + "-" + std::to_string(k.max);
+            std::string def = k.required                ? "(required)"
+                              : k.default_value.empty() ? ""
+                                                        : "`" + std::string(k.default_value) + "`";
+            out << "| `" << k.key << "` | " << type << " | " << def << " | " << k.unit << " | " << k.doc << " |\n";
+        }
+        out << "\n";
+    }
+    return out.str();
+}
+
+}  // namespace sanagent::agent
