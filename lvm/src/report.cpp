@@ -73,6 +73,7 @@ Result<std::vector<VolumeGroupState>> parse_vgs_report(std::string_view text) {
         vg.name = to_str(row, "vg_name");
         vg.size_bytes = to_u64(row, "vg_size");
         vg.free_bytes = to_u64(row, "vg_free");
+        vg.extent_size_bytes = to_u64(row, "vg_extent_size");
         vg.pv_count = static_cast<unsigned>(to_u64(row, "pv_count"));
         vg.lv_count = static_cast<unsigned>(to_u64(row, "lv_count"));
         vg.tags = to_tags(row, "vg_tags");
@@ -104,7 +105,7 @@ Result<std::vector<LogicalVolumeState>> parse_lvs_report(std::string_view text) 
 
 Command vgs_report_command() {
     return Command{{"lvm", "vgs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
-                    "vg_name,vg_size,vg_free,pv_count,lv_count,vg_tags"}};
+                    "vg_name,vg_size,vg_free,vg_extent_size,pv_count,lv_count,vg_tags"}};
 }
 
 Command lvs_report_command() {

@@ -1,6 +1,8 @@
 #include "sanagent/agent/agent.h"
 
 #include "sanagent/agent/dbroot_module.h"
+#include "sanagent/agent/lvm_modules.h"
+#include "sanagent/lvm/probe.h"
 
 namespace sanagent::agent {
 
@@ -9,6 +11,10 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     auto lio = std::make_shared<configfs::ConfigfsTree>(config.get_string("agent", "", "target_root"));
     // Plan order: dbroot before anything registers a LIO device.
     modules.push_back(std::make_unique<DbrootModule>(lio));
+    // Pools before the volumes they hold.
+    auto runner = std::make_shared<SystemCommandRunner>();
+    modules.push_back(std::make_unique<PoolModule>(runner, lvm::probe_signatures));
+    modules.push_back(std::make_unique<VolumeModule>(runner));
     return modules;
 }
 

@@ -19,6 +19,7 @@ struct VolumeGroupState {
     std::string name;
     std::uint64_t size_bytes = 0;
     std::uint64_t free_bytes = 0;
+    std::uint64_t extent_size_bytes = 0;
     unsigned pv_count = 0;
     unsigned lv_count = 0;
     std::vector<std::string> tags;

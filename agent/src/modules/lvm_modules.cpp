@@ -1,0 +1,341 @@
+#include "sanagent/agent/lvm_modules.h"
+
+#include <algorithm>
+#include <cstdio>
+
+namespace sanagent::agent {
+
+namespace {
+
+Result<LvmView> read_lvm(CommandRunner& runner) {
+    lvm::LvmReporter reporter(runner);
+    auto vgs = reporter.volume_groups();
+    if (!vgs) return vgs.error();
+    auto lvs = reporter.logical_volumes();
+    if (!lvs) return lvs.error();
+    return LvmView{std::move(*vgs), std::move(*lvs)};
+}
+
+const lvm::VolumeGroupState* find_vg(const LvmView& view, const std::string& name) {
+    for (const auto& vg : view.vgs)
+        if (vg.name == name) return &vg;
+    return nullptr;
+}
+
+const lvm::LogicalVolumeState* find_lv(const LvmView& view, const std::string& vg, const std::string& name) {
+    for (const auto& lv : view.lvs)
+        if (lv.vg == vg && lv.name == name) return &lv;
+    return nullptr;
+}
+
+bool tagged(const std::vector<std::string>& tags) {
+    return std::find(tags.begin(), tags.end(), lvm::kOwnerTag) != tags.end();
+}
+
+// Each lvm step runs the tool; its undo (when it has one) runs the inverse.
+Step lvm_step(const std::string& object, const lvm::LvmStep& s, std::shared_ptr<CommandRunner> runner,
+              std::optional<Command> undo, bool claims) {
+    Step step;
+    step.object = object;
+    step.action = s.description + "  (" + s.command.display() + ")";
+    step.apply = [runner, cmd = s.command, what = s.description]() -> Status {
+        auto r = check_exit(cmd, runner->run(cmd));
+        if (!r) return r.error().context(what);
+        return {};
+    };
+    if (undo)
+        step.undo = [runner, cmd = *undo]() -> Status {
+            auto r = check_exit(cmd, runner->run(cmd));
+            if (!r) return r.error();
+            return {};
+        };
+    step.claims = claims;
+    return step;
+}
+
+std::string percent_text(std::optional<double> p) {
+    if (!p) return "-";
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%.1f%%", *p);
+    return buf;
+}
+
+std::string human(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+std::optional<lvm::CloneSource> clone_of(const Config& config, const std::string& volume) {
+    const ConfigValue* v = config.value("volume", volume, "clone");
+    if (!v) return std::nullopt;
+    const auto& m = std::get<std::map<std::string, std::string>>(v->data);
+    lvm::CloneSource source;
+    if (auto it = m.find("from"); it != m.end()) source.volume = it->second;
+    if (auto it = m.find("snapshot"); it != m.end()) source.snapshot = it->second;
+    return source;
+}
+
+}  // namespace
+
+bool is_storage_node(const Config& config) {
+    auto roles = config.get_list("node", "", "roles");
+    return std::find(roles.begin(), roles.end(), "storage") != roles.end() ||
+           std::find(roles.begin(), roles.end(), "both") != roles.end();
+}
+
+std::string pool_of_volume(const Config& config, const std::string& volume) {
+    std::string pool = config.get_string("volume", volume, "pool");
+    if (!pool.empty()) return pool;
+    auto pools = config.objects("pool");
+    return pools.size() == 1 ? pools[0]->name : std::string();
+}
+
+lvm::PoolSpec pool_spec(const Config& config, const std::string& pool) {
+    lvm::PoolSpec spec;
+    spec.vg = config.get_string("pool", pool, "vg");
+    spec.devices = config.get_list("pool", pool, "devices");
+    spec.thin_pool = config.get_string("pool", pool, "thin_pool");
+    spec.thin_pool_percent = static_cast<unsigned>(config.get_integer("pool", pool, "thin_pool_size"));
+    spec.force = config.get_bool("pool", pool, "force");
+    return spec;
+}
+
+// ---- pool -------------------------------------------------------------------
+
+void PoolModule::validate(const Config& config, Diagnostics& diagnostics) const {
+    for (const auto* pool : config.objects("pool")) {
+        if (const auto* devices = config.value("pool", pool->name, "devices"))
+            for (const auto& dev : std::get<std::vector<std::string>>(devices->data))
+                if (dev.empty() || dev[0] != '/' || dev.find("..") != std::string::npos)
+                    diagnostics.error(devices->origin, pool->id(), "devices",
+                                      "expected absolute device paths, got \"" + dev.substr(0, 80) + "\"");
+        if (const auto* size = config.value("pool", pool->name, "thin_pool_size");
+            size && (std::get<std::int64_t>(size->data) < 10 || std::get<std::int64_t>(size->data) > 95))
+            diagnostics.error(size->origin, pool->id(), "thin_pool_size",
+                              "expected 10% to 95% (the rest holds the metadata spare)");
+    }
+}
+
+Status PoolModule::observe() {
+    auto view = read_lvm(*runner_);
+    if (!view) return view.error();
+    view_ = std::move(*view);
+    return {};
+}
+
+std::vector<std::string> PoolModule::desired_objects(const Config& config) const {
+    std::vector<std::string> out;
+    if (!is_storage_node(config)) return out;
+    for (const auto* pool : config.objects("pool")) out.push_back("pool/" + pool->name);
+    return out;
+}
+
+std::vector<Step> PoolModule::plan(const Config& config, const Ownership& owned) {
+    std::vector<Step> steps;
+    if (!is_storage_node(config)) return steps;
+    for (const auto* pool : config.objects("pool")) {
+        const std::string object = "pool/" + pool->name;
+        auto spec = pool_spec(config, pool->name);
+        const auto* vg = find_vg(view_, spec.vg);
+        if (vg && !tagged(vg->tags) && !owned.owns(object)) continue;  // foreign: status says so
+        std::map<std::string, std::vector<lvm::DeviceSignature>> signatures;
+        if (!vg) {
+            for (const auto& dev : spec.devices) {
+                auto found = probe_(dev);
+                if (!found) {
+                    // Cannot tell what is on it: as dangerous as a signature.
+                    steps.push_back({object, "probe " + dev,
+                                     [e = found.error()]() -> Status { return e; }, {}, false, {}});
+                    break;
+                }
+                signatures[dev] = std::move(*found);
+            }
+            if (!steps.empty() && steps.back().object == object) continue;
+        }
+        auto planned = lvm::plan_pool(spec, view_.vgs, view_.lvs, signatures);
+        if (!planned) {
+            // The refusal becomes a failing step: the object is reported failed
+            // with the reason, and nothing else of it runs.
+            steps.push_back({object, "check the pool's devices", [e = planned.error()]() -> Status { return e; },
+                             {}, false, {}});
+            continue;
+        }
+        for (const auto& s : *planned) {
+            std::optional<Command> undo;
+            const auto& argv = s.command.argv;
+            if (argv[1] == "pvcreate") undo = Command({"lvm", "pvremove", "--yes", argv.back()});
+            if (argv[1] == "vgcreate") undo = Command({"lvm", "vgremove", "--yes", spec.vg});
+            if (argv[1] == "lvcreate") undo = Command({"lvm", "lvremove", "--yes", spec.vg + "/" + spec.thin_pool});
+            steps.push_back(lvm_step(object, s, runner_, undo, true));
+        }
+    }
+    return steps;
+}
+
+std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownership& owned) {
+    std::vector<ObjectStatus> out;
+    if (!is_storage_node(config)) return out;
+    for (const auto* pool : config.objects("pool")) {
+        const std::string object = "pool/" + pool->name;
+        auto spec = pool_spec(config, pool->name);
+        ObjectStatus s{object, "vg " + spec.vg + " with thin pool " + spec.thin_pool, "", Health::ok, {}};
+        const auto* vg = find_vg(view_, spec.vg);
+        const auto* thin = find_lv(view_, spec.vg, spec.thin_pool);
+        if (!vg) {
+            s.actual = "absent";
+            s.health = Health::degraded;
+            s.detail = "not created yet";
+        } else if (!tagged(vg->tags) && !owned.owns(object)) {
+            s.actual = "vg " + spec.vg + " (not made by sanagent)";
+            s.health = Health::foreign;
+            s.detail = "a volume group of this name exists without the sanagent tag; not touched";
+        } else if (!thin) {
+            s.actual = "vg " + spec.vg + " without thin pool";
+            s.health = Health::degraded;
+            s.detail = "thin pool missing";
+        } else {
+            const double warn = static_cast<double>(config.get_integer("pool", pool->name, "warn_at"));
+            const double crit = static_cast<double>(config.get_integer("pool", pool->name, "critical_at"));
+            const double data = thin->data_percent.value_or(0), meta = thin->metadata_percent.value_or(0);
+            s.actual = "thin pool " + human(thin->size_bytes) + ", data " + percent_text(thin->data_percent) +
+                       ", metadata " + percent_text(thin->metadata_percent);
+            std::uint64_t provisioned = 0;
+            for (const auto& lv : view_.lvs)
+                if (lv.vg == spec.vg && lv.pool == spec.thin_pool && lv.origin.empty()) provisioned += lv.size_bytes;
+            if (thin->size_bytes)
+                s.actual += ", subscribed " + std::to_string(provisioned * 100 / thin->size_bytes) + "%";
+            if (data >= crit || meta >= crit) {
+                s.health = Health::failed;
+                s.detail = "thin pool nearly full: writes needing new space will fail. Add a device to the pool, "
+                           "delete snapshots or volumes, or move volumes to another node";
+            } else if (data >= warn || meta >= warn) {
+                s.health = Health::degraded;
+                s.detail = "thin pool above " + std::to_string(static_cast<int>(warn)) + "%";
+            }
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+// ---- volume -----------------------------------------------------------------
+
+void VolumeModule::validate(const Config& config, Diagnostics& diagnostics) const {
+    if (!is_storage_node(config)) return;
+    for (const auto* volume : config.objects("volume")) {
+        if (pool_of_volume(config, volume->name).empty())
+            diagnostics.error(volume->origin, volume->id(), "pool",
+                              config.objects("pool").empty() ? "expected a [pool.NAME] to hold the volume"
+                                                             : "expected the pool's name (there are several pools)");
+        if (const auto* clone = config.value("volume", volume->name, "clone")) {
+            const auto& m = std::get<std::map<std::string, std::string>>(clone->data);
+            for (const auto& [k, v] : m)
+                if (k != "from" && k != "snapshot")
+                    diagnostics.error(clone->origin, volume->id(), "clone", "unknown key \"" + k.substr(0, 40) +
+                                                                                "\" (expected from, snapshot)");
+            auto from = m.find("from");
+            if (from == m.end())
+                diagnostics.error(clone->origin, volume->id(), "clone", "expected from = \"<volume>\"");
+            else if (!config.find("volume", from->second))
+                diagnostics.error(clone->origin, volume->id(), "clone",
+                                  "clone source \"" + from->second.substr(0, 63) + "\" is not a [volume]");
+            else if (from->second == volume->name)
+                diagnostics.error(clone->origin, volume->id(), "clone", "a volume cannot be a clone of itself");
+        }
+    }
+}
+
+Status VolumeModule::observe() {
+    auto view = read_lvm(*runner_);
+    if (!view) return view.error();
+    view_ = std::move(*view);
+    return {};
+}
+
+std::vector<std::string> VolumeModule::desired_objects(const Config& config) const {
+    std::vector<std::string> out;
+    if (!is_storage_node(config)) return out;
+    for (const auto* v : config.objects("volume")) out.push_back("volume/" + v->name);
+    return out;
+}
+
+std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owned) {
+    std::vector<Step> steps;
+    if (!is_storage_node(config)) return steps;
+    // Golden images before their clones.
+    auto volumes = config.objects("volume");
+    std::stable_sort(volumes.begin(), volumes.end(), [&](const ConfigObject* a, const ConfigObject* b) {
+        return !clone_of(config, a->name) && clone_of(config, b->name);
+    });
+    for (const auto* volume : volumes) {
+        const std::string object = "volume/" + volume->name;
+        auto pool = pool_spec(config, pool_of_volume(config, volume->name));
+        const auto* lv = find_lv(view_, pool.vg, volume->name);
+        if (lv && !tagged(lv->tags) && !owned.owns(object)) continue;  // foreign
+        lvm::VolumeSpec spec;
+        spec.name = volume->name;
+        spec.size_bytes = config.get_size("volume", volume->name, "size");
+        spec.thin = config.get_string("volume", volume->name, "provisioning") == "thin";
+        spec.clone = clone_of(config, volume->name);
+        auto planned = lvm::plan_volume(pool, spec, view_.vgs, view_.lvs);
+        if (!planned) {
+            steps.push_back({object, "check the volume", [e = planned.error()]() -> Status { return e; }, {}, false,
+                             {}});
+            continue;
+        }
+        for (const auto& s : *planned) {
+            std::optional<Command> undo;
+            if (s.command.argv[1] == "lvcreate")
+                undo = Command({"lvm", "lvremove", "--yes", pool.vg + "/" + volume->name});
+            steps.push_back(lvm_step(object, s, runner_, undo, true));
+        }
+    }
+    return steps;
+}
+
+std::vector<ObjectStatus> VolumeModule::status(const Config& config, const Ownership& owned) {
+    std::vector<ObjectStatus> out;
+    if (!is_storage_node(config)) return out;
+    std::set<std::string> listed;
+    for (const auto* volume : config.objects("volume")) {
+        const std::string object = "volume/" + volume->name;
+        listed.insert(object);
+        auto pool = pool_spec(config, pool_of_volume(config, volume->name));
+        const auto size = config.get_size("volume", volume->name, "size");
+        const auto provisioning = config.get_string("volume", volume->name, "provisioning");
+        ObjectStatus s{object, provisioning + " " + human(size), "absent", Health::degraded, "not created yet"};
+        if (const auto* lv = find_lv(view_, pool.vg, volume->name)) {
+            s.actual = std::string(lv->is_thin_volume() ? "thin " : "full ") + human(lv->size_bytes);
+            if (lv->is_thin_volume()) s.actual += ", uses " + percent_text(lv->data_percent);
+            if (!lv->origin.empty()) s.actual += ", clone of " + lv->origin;
+            const auto replication = static_cast<unsigned>(config.get_integer("volume", volume->name, "replication"));
+            s.actual += ", reserves " + human(lvm::reserved_bytes(*lv, replication));
+            s.health = Health::ok;
+            s.detail.clear();
+            if (!tagged(lv->tags) && !owned.owns(object)) {
+                s.health = Health::foreign;
+                s.detail = "an LV of this name exists without the sanagent tag; not touched";
+            } else if (lv->size_bytes < size) {
+                s.health = Health::degraded;
+                s.detail = "smaller than configured; the next apply grows it";
+            }
+        }
+        out.push_back(std::move(s));
+    }
+    for (const auto& [object, module] : owned.objects()) {
+        if (module != "volume" || listed.count(object)) continue;
+        out.push_back({object, "(not in the config)", "kept", Health::orphaned,
+                       "removed from the config; its data is kept until sanctl volume delete --yes-destroy-data"});
+    }
+    return out;
+}
+
+}  // namespace sanagent::agent
