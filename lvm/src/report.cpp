@@ -98,6 +98,7 @@ Result<std::vector<LogicalVolumeState>> parse_lvs_report(std::string_view text) 
         lv.data_percent = to_percent(row, "data_percent");
         lv.metadata_percent = to_percent(row, "metadata_percent");
         lv.tags = to_tags(row, "lv_tags");
+        lv.when_full = to_str(row, "lv_when_full");
         lvs.push_back(std::move(lv));
     }
     return lvs;
@@ -110,7 +111,7 @@ Command vgs_report_command() {
 
 Command lvs_report_command() {
     return Command{{"lvm", "lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o",
-                    "vg_name,lv_name,lv_uuid,lv_attr,lv_size,pool_lv,origin,data_percent,metadata_percent,lv_tags"}};
+                    "vg_name,lv_name,lv_uuid,lv_attr,lv_size,pool_lv,origin,data_percent,metadata_percent,lv_tags,lv_when_full"}};
 }
 
 Result<std::vector<VolumeGroupState>> LvmReporter::volume_groups() {

@@ -66,13 +66,20 @@ Result<std::vector<LvmStep>> plan_pool(const PoolSpec& pool, const std::vector<V
         argv.insert(argv.end(), pool.devices.begin(), pool.devices.end());
         steps.push_back(step("create volume group " + pool.vg, std::move(argv)));
     }
-    if (!find_lv(lvs, pool.vg, pool.thin_pool)) {
-        // Full thin pools fail writes at once rather than queueing them forever:
-        // the initiator gets an I/O error it can act on, not a hang.
+    const LogicalVolumeState* thin = find_lv(lvs, pool.vg, pool.thin_pool);
+    if (!thin) {
         steps.push_back(step("create thin pool " + pool.vg + "/" + pool.thin_pool,
                              {"lvm", "lvcreate", "--type", "thin-pool", "--extents",
-                              std::to_string(pool.thin_pool_percent) + "%VG", "--errorwhenfull", "y", "--addtag",
-                              kOwnerTag, "--name", pool.thin_pool, pool.vg}));
+                              std::to_string(pool.thin_pool_percent) + "%VG", "--addtag", kOwnerTag, "--name",
+                              pool.thin_pool, pool.vg}));
+    }
+    if (!thin || thin->when_full != "error") {
+        // A full thin pool fails writes at once rather than queueing them
+        // (for 60 s, or forever): the initiator gets an I/O error it can act
+        // on, not a hang. lvcreate of lvm2 2.03 refuses the option for thin
+        // pools, so it is set right after.
+        steps.push_back(step("make " + pool.vg + "/" + pool.thin_pool + " return errors when full",
+                             {"lvm", "lvchange", "--errorwhenfull", "y", pool.vg + "/" + pool.thin_pool}));
     }
     return steps;
 }

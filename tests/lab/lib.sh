@@ -95,6 +95,7 @@ make_thin_pool() {
     local dev=$1 vg=$2
     pvcreate -q "$dev" && vgcreate -q "$vg" "$dev" \
         && lvcreate -q --type thin-pool -L 256M -n thin "$vg" \
+        && lvchange -q --errorwhenfull y "$vg/thin" \
         && lvcreate -q -V 1G --thinpool "$vg/thin" -n vol1 "$vg" \
         && lvchange -q --addtag sanagent "$vg/vol1" \
         && lvcreate -q -s -n vol1-snap "$vg/vol1"

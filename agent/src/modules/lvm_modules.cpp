@@ -174,6 +174,7 @@ std::vector<Step> PoolModule::plan(const Config& config, const Ownership& owned)
             if (argv[1] == "pvcreate") undo = Command({"lvm", "pvremove", "--yes", argv.back()});
             if (argv[1] == "vgcreate") undo = Command({"lvm", "vgremove", "--yes", spec.vg});
             if (argv[1] == "lvcreate") undo = Command({"lvm", "lvremove", "--yes", spec.vg + "/" + spec.thin_pool});
+            // lvchange --errorwhenfull: nothing to undo (the pool goes with its lvcreate's undo).
             steps.push_back(lvm_step(object, s, runner_, undo, true));
         }
     }
@@ -231,10 +232,9 @@ std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownersh
 void VolumeModule::validate(const Config& config, Diagnostics& diagnostics) const {
     if (!is_storage_node(config)) return;
     for (const auto* volume : config.objects("volume")) {
-        if (pool_of_volume(config, volume->name).empty())
-            diagnostics.error(volume->origin, volume->id(), "pool",
-                              config.objects("pool").empty() ? "expected a [pool.NAME] to hold the volume"
-                                                             : "expected the pool's name (there are several pools)");
+        // Several pools and no `pool` key is the schema's error already.
+        if (config.objects("pool").empty())
+            diagnostics.error(volume->origin, volume->id(), "pool", "expected a [pool.NAME] to hold the volume");
         if (const auto* clone = config.value("volume", volume->name, "clone")) {
             const auto& m = std::get<std::map<std::string, std::string>>(clone->data);
             for (const auto& [k, v] : m)

@@ -13,7 +13,7 @@ check "a thin pool, a thin volume and a snapshot on /dev/vda" make_thin_pool /de
 
 mkdir -p /lab/out/fixtures
 lvm vgs --reportformat json --units b --nosuffix -o vg_name,vg_size,vg_free,vg_extent_size,pv_count,lv_count,vg_tags > /lab/out/fixtures/vgs.json
-lvm lvs --reportformat json --units b --nosuffix -o vg_name,lv_name,lv_uuid,lv_attr,lv_size,pool_lv,origin,data_percent,metadata_percent,lv_tags > /lab/out/fixtures/lvs.json
+lvm lvs --reportformat json --units b --nosuffix -o vg_name,lv_name,lv_uuid,lv_attr,lv_size,pool_lv,origin,data_percent,metadata_percent,lv_tags,lv_when_full > /lab/out/fixtures/lvs.json
 
 "$sanctl" observe --json > /run/lab/observe.json 2> /run/lab/observe.err
 check "sanctl observe --json exits 0" test -s /run/lab/observe.json

@@ -37,11 +37,11 @@ BOOST_AUTO_TEST_CASE(a_new_pool_on_blank_devices) {
     PoolSpec pool{"sanpool", {"/dev/sdb", "/dev/sdc"}, "thin", 90, false};
     auto steps = plan_pool(pool, {}, {}, {{"/dev/sdb", {}}, {"/dev/sdc", {}}});
     BOOST_TEST_REQUIRE(steps.ok());
-    BOOST_TEST_REQUIRE(steps->size() == 4u);
+    BOOST_TEST_REQUIRE(steps->size() == 5u);
     BOOST_TEST((*steps)[0].command.display() == "lvm pvcreate /dev/sdb");
     BOOST_TEST((*steps)[2].command.display() == "lvm vgcreate --addtag sanagent sanpool /dev/sdb /dev/sdc");
-    BOOST_TEST(has_arg((*steps)[3], "--errorwhenfull"));
     BOOST_TEST(has_arg((*steps)[3], "thin-pool"));
+    BOOST_TEST((*steps)[4].command.display() == "lvm lvchange --errorwhenfull y sanpool/thin");
 }
 
 BOOST_AUTO_TEST_CASE(a_device_with_a_signature_is_refused_with_what_it_holds) {

@@ -36,6 +36,7 @@ struct LogicalVolumeState {
     std::optional<double> data_percent;      // thin pools and thin LVs
     std::optional<double> metadata_percent;  // thin pools
     std::vector<std::string> tags;
+    std::string when_full;       // thin pools: "error" or "queue" (lv_when_full)
 
     bool is_thin_pool() const { return !attr.empty() && attr[0] == 't'; }
     bool is_thin_volume() const { return !attr.empty() && attr[0] == 'V'; }
