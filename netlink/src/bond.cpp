@@ -273,8 +273,6 @@ void put_bond_options(nlmsghdr* nlh, const BondOptions& o, bool include_mode) {
 
 }  // namespace
 
-namespace {
-
 Status delete_link(NetlinkSocket& socket, const std::string& name) {
     alignas(nlmsghdr) std::array<char, 256> buf{};
     nlmsghdr* nlh = mnl_nlmsg_put_header(buf.data());
@@ -285,6 +283,8 @@ Status delete_link(NetlinkSocket& socket, const std::string& name) {
     mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
     return socket.transact(*nlh, "deleting " + name, [](const nlmsghdr&) {});
 }
+
+namespace {
 
 Status apply_one(NetlinkSocket& socket, const LinkChange& c);
 

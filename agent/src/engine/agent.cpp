@@ -2,6 +2,7 @@
 
 #include "sanagent/agent/dbroot_module.h"
 #include "sanagent/agent/lvm_modules.h"
+#include "sanagent/agent/network_modules.h"
 #include "sanagent/lvm/probe.h"
 
 namespace sanagent::agent {
@@ -10,6 +11,10 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     std::vector<std::unique_ptr<Module>> modules;
     auto lio = std::make_shared<configfs::ConfigfsTree>(config.get_string("agent", "", "target_root"));
     // Plan order: dbroot before anything registers a LIO device.
+    // The storage network first: portals need their addresses.
+    auto netlink = std::make_shared<NetlinkSession>();
+    modules.push_back(std::make_unique<LinkModule>(netlink));
+    modules.push_back(std::make_unique<BondModule>(netlink, config.get_string("agent", "", "target_root")));
     modules.push_back(std::make_unique<DbrootModule>(lio));
     // Pools before the volumes they hold.
     auto runner = std::make_shared<SystemCommandRunner>();

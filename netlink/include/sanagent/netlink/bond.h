@@ -85,6 +85,9 @@ struct LinkChange {
 // `spec`, in a safe order. Empty when nothing differs.
 std::vector<LinkChange> plan_bond(const BondSpec& spec, const std::vector<BondState>& bonds);
 
+// Deletes a link (a bond sanagent made and must take back).
+Status delete_link(NetlinkSocket& socket, const std::string& name);
+
 // Runs changes in order; stops at the first failure with the kernel's message.
 Status apply_link_changes(NetlinkSocket& socket, const std::vector<LinkChange>& changes);
 
