@@ -12,12 +12,14 @@
 
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <optional>
 
 #include "daemon/daemon_log.h"
 #include "sanagent/agent/agent.h"
 #include "sanagent/agent/control.h"
 #include "sanagent/agent/report.h"
+#include "sanagent/netlink/events.h"
 
 namespace {
 
@@ -45,7 +47,8 @@ public:
         sigprocmask(SIG_BLOCK, &signals, nullptr);
         signal_fd_.reset(::signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK));
         timer_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-        if (!signal_fd_.valid() || !timer_fd_.valid()) {
+        settle_fd_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+        if (!signal_fd_.valid() || !timer_fd_.valid() || !settle_fd_.valid()) {
             log_.error(last_errno("creating signalfd/timerfd").message);
             return 1;
         }
@@ -62,15 +65,24 @@ public:
         }
         listen_fd_ = std::move(*listener);
         log_.info("listening on " + agent_.control_socket().string());
+        // Link and address changes (a port losing carrier) trigger a reconcile
+        // after a quiet second; without the monitor the timer still does.
+        if (auto monitor = netlink::LinkEventMonitor::open())
+            events_.emplace(std::move(*monitor));
+        else
+            log_.error(monitor.error().message + "; relying on the timer alone");
         arm_timer();
         reconcile("start");
         sd_notify(0, "READY=1");
         notify_status();
 
         for (;;) {
-            pollfd fds[3] = {
-                {signal_fd_.get(), POLLIN, 0}, {timer_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
-            if (::poll(fds, 3, -1) < 0) {
+            pollfd fds[5] = {{signal_fd_.get(), POLLIN, 0},
+                             {timer_fd_.get(), POLLIN, 0},
+                             {listen_fd_.get(), POLLIN, 0},
+                             {settle_fd_.get(), POLLIN, 0},
+                             {events_ ? events_->fd() : -1, POLLIN, 0}};
+            if (::poll(fds, 5, -1) < 0) {
                 if (errno == EINTR) continue;
                 log_.error(last_errno("poll").message);
                 return 1;
@@ -93,6 +105,18 @@ public:
                 if (::read(timer_fd_.get(), &expirations, sizeof expirations) > 0) reconcile("timer");
             }
             if (fds[2].revents & POLLIN) accept_clients();
+            if (fds[4].revents & POLLIN) {
+                auto events = events_->drain();
+                if (!events.empty()) {
+                    itimerspec once{};
+                    once.it_value.tv_sec = 1;  // re-armed by every burst: one pass after it settles
+                    ::timerfd_settime(settle_fd_.get(), 0, &once, nullptr);
+                }
+            }
+            if (fds[3].revents & POLLIN) {
+                std::uint64_t expirations = 0;
+                if (::read(settle_fd_.get(), &expirations, sizeof expirations) > 0) reconcile("link event");
+            }
         }
     }
 
@@ -121,8 +145,24 @@ private:
         for (const auto& e : last_.errors) log_.error(e);
         log_.info("reconcile (" + why + "): " + std::string(outcome_name(last_.outcome)) + ", " +
                   std::to_string(last_.changes) + " change(s)");
+        log_health_changes();
         notify_status();
         return last_;
+    }
+
+    // Each object's health is logged when it changes, not at every pass.
+    void log_health_changes() {
+        for (const auto& s : agent_.status()) {
+            auto& before = health_[s.object];
+            const std::string now(health_name(s.health));
+            if (before == now) continue;
+            std::string text = s.object + ": " + (before.empty() ? "" : before + " -> ") + now +
+                               (s.detail.empty() ? "" : " (" + s.detail + ")");
+            log_.write(s.health == Health::ok || s.health == Health::orphaned ? DaemonLog::Level::info
+                                                                               : DaemonLog::Level::error,
+                       text, s.object, "health");
+            before = now;
+        }
     }
 
     // Returns the diagnostics as text, empty when the new config was applied.
@@ -188,7 +228,9 @@ private:
     std::string config_dir_;
     Agent agent_;
     DaemonLog& log_;
-    UniqueFd signal_fd_, timer_fd_, listen_fd_;
+    UniqueFd signal_fd_, timer_fd_, listen_fd_, settle_fd_;
+    std::optional<netlink::LinkEventMonitor> events_;
+    std::map<std::string, std::string> health_;  // object -> last logged health
     ApplyReport last_;
     std::size_t runs_ = 0;
 };

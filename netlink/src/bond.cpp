@@ -147,8 +147,8 @@ Result<std::vector<BondState>> dump_bonds(NetlinkSocket& socket) {
 
     std::vector<std::pair<LinkState, RawBondInfo>> all;
     auto st = socket.transact(*nlh, "dumping bonds", [&](const nlmsghdr& m) {
-        if (m.nlmsg_type != RTM_NEWLINK) return;
         // The plain link fields come from the same parser as dump_links().
+        if (m.nlmsg_type != RTM_NEWLINK) return;
         if (auto link = parse_link_message(m)) all.emplace_back(std::move(*link), parse_linkinfo(m));
     });
     if (!st) return st.error();

@@ -19,7 +19,7 @@ std::string oper_state_name(std::uint8_t state) {
 }
 
 std::optional<LinkState> parse_link_message(const nlmsghdr& nlh) {
-    if (nlh.nlmsg_type != RTM_NEWLINK) return std::nullopt;
+    if (nlh.nlmsg_type != RTM_NEWLINK && nlh.nlmsg_type != RTM_DELLINK) return std::nullopt;
     const auto* ifm = static_cast<const ifinfomsg*>(mnl_nlmsg_get_payload(&nlh));
     LinkState link;
     link.index = ifm->ifi_index;
@@ -75,6 +75,7 @@ Result<std::vector<LinkState>> dump_links(NetlinkSocket& socket) {
 
     std::vector<LinkState> links;
     auto status = socket.transact(*nlh, "dumping links", [&](const nlmsghdr& m) {
+        if (m.nlmsg_type != RTM_NEWLINK) return;
         if (auto link = parse_link_message(m)) links.push_back(std::move(*link));
     });
     if (!status) return status.error();

@@ -58,6 +58,18 @@ check "traffic still crosses" bash -c "ip netns exec a busybox ping -c 3 -W 1 19
 check "the port comes back" ip -n a link set a1 up
 check "status is ok again" wait_for 30 lacp_ok
 
+sed -i 's/^\[agent\]/[agent]\ninterval = "1h"/' $base/a/conf/sanagent.conf
+ip netns exec a "$SANLAB_BUILD/agent/sanagentd" --config-dir $base/a/conf 2> $base/daemon.log &
+daemon=$!
+check "sanagentd runs in a (timer: 1 hour)" wait_for 20 test -S $base/a/control.sock
+check "it logs the bond's health once" wait_for 20 grep -q 'bond/san0: ok' $base/daemon.log
+ip -n a link set a1 down
+check "a port losing its link is logged at once, from the netlink event" wait_for 20 grep -q 'bond/san0: ok -> degraded (port a1 lost its link)' $base/daemon.log
+ip -n a link set a1 up
+check "and its return too" wait_for 30 grep -q 'bond/san0: degraded -> ok' $base/daemon.log
+check "each change is logged once" bash -c "[[ \$(grep -c 'bond/san0: ok -> degraded' $base/daemon.log) -eq 1 ]]"
+kill $daemon; wait $daemon 2> /dev/null
+
 mkdir -p "$base/a/fake-target/iscsi/iqn.2026-11.org.example:g:v1/tpgt_1/np/192.168.79.1:3260"
 config a 192.168.79.1/24 active-backup
 check "a mode change is refused while a portal listens on the bond" bash -c "$(declare -f nsx apply); sanctl=$sanctl base=$base; ! apply a > $base/rebuild.out 2>&1; grep -q 'while iSCSI portal 192.168.79.1 listens on it' $base/rebuild.out"
