@@ -164,8 +164,8 @@ std::vector<Step> PoolModule::plan(const Config& config, const Ownership& owned)
         if (!planned) {
             // The refusal becomes a failing step: the object is reported failed
             // with the reason, and nothing else of it runs.
-            steps.push_back({object, "check the pool's devices", [e = planned.error()]() -> Status { return e; },
-                             {}, false, {}});
+            steps.push_back({object, "refused: " + planned.error().message,
+                             [e = planned.error()]() -> Status { return e; }, {}, false, {}});
             continue;
         }
         for (const auto& s : *planned) {
@@ -275,6 +275,9 @@ std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owne
     std::stable_sort(volumes.begin(), volumes.end(), [&](const ConfigObject* a, const ConfigObject* b) {
         return !clone_of(config, a->name) && clone_of(config, b->name);
     });
+    // Volumes this plan creates count as present for the clones that follow
+    // them (a golden image and its clones can arrive in one config).
+    std::vector<lvm::LogicalVolumeState> lvs = view_.lvs;
     for (const auto* volume : volumes) {
         const std::string object = "volume/" + volume->name;
         auto pool = pool_spec(config, pool_of_volume(config, volume->name));
@@ -285,11 +288,18 @@ std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owne
         spec.size_bytes = config.get_size("volume", volume->name, "size");
         spec.thin = config.get_string("volume", volume->name, "provisioning") == "thin";
         spec.clone = clone_of(config, volume->name);
-        auto planned = lvm::plan_volume(pool, spec, view_.vgs, view_.lvs);
+        auto planned = lvm::plan_volume(pool, spec, view_.vgs, lvs);
         if (!planned) {
-            steps.push_back({object, "check the volume", [e = planned.error()]() -> Status { return e; }, {}, false,
-                             {}});
+            steps.push_back({object, "refused: " + planned.error().message,
+                             [e = planned.error()]() -> Status { return e; }, {}, false, {}});
             continue;
+        }
+        if (!lv) {
+            lvm::LogicalVolumeState planned_lv;
+            planned_lv.vg = pool.vg;
+            planned_lv.name = volume->name;
+            planned_lv.size_bytes = spec.size_bytes;
+            lvs.push_back(std::move(planned_lv));
         }
         for (const auto& s : *planned) {
             std::optional<Command> undo;

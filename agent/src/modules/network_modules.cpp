@@ -79,7 +79,8 @@ void validate_interface(const Config& config, const std::string& section, Diagno
 
 // A failing step: the object is reported failed with the reason, nothing of it runs.
 Step refusal(const std::string& object, const std::string& action, Error error) {
-    return Step{object, action, [e = std::move(error)]() -> Status { return e; }, {}, false, {}};
+    return Step{object, action + ": refused: " + error.message, [e = std::move(error)]() -> Status { return e; }, {},
+                false, {}};
 }
 
 Step change_step(const std::string& object, const LinkChange& change, std::shared_ptr<NetlinkSession> session,

@@ -1,19 +1,83 @@
-# ./run demo: a storage node's kernel as sanagent sees it. Grows into the
-# paper's whole deployment as the features land (see README.md).
+# ./run demo: a storage node of the paper's setup, built by sanagent from its
+# drop-in config inside a real kernel, then checked with the admin's own tools.
+# Grows into the whole deployment (two nodes, hosts, replication) as the
+# features land; see README.md.
 . "$SANLAB_SRC/tests/lab/lib.sh"
-sanctl=$SANLAB_BUILD/agent/sanctl
+bin=$SANLAB_BUILD/agent
+conf=/run/lab/demo/etc
 step() { echo; echo "### $*"; }
+mkdir -p $conf/conf.d /run/lab/demo
 
-step "a fresh guest: Debian's kernel $(uname -r), nothing configured"
-mount_configfs && load_modules target_core_mod iscsi_target_mod target_core_file target_core_iblock dm_thin_pool bonding
-"$sanctl" observe
-
-step "an admin's hand-made iSCSI target and a thin pool on /dev/vda"
+step "a fresh guest: Debian's kernel $(uname -r); what sanagent sees before any config"
+mount_configfs && load_modules target_core_mod iscsi_target_mod target_core_iblock dm_thin_pool bonding
 start_udev
-make_fileio_target iqn.2026-11.org.example:hp-boulder:demo iqn.2026-11.org.example:xenserver-01 > /dev/null
-make_thin_pool /dev/vda sanpool > /dev/null 2>&1
-ip link add san0 type bond mode balance-alb 2> /dev/null && ip link set san0 alias "iSCSI SAN" && ip link set san0 up
-"$sanctl" observe
+"$bin/sanctl" observe | sed -n '/^LIO/,$p'
+
+# Two "switch ports" for the SAN bond: a veth pair each, peers left in a
+# namespace standing in for the switch.
+ip netns add switch
+ip link add eth2 type veth peer name sw2 netns switch
+ip link add eth3 type veth peer name sw3 netns switch
+ip -n switch link set sw2 up
+ip -n switch link set sw3 up
+
+cat > $conf/sanagent.conf << 'CONF'
+[agent]
+state_dir = "/run/lab/demo/state"
+control_socket = "/run/lab/demo/control.sock"
+
+[node]
+name = "v8.1-01"
+roles = ["storage"]
+target_dbroot = "/run/lab/demo/target"
+
+[group]
+name = "hp-boulder"
+iqn_prefix = "iqn.2026-11.org.example"
+CONF
+cat > $conf/conf.d/10-network.conf << 'CONF'
+[bond.san0]
+mode = "balance-alb"
+slaves = ["eth2", "eth3"]
+mtu = 9000
+addresses = ["10.0.10.11/24"]
+description = "iSCSI SAN"
+CONF
+cat > $conf/conf.d/20-storage.conf << 'CONF'
+[pool.default]
+vg = "sanpool"
+devices = ["/dev/vda"]
+thin_pool_size = "60%"        # the rest holds full volumes
+
+[volume.xpsp2-01]
+size = "10G"
+provisioning = "thin"
+
+[volume.xpsp2-02]
+size = "10G"
+clone = { from = "xpsp2-01" }
+
+[volume.sql-01]
+size = "256M"
+provisioning = "full"
+CONF
+step "the admin's drop-ins, as sanctl merges them (sanctl config check --explain)"
+"$bin/sanctl" config check --explain --config-dir $conf | grep -v '^#' | grep -v '^$' | head -40
+
+step "sanctl plan: what the agent would do"
+"$bin/sanctl" plan --direct --config-dir $conf
+
+step "sanctl apply"
+"$bin/sanctl" apply --direct --config-dir $conf | tail -3
+
+step "sanctl status"
+"$bin/sanctl" status --direct --config-dir $conf
+
+step "a second apply changes nothing"
+"$bin/sanctl" apply --direct --config-dir $conf | tail -1
+
 step "the same, as the tools the admin trusts see it"
-lvs sanpool
-cat /proc/net/bonding/san0 | head -5
+lvs -o lv_name,lv_attr,lv_size,pool_lv,origin,data_percent,lv_tags sanpool
+grep -E 'Bonding Mode|MII Status|Slave Interface' /proc/net/bonding/san0
+ip -br addr show san0
+cat /sys/kernel/config/target/dbroot

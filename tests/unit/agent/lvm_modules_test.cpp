@@ -135,3 +135,15 @@ BOOST_AUTO_TEST_CASE(a_clone_of_an_undeclared_volume_is_a_config_error) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(lvm_modules_more)
+
+BOOST_FIXTURE_TEST_CASE(a_golden_image_and_its_clone_in_one_config, Fixture) {
+    auto config = parse(kNode + kPool + "[volume.gold2]\nsize = \"1G\"\n[volume.vm2]\nsize = \"1G\"\nclone = { from = \"gold2\" }\n");
+    auto steps = plan(config);
+    BOOST_TEST_REQUIRE(steps.size() == 2u);
+    BOOST_TEST(steps[1].object == "volume/vm2");
+    BOOST_TEST(steps[1].action.find("clone sanpool/vm2 from gold2") == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
