@@ -190,18 +190,22 @@ Status TimeModule::observe() {
         for (const auto& [c, name] : kOtherDaemons)
             if (*comm == c) observed_.other_daemons.push_back(std::string(name) + " (pid " + pid + ")");
     }
+    return {};
+}
 
-    if (!observed_.chronyd_running) return {};
+// chronyc is asked only when the config has [time] (observe() does not see
+// the config), so a node without [time] runs no chrony command at all.
+void TimeModule::read_chronyc() {
     Command tracking_cmd({"chronyc", "-n", "-c", "tracking"}, kChronycBound);
     auto tracking = check_exit(tracking_cmd, runner_->run(tracking_cmd));
     if (!tracking) {
         observed_.chronyc_error = tracking.error().message;
-        return {};
+        return;
     }
     auto parsed = chrony::parse_tracking(tracking->out);
     if (!parsed) {
         observed_.chronyc_error = parsed.error().message;
-        return {};
+        return;
     }
     observed_.tracking = *parsed;
     Command sources_cmd({"chronyc", "-n", "-c", "sources"}, kChronycBound);
@@ -209,16 +213,15 @@ Status TimeModule::observe() {
     if (!sources) {
         observed_.chronyc_error = sources.error().message;
         observed_.tracking.reset();
-        return {};
+        return;
     }
     auto list = chrony::parse_sources(sources->out);
     if (!list) {
         observed_.chronyc_error = list.error().message;
         observed_.tracking.reset();
-        return {};
+        return;
     }
     observed_.sources = std::move(*list);
-    return {};
 }
 
 std::vector<std::string> TimeModule::desired_objects(const Config& config) const {
@@ -362,6 +365,7 @@ std::vector<ObjectStatus> TimeModule::status(const Config& config, const Ownersh
 
     const std::string want = "synchronised (|offset| < " + std::to_string(s.max_offset.count()) + "ms)";
     ObjectStatus sync{kSync, want, "unsynchronised", Health::degraded, {}};
+    if (observed_.chronyd_running) read_chronyc();
     if (!observed_.chronyd_running) {
         sync.detail = "chronyd is not running";
     } else if (!observed_.tracking) {

@@ -73,6 +73,7 @@ private:
         std::string chronyc_error;  // why tracking/sources could not be read
     };
 
+    void read_chronyc();
     std::filesystem::path at(const char* path) const { return root_ / (path + 1); }
     void drop_in_steps(std::vector<Step>& steps, const char* object, const char* path,
                        const std::optional<std::string>& current, const std::string& desired, bool reload_sources,
