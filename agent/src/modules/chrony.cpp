@@ -45,7 +45,8 @@ template <typename T>
 Status number(std::string_view field, const char* what, T& out) {
     const char* end = field.data() + field.size();
     auto [ptr, ec] = std::from_chars(field.data(), end, out);
-    if (ec != std::errc{} || ptr != end) return Error{EINVAL, std::string("expected a number for ") + what + ", got " + shown(field)};
+    if (ec != std::errc{} || ptr != end)
+        return Error{EINVAL, std::string("expected a number for ") + what + ", got " + shown(field)};
     return {};
 }
 
@@ -109,8 +110,8 @@ Result<Tracking> parse_tracking(std::string_view csv) {
     auto line = first_line(csv);
     auto f = split(line, ',');
     if (f.size() != 14)
-        return Error{EINVAL, "chronyc -c tracking: expected 14 comma-separated fields, got " + std::to_string(f.size()) +
-                                 " in " + shown(line)};
+        return Error{EINVAL, "chronyc -c tracking: expected 14 comma-separated fields, got " +
+                                 std::to_string(f.size()) + " in " + shown(line)};
     Tracking t;
     t.reference_id = std::string(f[0]);
     t.reference = std::string(f[1]);
@@ -134,7 +135,8 @@ Result<std::vector<Source>> parse_sources(std::string_view csv) {
         if (line.empty()) continue;
         auto f = split(line, ',');
         if (f.size() != 10 || f[0].size() != 1 || f[1].size() != 1)
-            return Error{EINVAL, "chronyc -c sources: expected 10 comma-separated fields per source, got " + shown(line)};
+            return Error{EINVAL,
+                         "chronyc -c sources: expected 10 comma-separated fields per source, got " + shown(line)};
         Source src;
         src.mode = f[0][0];
         src.state = f[1][0];
@@ -149,7 +151,8 @@ Result<std::vector<Source>> parse_sources(std::string_view csv) {
         const char* end = f[5].data() + f[5].size();
         auto [ptr, ec] = std::from_chars(f[5].data(), end, src.reach, 8);
         if (ec != std::errc{} || ptr != end)
-            return Error{EINVAL, "chronyc -c sources: " + src.address + ": expected an octal reach, got " + shown(f[5])};
+            return Error{EINVAL,
+                         "chronyc -c sources: " + src.address + ": expected an octal reach, got " + shown(f[5])};
         // A source never heard from has last rx 2^32-1 ("-" in the table view).
         src.last_rx = last_rx >= 0xffffffffull ? -1 : static_cast<long>(last_rx);
         out.push_back(std::move(src));
@@ -243,8 +246,8 @@ bool is_zone_name(std::string_view text) {
     for (auto part : split(text, '/')) {
         if (part.empty() || part == "." || part == "..") return false;
         for (char c : part)
-            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-                  c == '+' || c == '-'))
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '+' ||
+                  c == '-'))
                 return false;
     }
     return true;

@@ -131,7 +131,8 @@ void TimeModule::validate(const Config& config, Diagnostics& diagnostics) const 
         if (const auto* v = config.value("time", "", key))
             for (const auto& host : std::get<std::vector<std::string>>(v->data))
                 if (!chrony::is_host_name(host) && !chrony::is_address(host))
-                    diagnostics.error(v->origin, "time", key, "expected a host name or an IP address, got " + shown(host));
+                    diagnostics.error(v->origin, "time", key,
+                                      "expected a host name or an IP address, got " + shown(host));
     if (const auto* v = config.value("time", "", "serve_to"))
         for (const auto& subnet : std::get<std::vector<std::string>>(v->data))
             if (!chrony::is_subnet(subnet))
@@ -181,8 +182,7 @@ Status TimeModule::observe() {
 
     for (const auto& entry : fs::directory_iterator(at("/proc"), ec)) {
         const auto pid = entry.path().filename().string();
-        if (pid.empty() || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; }))
-            continue;
+        if (pid.empty() || !std::all_of(pid.begin(), pid.end(), [](char c) { return c >= '0' && c <= '9'; })) continue;
         auto comm = read_file(entry.path() / "comm");
         if (!comm) continue;
         while (!comm->empty() && comm->back() == '\n') comm->pop_back();
@@ -294,7 +294,10 @@ std::vector<Step> TimeModule::plan(const Config& config, const Ownership& owned)
         const auto previous_file = previous_link ? std::nullopt : read_file(link);
         steps.push_back({kZone,
                          "link " + std::string(kLocaltime) + " to " + target + " (was " +
-                             (previous_link ? *previous_link : previous_exists ? "a file" : "absent") + ")",
+                             (previous_link     ? *previous_link
+                              : previous_exists ? "a file"
+                                                : "absent") +
+                             ")",
                          [link, target]() { return link_atomically(link, target); },
                          [link, previous_link, previous_file]() -> Status {
                              if (previous_link) return link_atomically(link, *previous_link);
@@ -307,12 +310,11 @@ std::vector<Step> TimeModule::plan(const Config& config, const Ownership& owned)
     return steps;
 }
 
-ObjectStatus TimeModule::drop_in_status(const char* object, const char* path,
-                                        const std::optional<std::string>& current, const std::string& desired,
-                                        bool read_by_chrony, const char* directive, const char* dir,
-                                        const Ownership& owned) const {
-    ObjectStatus st{object, summary(desired), current ? summary(*current) : "(no " + std::string(path) + ")",
-                    Health::ok, {}};
+ObjectStatus TimeModule::drop_in_status(const char* object, const char* path, const std::optional<std::string>& current,
+                                        const std::string& desired, bool read_by_chrony, const char* directive,
+                                        const char* dir, const Ownership& owned) const {
+    ObjectStatus st{
+        object, summary(desired), current ? summary(*current) : "(no " + std::string(path) + ")", Health::ok, {}};
     if (!read_by_chrony) {
         st.health = Health::degraded;
         st.detail = std::string(kChronyConf) + " does not read " + dir + ": add the line `" + directive + " " + dir +
@@ -352,11 +354,13 @@ std::vector<ObjectStatus> TimeModule::status(const Config& config, const Ownersh
         out.push_back(std::move(serve));
     }
 
-    ObjectStatus zone{kZone, s.timezone,
-                      observed_.localtime_link ? zone_of(*observed_.localtime_link)
+    ObjectStatus zone{kZone,
+                      s.timezone,
+                      observed_.localtime_link     ? zone_of(*observed_.localtime_link)
                       : observed_.localtime_exists ? "(a copied zone file)"
                                                    : "(no /etc/localtime: UTC)",
-                      Health::ok, {}};
+                      Health::ok,
+                      {}};
     if (!observed_.localtime_link || zone_of(*observed_.localtime_link) != s.timezone) {
         zone.health = Health::degraded;
         zone.detail = "not applied yet";

@@ -161,9 +161,10 @@ BOOST_AUTO_TEST_CASE(reads_debian_chrony_conf_directives) {
     BOOST_TEST(conf.reads_confdir);
     BOOST_TEST(conf.reads_sourcedir);
     BOOST_TEST(conf.own_sources == std::vector<std::string>{"pool 2.debian.pool.ntp.org"});
-    auto other = chrony::parse_chrony_conf("# confdir /etc/chrony/conf.d\nserver a.example iburst\n"
-                                           "include /etc/chrony/conf.d/*.conf\nsourcedir /run/x /etc/chrony/sources.d/\n",
-                                           "/etc/chrony/conf.d", "/etc/chrony/sources.d");
+    auto other = chrony::parse_chrony_conf(
+        "# confdir /etc/chrony/conf.d\nserver a.example iburst\n"
+        "include /etc/chrony/conf.d/*.conf\nsourcedir /run/x /etc/chrony/sources.d/\n",
+        "/etc/chrony/conf.d", "/etc/chrony/sources.d");
     BOOST_TEST(other.reads_confdir);    // through include
     BOOST_TEST(other.reads_sourcedir);  // second of two directories, trailing slash
     auto bare = chrony::parse_chrony_conf("server a.example iburst\n", "/etc/chrony/conf.d", "/etc/chrony/sources.d");
@@ -297,8 +298,9 @@ BOOST_FIXTURE_TEST_CASE(first_apply_writes_reloads_links_then_nothing, Machine) 
     configure("[time]\nservers = [\"10.77.0.1\"]\nminpoll = 0\nmaxpoll = 2\ntimezone = \"Europe/Paris\"\n");
     auto first = actions();
     BOOST_TEST_REQUIRE(first.size() == 3u);
-    BOOST_TEST(first[0] ==
-               "time/sources: write /etc/chrony/sources.d/sanagent.sources (server 10.77.0.1 iburst minpoll 0 maxpoll 2)");
+    BOOST_TEST(
+        first[0] ==
+        "time/sources: write /etc/chrony/sources.d/sanagent.sources (server 10.77.0.1 iburst minpoll 0 maxpoll 2)");
     BOOST_TEST(first[1] == "time/sources: chronyc reload sources");
     BOOST_TEST(first[2] ==
                "time/zone: link /etc/localtime to /usr/share/zoneinfo/Europe/Paris (was /usr/share/zoneinfo/Etc/UTC)");
@@ -309,7 +311,8 @@ BOOST_FIXTURE_TEST_CASE(first_apply_writes_reloads_links_then_nothing, Machine) 
     BOOST_TEST(read("etc/chrony/sources.d/sanagent.sources") ==
                std::string(chrony::kHeader) + "server 10.77.0.1 iburst minpoll 0 maxpoll 2\n");
     BOOST_TEST(fs::read_symlink(root / "etc/localtime") == "/usr/share/zoneinfo/Europe/Paris");
-    BOOST_TEST((std::find(runner->calls.begin(), runner->calls.end(), "chronyc reload sources") != runner->calls.end()));
+    BOOST_TEST(
+        (std::find(runner->calls.begin(), runner->calls.end(), "chronyc reload sources") != runner->calls.end()));
     for (const auto& e : fs::directory_iterator(root / "etc/chrony/sources.d"))
         BOOST_TEST(e.path().filename() == "sanagent.sources");  // no temporary file stays
 
@@ -421,8 +424,9 @@ BOOST_FIXTURE_TEST_CASE(another_ntp_daemon_is_reported_not_stopped, Machine) {
 }
 
 BOOST_FIXTURE_TEST_CASE(bad_input_is_refused_with_file_and_line, Machine) {
-    auto text = errors("[time]\nservers = [\"ok.example\", \"bad host!\"]\nmax_offset = \"soon\"\n"
-                       "serve_to = [\"10.0.0.0/40\"]\nprefer = \"other.example\"\ntimezone = \"../../etc/shadow\"\n");
+    auto text = errors(
+        "[time]\nservers = [\"ok.example\", \"bad host!\"]\nmax_offset = \"soon\"\n"
+        "serve_to = [\"10.0.0.0/40\"]\nprefer = \"other.example\"\ntimezone = \"../../etc/shadow\"\n");
     const std::string conf = (dir.root / "sanagent.conf").string();
     BOOST_TEST(text.find(conf + ":2: [time] servers: expected a host name or an IP address, got \"bad host!\"") !=
                    std::string::npos,
@@ -434,9 +438,9 @@ BOOST_FIXTURE_TEST_CASE(bad_input_is_refused_with_file_and_line, Machine) {
     BOOST_TEST(!fs::exists(root / "etc/chrony/sources.d/sanagent.sources"));
 
     text = errors(kOneServer + "timezone = \"Mars/Olympus\"\n");
-    BOOST_TEST(text.find(conf + ":3: [time] timezone: no zone \"Mars/Olympus\" in /usr/share/zoneinfo") !=
-                   std::string::npos,
-               text);
+    BOOST_TEST(
+        text.find(conf + ":3: [time] timezone: no zone \"Mars/Olympus\" in /usr/share/zoneinfo") != std::string::npos,
+        text);
     text = errors(kOneServer + "minpoll = 8\nmaxpoll = 4\n");
     BOOST_TEST(text.find(conf + ":4: [time] maxpoll: expected maxpoll >= minpoll") != std::string::npos, text);
 }

@@ -29,7 +29,8 @@ struct TimeSpec {
 };
 
 // The first line of every file the agent writes; a file without it is someone else's.
-inline constexpr std::string_view kHeader = "# Written by sanagent from /etc/sanagent ([time]); edits are overwritten.\n";
+inline constexpr std::string_view kHeader =
+    "# Written by sanagent from /etc/sanagent ([time]); edits are overwritten.\n";
 
 // /etc/chrony/sources.d/sanagent.sources: server and pool lines only (sourcedir
 // files take nothing else), changed at run time by `chronyc reload sources`.
@@ -40,8 +41,8 @@ std::string render_conf(const TimeSpec& spec);
 
 // What an installed chrony.conf reads, from its confdir/sourcedir/include lines.
 struct ChronyConf {
-    bool reads_confdir = false;    // *.conf of the conf.d directory
-    bool reads_sourcedir = false;  // *.sources of the sources.d directory
+    bool reads_confdir = false;            // *.conf of the conf.d directory
+    bool reads_sourcedir = false;          // *.sources of the sources.d directory
     std::vector<std::string> own_sources;  // server/pool/peer lines of chrony.conf itself
 };
 ChronyConf parse_chrony_conf(std::string_view text, std::string_view confdir, std::string_view sourcedir);
@@ -72,8 +73,8 @@ struct Source {
     std::string address;
     int stratum = 0;
     int poll = 0;
-    int reach = 0;  // the octal register, as a number (0377 = 255: the last 8 polls answered)
-    long last_rx = 0;        // seconds since the last sample (-1 when none; chronyc prints a huge number)
+    int reach = 0;     // the octal register, as a number (0377 = 255: the last 8 polls answered)
+    long last_rx = 0;  // seconds since the last sample (-1 when none; chronyc prints a huge number)
     double adjusted_offset = 0;
     double measured_offset = 0;
     double error = 0;

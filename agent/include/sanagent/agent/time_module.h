@@ -79,8 +79,8 @@ private:
                        const std::optional<std::string>& current, const std::string& desired, bool reload_sources,
                        const Ownership& owned) const;
     ObjectStatus drop_in_status(const char* object, const char* path, const std::optional<std::string>& current,
-                                const std::string& desired, bool read_by_chrony, const char* directive,
-                                const char* dir, const Ownership& owned) const;
+                                const std::string& desired, bool read_by_chrony, const char* directive, const char* dir,
+                                const Ownership& owned) const;
 
     std::shared_ptr<CommandRunner> runner_;
     std::filesystem::path root_;
