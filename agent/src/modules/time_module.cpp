@@ -224,6 +224,16 @@ void TimeModule::read_chronyc() {
     observed_.sources = std::move(*list);
 }
 
+// Debian's zoneinfo links aliases to one file (UTC -> Etc/UTC): a link to any
+// name of the wanted zone file is already right and is not rewritten.
+bool TimeModule::same_zone(const std::string& link, const std::string& zone) const {
+    const std::string current = zone_of(link);
+    if (current == zone) return true;
+    if (!chrony::is_zone_name(current)) return false;
+    std::error_code ec;
+    return fs::equivalent(at(kZoneinfo) / current, at(kZoneinfo) / zone, ec);
+}
+
 std::vector<std::string> TimeModule::desired_objects(const Config& config) const {
     if (!config.find("time")) return {};
     std::vector<std::string> objects{kSources};
@@ -286,7 +296,7 @@ std::vector<Step> TimeModule::plan(const Config& config, const Ownership& owned)
         drop_in_steps(steps, kServe, kConfFile, observed_.conf_file, conf, false, owned);
 
     const std::string target = std::string(kZoneinfo) + "/" + s.timezone;
-    if (!observed_.localtime_link || zone_of(*observed_.localtime_link) != s.timezone) {
+    if (!observed_.localtime_link || !same_zone(*observed_.localtime_link, s.timezone)) {
         const fs::path link = at(kLocaltime);
         const auto previous_link = observed_.localtime_link;
         const bool previous_exists = observed_.localtime_exists;
@@ -361,7 +371,7 @@ std::vector<ObjectStatus> TimeModule::status(const Config& config, const Ownersh
                                                    : "(no /etc/localtime: UTC)",
                       Health::ok,
                       {}};
-    if (!observed_.localtime_link || zone_of(*observed_.localtime_link) != s.timezone) {
+    if (!observed_.localtime_link || !same_zone(*observed_.localtime_link, s.timezone)) {
         zone.health = Health::degraded;
         zone.detail = "not applied yet";
     }

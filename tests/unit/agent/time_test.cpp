@@ -73,8 +73,8 @@ struct Machine {
         dir.write("root/etc/chrony/chrony.conf", kDebianChronyConf);
         fs::create_directories(root / "etc/chrony/conf.d");
         fs::create_directories(root / "etc/chrony/sources.d");
-        dir.write("root/usr/share/zoneinfo/UTC", "TZif");
         dir.write("root/usr/share/zoneinfo/Etc/UTC", "TZif");
+        fs::create_symlink("Etc/UTC", root / "usr/share/zoneinfo/UTC");  // as Debian ships it
         dir.write("root/usr/share/zoneinfo/Europe/Paris", "TZif");
         fs::create_symlink("/usr/share/zoneinfo/Etc/UTC", root / "etc/localtime");
         dir.write("root/proc/321/comm", "chronyd\n");
@@ -333,7 +333,7 @@ BOOST_FIXTURE_TEST_CASE(status_reports_source_stratum_offset, Machine) {
     BOOST_TEST(sources.actual == "server 10.77.0.1 iburst");
     BOOST_TEST(sources.detail ==
                "chrony.conf also has pool 2.debian.pool.ntp.org (not changed; comment it out for one time source)");
-    BOOST_TEST(status_of(TimeModule::kZone).actual == "UTC");
+    BOOST_TEST(status_of(TimeModule::kZone).actual == "Etc/UTC");
 }
 
 BOOST_FIXTURE_TEST_CASE(unreachable_server_is_degraded_with_the_reason, Machine) {
@@ -356,7 +356,7 @@ BOOST_FIXTURE_TEST_CASE(chronyc_failure_is_reported_not_guessed, Machine) {
 
 BOOST_FIXTURE_TEST_CASE(chronyd_not_running_writes_without_reload, Machine) {
     fs::remove_all(root / "proc/321");
-    configure(kOneServer);
+    configure(kOneServer + "timezone = \"Europe/Paris\"\n");
     auto plan = actions();
     BOOST_TEST_REQUIRE(plan.size() == 2u);  // the drop-in and the zone, no reload
     BOOST_TEST(plan[0].find("time/sources: write") == 0u);
@@ -452,6 +452,12 @@ BOOST_FIXTURE_TEST_CASE(chrony_not_installed_is_a_config_error, Machine) {
                          ":4: [time]: chrony is not installed (no /usr/sbin/chronyd or /etc/chrony/chrony.conf): "
                          "install the chrony package") != std::string::npos,
                text);
+}
+
+BOOST_FIXTURE_TEST_CASE(a_link_to_another_name_of_the_zone_is_kept, Machine) {
+    configure(kOneServer);  // timezone "UTC"; /etc/localtime -> .../Etc/UTC, the same file
+    for (const auto& action : actions()) BOOST_TEST(action.find("time/zone") == std::string::npos, action);
+    BOOST_TEST(status_of(TimeModule::kZone).health == Health::ok);
 }
 
 BOOST_FIXTURE_TEST_CASE(no_time_section_touches_nothing, Machine) {

@@ -74,6 +74,7 @@ private:
     };
 
     void read_chronyc();
+    bool same_zone(const std::string& link, const std::string& zone) const;
     std::filesystem::path at(const char* path) const { return root_ / (path + 1); }
     void drop_in_steps(std::vector<Step>& steps, const char* object, const char* path,
                        const std::optional<std::string>& current, const std::string& desired, bool reload_sources,
