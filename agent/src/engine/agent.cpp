@@ -3,6 +3,7 @@
 #include "sanagent/agent/dbroot_module.h"
 #include "sanagent/agent/lvm_modules.h"
 #include "sanagent/agent/network_modules.h"
+#include "sanagent/agent/time_module.h"
 #include "sanagent/lvm/probe.h"
 
 namespace sanagent::agent {
@@ -10,8 +11,8 @@ namespace sanagent::agent {
 std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     std::vector<std::unique_ptr<Module>> modules;
     auto lio = std::make_shared<configfs::ConfigfsTree>(config.get_string("agent", "", "target_root"));
-    // Plan order: dbroot before anything registers a LIO device.
-    // The storage network first: portals need their addresses.
+    // Plan order: the storage network first (portals need their addresses),
+    // then dbroot before anything registers a LIO device.
     auto netlink = std::make_shared<NetlinkSession>();
     modules.push_back(std::make_unique<LinkModule>(netlink));
     modules.push_back(std::make_unique<BondModule>(netlink, config.get_string("agent", "", "target_root")));
@@ -20,6 +21,8 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     auto runner = std::make_shared<SystemCommandRunner>();
     modules.push_back(std::make_unique<PoolModule>(runner, lvm::probe_signatures));
     modules.push_back(std::make_unique<VolumeModule>(runner));
+    // One time source, after the storage objects.
+    modules.push_back(std::make_unique<TimeModule>(runner));
     return modules;
 }
 
