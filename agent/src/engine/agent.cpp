@@ -1,6 +1,7 @@
 #include "sanagent/agent/agent.h"
 
 #include "sanagent/agent/dbroot_module.h"
+#include "sanagent/agent/target_module.h"
 
 namespace sanagent::agent {
 
@@ -9,6 +10,8 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     auto lio = std::make_shared<configfs::ConfigfsTree>(config.get_string("agent", "", "target_root"));
     // Plan order: dbroot before anything registers a LIO device.
     modules.push_back(std::make_unique<DbrootModule>(lio));
+    // After the LVs (lvm) exist: targets export them.
+    modules.push_back(std::make_unique<TargetModule>(lio));
     return modules;
 }
 
