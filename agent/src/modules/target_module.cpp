@@ -20,11 +20,16 @@ using configfs::ConfigfsOp;
 
 namespace {
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-bool is_lower_alnum(char c) { return is_digit(c) || (c >= 'a' && c <= 'z'); }
+bool is_digit(char c) {
+    return c >= '0' && c <= '9';
+}
+bool is_lower_alnum(char c) {
+    return is_digit(c) || (c >= 'a' && c <= 'z');
+}
 bool is_hex(std::string_view s) {
-    return !s.empty() &&
-           std::all_of(s.begin(), s.end(), [](char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); });
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+        return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+    });
 }
 
 std::uint64_t fnv1a(std::string_view text, std::uint64_t hash) {
@@ -111,7 +116,8 @@ std::optional<std::string> check_chap(const Config& config, const ConfigObject& 
     if (secret->size() < kMinChapSecret || secret->size() > kMaxChapField)
         diagnostics.error(origin_of(config, obj, file_key), obj.id(), file_key,
                           "expected a secret of 12 to 255 bytes (RFC 3720 8.2.1 asks for 96 bits; LIO keeps 255), "
-                          "got " + std::to_string(secret->size()) + " bytes in " + file);
+                          "got " +
+                              std::to_string(secret->size()) + " bytes in " + file);
     else if (!printable_token(*secret))
         diagnostics.error(origin_of(config, obj, file_key), obj.id(), file_key,
                           "expected a secret of printable characters without spaces on one line in " + file);
@@ -125,7 +131,8 @@ Result<std::optional<configfs::ChapSpec>> chap_of(const Config& config, std::str
     configfs::ChapSpec chap;
     chap.userid = user;
     auto secret = read_secret(config.get_string(section, name, prefix + "chap_secret_file"));
-    if (!secret) return secret.error().context("reading the CHAP secret of [" + std::string(section) + "." + name + "]");
+    if (!secret)
+        return secret.error().context("reading the CHAP secret of [" + std::string(section) + "." + name + "]");
     chap.password = std::move(secret.value());
     return std::optional<configfs::ChapSpec>{std::move(chap)};
 }
@@ -173,42 +180,43 @@ std::vector<Step> steps_of(const std::shared_ptr<configfs::ConfigfsTree>& tree, 
             if (!device.empty()) {
                 struct stat st {};
                 if (::stat(device.c_str(), &st) != 0 || !S_ISBLK(st.st_mode))
-                    return Error{ENOENT, object + ": backing device " + device + " is not a block device (is the "
-                                                                                  "volume's LV created?)"};
+                    return Error{ENOENT, object + ": backing device " + device +
+                                             " is not a block device (is the "
+                                             "volume's LV created?)"};
             }
             return configfs::apply_ops(*tree, *one, object);
         };
         const fs::path path = op.path;
         switch (op.kind) {
-        case ConfigfsOp::Kind::MakeDir:
-            step.undo = [tree, path]() { return tree->remove_dir(path); };
-            made.push_back(path);
-            break;
-        case ConfigfsOp::Kind::MakeLink:
-            step.undo = [tree, path]() { return tree->remove_link(path); };
-            break;
-        case ConfigfsOp::Kind::Write:
-            if (path.filename() == "enable" && path.parent_path().filename().string().rfind("tpgt_", 0) == 0 &&
-                op.value == "1") {
-                step.undo = [tree, path]() { return tree->write_attr(path, "0"); };
-            } else if (under_any(path, made) || path.filename() == "enable") {
-                // A storage object cannot be disabled, only removed: its rmdir undoes this.
-                step.undo = []() -> Status { return {}; };
-            } else {
-                auto before = std::make_shared<std::optional<std::string>>();
-                step.apply = [tree, one, object, before, path]() -> Status {
-                    *before = tree->read_attr(path);
-                    return configfs::apply_ops(*tree, *one, object);
-                };
-                step.undo = [tree, before, path]() -> Status {
-                    if (!*before) return Error{0, "the previous value of " + path.string() + " was not readable"};
-                    return tree->write_attr(path, (*before)->empty() ? std::string("NULL") : **before);
-                };
-            }
-            break;
-        case ConfigfsOp::Kind::RemoveDir:
-        case ConfigfsOp::Kind::RemoveLink:
-            break;
+            case ConfigfsOp::Kind::MakeDir:
+                step.undo = [tree, path]() { return tree->remove_dir(path); };
+                made.push_back(path);
+                break;
+            case ConfigfsOp::Kind::MakeLink:
+                step.undo = [tree, path]() { return tree->remove_link(path); };
+                break;
+            case ConfigfsOp::Kind::Write:
+                if (path.filename() == "enable" && path.parent_path().filename().string().rfind("tpgt_", 0) == 0 &&
+                    op.value == "1") {
+                    step.undo = [tree, path]() { return tree->write_attr(path, "0"); };
+                } else if (under_any(path, made) || path.filename() == "enable") {
+                    // A storage object cannot be disabled, only removed: its rmdir undoes this.
+                    step.undo = []() -> Status { return {}; };
+                } else {
+                    auto before = std::make_shared<std::optional<std::string>>();
+                    step.apply = [tree, one, object, before, path]() -> Status {
+                        *before = tree->read_attr(path);
+                        return configfs::apply_ops(*tree, *one, object);
+                    };
+                    step.undo = [tree, before, path]() -> Status {
+                        if (!*before) return Error{0, "the previous value of " + path.string() + " was not readable"};
+                        return tree->write_attr(path, (*before)->empty() ? std::string("NULL") : **before);
+                    };
+                }
+                break;
+            case ConfigfsOp::Kind::RemoveDir:
+            case ConfigfsOp::Kind::RemoveLink:
+                break;
         }
         steps.push_back(std::move(step));
     }
@@ -235,9 +243,8 @@ bool is_valid_iqn(std::string_view n) {
         return false;
     if (colon == std::string_view::npos) return true;
     std::string_view suffix = rest.substr(colon + 1);
-    return !suffix.empty() && std::all_of(suffix.begin(), suffix.end(), [](char c) {
-        return is_lower_alnum(c) || c == '-' || c == '.' || c == ':';
-    });
+    return !suffix.empty() && std::all_of(suffix.begin(), suffix.end(),
+                                          [](char c) { return is_lower_alnum(c) || c == '-' || c == '.' || c == ':'; });
 }
 
 bool is_valid_initiator_name(std::string_view n) {
@@ -379,8 +386,8 @@ void TargetModule::validate(const Config& config, Diagnostics& diagnostics) cons
     for (const auto* vol : config.objects("volume")) {
         const std::string& name = vol->name;
         const bool explicit_iqn = !config.get_string("volume", name, "iqn").empty();
-        if (!explicit_iqn && (config.get_string("group", "", "iqn_prefix").empty() ||
-                              config.get_string("group", "", "name").empty())) {
+        if (!explicit_iqn &&
+            (config.get_string("group", "", "iqn_prefix").empty() || config.get_string("group", "", "name").empty())) {
             diagnostics.error(vol->origin, vol->id(), "iqn",
                               "expected [group] name and iqn_prefix (the IQN is <iqn_prefix>:<group>:<volume>) or an "
                               "iqn for the volume");
@@ -389,8 +396,8 @@ void TargetModule::validate(const Config& config, Diagnostics& diagnostics) cons
             if (!is_valid_iqn(iqn))
                 diagnostics.error(origin_of(config, *vol, "iqn"), vol->id(), "iqn",
                                   "expected iqn.yyyy-mm.reversed.domain[:...] in lower case letters, digits, '-', "
-                                  "'.', ':' (RFC 3720 3.2.6.3.1), at most 223 bytes; got \"" + iqn.substr(0, 240) +
-                                      "\"");
+                                  "'.', ':' (RFC 3720 3.2.6.3.1), at most 223 bytes; got \"" +
+                                      iqn.substr(0, 240) + "\"");
             else if (auto [it, fresh] = iqns.emplace(iqn, name); !fresh)
                 diagnostics.error(origin_of(config, *vol, "iqn"), vol->id(), "iqn",
                                   "duplicate IQN " + iqn + ", also the IQN of [volume." + it->second + "]");
@@ -462,8 +469,8 @@ std::vector<std::string> TargetModule::desired_objects(const Config& config) con
     return out;
 }
 
-bool TargetModule::ours(const configfs::TargetState& target, const configfs::TargetSpec& spec,
-                        const Ownership& owned, const std::string& object) const {
+bool TargetModule::ours(const configfs::TargetState& target, const configfs::TargetSpec& spec, const Ownership& owned,
+                        const std::string& object) const {
     if (owned.owns(object)) return true;
     const std::string mine = configfs::sanagent_hba(spec.storage.plugin) + "/" + spec.storage.name;
     for (const auto& tpg : target.tpgs)
@@ -482,19 +489,25 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
     std::vector<Step> volumes;
     auto is_shared = [](const ConfigfsOp& op) {
         return op.kind == ConfigfsOp::Kind::MakeDir &&
-               (op.path == "iscsi" || (op.path.parent_path() == "core" && op.path.filename().string().ends_with(
-                                                                               "_" + std::to_string(configfs::kSanagentHbaIndex))));
+               (op.path == "iscsi" ||
+                (op.path.parent_path() == "core" &&
+                 op.path.filename().string().ends_with("_" + std::to_string(configfs::kSanagentHbaIndex))));
     };
     for (const auto* vol : config.objects("volume")) {
         const std::string object = object_of(vol->name);
         auto spec = target_spec(config, vol->name);
         if (!spec) {
             // Nothing can be planned without the secrets; the apply reports why.
-            steps.push_back({object, "read the volume's CHAP secrets", [e = spec.error()]() -> Status { return e; }, {},
-                             false, {}});
+            steps.push_back({object,
+                             "read the volume's CHAP secrets",
+                             [e = spec.error()]() -> Status { return e; },
+                             {},
+                             false,
+                             {}});
             continue;
         }
-        if (const auto* target = configfs::find_target(observed_, spec->iqn); target && !ours(*target, *spec, owned, object))
+        if (const auto* target = configfs::find_target(observed_, spec->iqn);
+            target && !ours(*target, *spec, owned, object))
             continue;  // foreign: status says so
         std::vector<ConfigfsOp> ops;
         for (auto& op : configfs::plan_target(*spec, observed_)) {
@@ -516,8 +529,12 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
         const bool foreign = !owned.owns(kDiscoveryObject) && have.enforce && have.chap.userid != disc_user;
         auto chap = chap_of(config, "group", "", "discovery_");
         if (!chap) {
-            volumes.push_back({kDiscoveryObject, "read the discovery CHAP secret",
-                               [e = chap.error()]() -> Status { return e; }, {}, false, {}});
+            volumes.push_back({kDiscoveryObject,
+                               "read the discovery CHAP secret",
+                               [e = chap.error()]() -> Status { return e; },
+                               {},
+                               false,
+                               {}});
         } else if (!foreign) {
             if (!observed_.iscsi_fabric &&
                 std::none_of(shared.begin(), shared.end(), [](const ConfigfsOp& s) { return s.path == "iscsi"; }))
@@ -530,9 +547,12 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
     for (const auto& op : shared) {
         const fs::path path = op.path;
         // An HBA directory can exist without storage objects (observe cannot see it): that is fine.
-        steps.push_back({kFabricObject, op.describe(),
+        steps.push_back({kFabricObject,
+                         op.describe(),
                          [tree, path]() -> Status { return tree->exists(path) ? Status{} : tree->make_dir(path); },
-                         {}, false, {}});
+                         {},
+                         false,
+                         {}});
     }
     std::move(volumes.begin(), volumes.end(), std::back_inserter(steps));
     auto ds = steps_of(tree_, kDiscoveryObject, discovery, "");
@@ -581,8 +601,11 @@ std::vector<ObjectStatus> TargetModule::status(const Config& config, const Owner
     }
     if (const std::string user = config.get_string("group", "", "discovery_chap_user"); !user.empty()) {
         const auto& have = observed_.discovery_auth;
-        ObjectStatus s{kDiscoveryObject, "CHAP user " + user,
-                       have.enforce ? "CHAP user " + have.chap.userid : "not enforced", Health::ok, {}};
+        ObjectStatus s{kDiscoveryObject,
+                       "CHAP user " + user,
+                       have.enforce ? "CHAP user " + have.chap.userid : "not enforced",
+                       Health::ok,
+                       {}};
         auto chap = chap_of(config, "group", "", "discovery_");
         if (!chap) {
             s.health = Health::failed;

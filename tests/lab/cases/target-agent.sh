@@ -140,10 +140,10 @@ assert acls[\"vol1\"] == [\"$me\"] and acls[\"vol2\"] == [\"$me\"] and acls[\"vo
 '"
 
 # "Reboot": sessions out, the tree cleared, the modules reloaded, apply again.
-serials_before=$(cat $t/core/iblock_57/vol*/wwn/vpd_unit_serial | md5sum)
+serials_before=$(cat $t/core/iblock_57/vol{1,2,3}/wwn/vpd_unit_serial | md5sum)
 check "logout" iscsiadm -m node --logoutall=all
 check "the kernel's LIO state cleared and its modules reloaded" bash -c "$(declare -f load_modules); python3 $SANLAB_SRC/tests/lab/tools/lio_clear.py && for m in iscsi_target_mod target_core_iblock target_core_file target_core_pscsi target_core_user target_core_mod; do [[ ! -d /sys/module/\$m ]] || rmmod \$m || exit 1; done && load_modules target_core_mod iscsi_target_mod target_core_iblock target_core_file"
 check "apply recreates the targets" bash -c "$(declare -f apply); sanctl=$sanctl conf=$conf; apply > /run/lab/apply5.txt 2>&1; cat /run/lab/apply5.txt; tail -1 /run/lab/apply5.txt | grep -q '^ok:'"
-check "with the same serials" bash -c "[[ \$(cat $t/core/iblock_57/vol*/wwn/vpd_unit_serial | md5sum) == '$serials_before' ]]"
+check "with the same serials" bash -c "[[ \$(cat $t/core/iblock_57/vol{1,2,3}/wwn/vpd_unit_serial | md5sum) == '$serials_before' ]]"
 check "and the initiator logs in again" bash -c "$(declare -f login); prefix=$prefix; login vol1 me-secret-01234 && iscsiadm -m node --logoutall=all"
 finish

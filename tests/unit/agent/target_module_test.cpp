@@ -1,11 +1,12 @@
 // The target module against a temporary tree shaped like configfs: naming,
 // validation, ownership (foreign, orphaned), idempotence, secrets never shown.
+#include "sanagent/agent/target_module.h"
+
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
 
 #include "sanagent/agent/agent.h"
-#include "sanagent/agent/target_module.h"
 #include "test_dir.h"
 
 using namespace sanagent::agent;
@@ -22,8 +23,8 @@ struct TargetAgent {
     std::unique_ptr<Agent> agent;
 
     TargetAgent() {
-        tree = std::make_shared<sanagent::configfs::ConfigfsTree>(dir.root / "target",
-                                                                 sanagent::configfs::ConfigfsTree::Backing::PlainDirectory);
+        tree = std::make_shared<sanagent::configfs::ConfigfsTree>(
+            dir.root / "target", sanagent::configfs::ConfigfsTree::Backing::PlainDirectory);
         dir.write("target/version", "Target Engine Core ConfigFS Infrastructure v5.0\n");
         fs::create_directories(dir.root / "target/core");
         secret("xs01", kSecret);
@@ -38,7 +39,8 @@ struct TargetAgent {
                "\"iqn.2026-11.org.example\"\n[server.xs01]\niqn = \"iqn.2026-11.org.example:xs01\"\nchap_user = "
                "\"xs01\"\nchap_secret_file = \"" +
                (dir.root / "secrets/xs01").string() +
-               "\"\n[server.xs02]\niqn = \"iqn.2026-11.org.example:xs02\"\nchap_user = \"xs02\"\nchap_secret_file = \"" +
+               "\"\n[server.xs02]\niqn = \"iqn.2026-11.org.example:xs02\"\nchap_user = \"xs02\"\nchap_secret_file = "
+               "\"" +
                (dir.root / "secrets/xs01").string() + "\"\n" + volumes;
     }
     std::string volume(const std::string& name, const std::string& servers = "\"xs01\"") {
@@ -78,11 +80,11 @@ BOOST_AUTO_TEST_SUITE(target_module)
 BOOST_AUTO_TEST_CASE(iqns_follow_rfc_3720) {
     BOOST_TEST(is_valid_iqn("iqn.2026-11.org.example:hp-boulder:xpsp2-01"));
     BOOST_TEST(is_valid_iqn("iqn.2001-04.com.example"));
-    BOOST_TEST(!is_valid_iqn("iqn.2026-13.org.example:v"));   // month 13
-    BOOST_TEST(!is_valid_iqn("iqn.2026-11.Org.example:v"));   // upper case
-    BOOST_TEST(!is_valid_iqn("iqn.2026-11.org.example:"));    // empty suffix
-    BOOST_TEST(!is_valid_iqn("iqn.2026-11.org..example:v"));  // empty label
-    BOOST_TEST(!is_valid_iqn("iqn.2026-11.org.example:a/b"));  // never a path
+    BOOST_TEST(!is_valid_iqn("iqn.2026-13.org.example:v"));                         // month 13
+    BOOST_TEST(!is_valid_iqn("iqn.2026-11.Org.example:v"));                         // upper case
+    BOOST_TEST(!is_valid_iqn("iqn.2026-11.org.example:"));                          // empty suffix
+    BOOST_TEST(!is_valid_iqn("iqn.2026-11.org..example:v"));                        // empty label
+    BOOST_TEST(!is_valid_iqn("iqn.2026-11.org.example:a/b"));                       // never a path
     BOOST_TEST(!is_valid_iqn("iqn.2026-11.org.example:" + std::string(200, 'a')));  // > 223 bytes
     BOOST_TEST(is_valid_initiator_name("eui.02004567a425678d"));
     BOOST_TEST(is_valid_initiator_name("naa.52004567ba64678d"));
@@ -116,12 +118,13 @@ BOOST_FIXTURE_TEST_CASE(bad_input_is_reported_all_at_once_and_nothing_applies, T
     BOOST_TEST(!configure(bad, diagnostics));
     const std::string text = diagnostics.text();
     const std::string f = (dir.root / "conf.d/10-test.conf").string();
-    for (const std::string& want : std::vector<std::string>{f + ":18: [server.weak] iqn: expected an initiator name",
-                                   f + ":20: [server.weak] chap_secret_file: expected a secret of 12 to 255 bytes",
-                                   f + ":24: [volume.v1] iqn: expected iqn.yyyy-mm.reversed.domain",
-                                   f + ":23: [volume.v1] device: expected an existing block device: /dev/null",
-                                   f + ":28: [volume.v2] portals: duplicate portal 10.0.0.1:3260",
-                                   f + ":29: [volume.v2] servers: expected all of the volume's servers with CHAP"})
+    for (const std::string& want :
+         std::vector<std::string>{f + ":18: [server.weak] iqn: expected an initiator name",
+                                  f + ":20: [server.weak] chap_secret_file: expected a secret of 12 to 255 bytes",
+                                  f + ":24: [volume.v1] iqn: expected iqn.yyyy-mm.reversed.domain",
+                                  f + ":23: [volume.v1] device: expected an existing block device: /dev/null",
+                                  f + ":28: [volume.v2] portals: duplicate portal 10.0.0.1:3260",
+                                  f + ":29: [volume.v2] servers: expected all of the volume's servers with CHAP"})
         BOOST_TEST(text.find(want) != std::string::npos, "missing: " << want << "\ngot:\n" << text);
     BOOST_TEST(text.find("tiny-one") == std::string::npos);  // the secret itself is never shown
     BOOST_TEST(!agent->loaded());
@@ -185,8 +188,10 @@ BOOST_FIXTURE_TEST_CASE(discovery_and_mutual_chap, TargetAgent) {
     const auto mutual = secret("mutual", "target-answers-0123");
     const std::string text = base(volume("vol1"));
     dir.write("conf.d/20-chap.conf", "[server.xs01]\nmutual_chap_user = \"tgt\"\nmutual_chap_secret_file = \"" +
-                                         mutual + "\"\n[group]\ndiscovery_chap_user = \"disc\"\n"
-                                         "discovery_chap_secret_file = \"" + disc + "\"\n");
+                                         mutual +
+                                         "\"\n[group]\ndiscovery_chap_user = \"disc\"\n"
+                                         "discovery_chap_secret_file = \"" +
+                                         disc + "\"\n");
     configure(text);
     auto report = agent->apply();
     BOOST_TEST_REQUIRE((report.outcome == Outcome::ok), to_text(report));
