@@ -35,6 +35,14 @@ LioState observe_lio(const ConfigfsTree& tree) {
     state.version = tree.read_attr("version").value_or("");
     state.dbroot = tree.read_attr("dbroot").value_or("");
     state.iscsi_fabric = tree.exists("iscsi");
+    if (state.iscsi_fabric) {
+        const fs::path da = fs::path("iscsi") / "discovery_auth";
+        state.discovery_auth.enforce = tree.read_attr(da / "enforce_discovery_auth").value_or("0") == "1";
+        state.discovery_auth.chap.userid = auth_value(tree, da / "userid");
+        state.discovery_auth.chap.password = auth_value(tree, da / "password");
+        state.discovery_auth.chap.mutual_userid = auth_value(tree, da / "userid_mutual");
+        state.discovery_auth.chap.mutual_password = auth_value(tree, da / "password_mutual");
+    }
 
     for (const auto& hba : tree.list_dirs("core")) {
         if (hba == "alua") continue;

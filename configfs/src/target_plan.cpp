@@ -56,8 +56,14 @@ std::map<std::string, std::string> wanted_storage_attributes(const StorageObject
 std::map<std::string, std::string> wanted_tpg_attributes(const TargetSpec& spec) {
     bool chap = std::any_of(spec.acls.begin(), spec.acls.end(), [](const AclSpec& a) { return a.chap.has_value(); });
     // Never demo mode: only ACLs (server assignments) give access, and a
-    // generated ACL would be writable by anyone who logs in.
-    return {{"authentication", chap ? "1" : "0"}, {"generate_node_acls", "0"}, {"demo_mode_write_protect", "1"}};
+    // generated ACL would be writable by anyone who logs in. The kernel's
+    // default demo_mode_discovery=1 lists every target in SendTargets to anyone
+    // (iscsit_build_sendtargets_response); 0 lists only targets with an ACL for
+    // the asking initiator.
+    return {{"authentication", chap ? "1" : "0"},
+            {"generate_node_acls", "0"},
+            {"demo_mode_write_protect", "1"},
+            {"demo_mode_discovery", "0"}};
 }
 
 void plan_storage_object(const StorageObjectSpec& spec, const LioState& observed, OpList& out) {
@@ -93,12 +99,15 @@ void plan_storage_object(const StorageObjectSpec& spec, const LioState& observed
     }
 }
 
-void plan_chap(const fs::path& acl_dir, const std::optional<ChapSpec>& chap, const ChapState& have, OpList& out) {
+// `auth` is the subdirectory holding the CHAP attributes: "auth" under an
+// ACL, none under discovery_auth.
+void plan_chap(const fs::path& acl_dir, const std::optional<ChapSpec>& chap, const ChapState& have, OpList& out,
+               const char* auth = "auth") {
     // "NULL" is how LIO unsets a CHAP value.
     ChapState want;
     if (chap) want = {chap->userid, chap->password, chap->mutual_userid, chap->mutual_password};
     auto set = [&](const char* attr, const std::string& w, const std::string& h, bool secret) {
-        if (w != h) out.write(acl_dir / "auth" / attr, w.empty() ? "NULL" : w, "CHAP", secret);
+        if (w != h) out.write(acl_dir / auth / attr, w.empty() ? "NULL" : w, "CHAP", secret);
     };
     set("userid", want.userid, have.userid, false);
     set("password", want.password, have.password, true);
@@ -107,6 +116,18 @@ void plan_chap(const fs::path& acl_dir, const std::optional<ChapSpec>& chap, con
 }
 
 }  // namespace
+
+std::vector<ConfigfsOp> plan_discovery_auth(const std::optional<ChapSpec>& chap, const LioState& observed) {
+    OpList out;
+    const fs::path da = fs::path("iscsi") / "discovery_auth";
+    const auto& have = observed.discovery_auth;
+    // Credentials before enforce=1, so there is no moment where discovery is
+    // enforced without a secret; enforce=0 before unsetting them.
+    if (!chap && have.enforce) out.write(da / "enforce_discovery_auth", "0", "discovery open to any initiator");
+    plan_chap(da, chap, have.chap, out, "");
+    if (chap && !have.enforce) out.write(da / "enforce_discovery_auth", "1", "discovery needs CHAP");
+    return out.ops;
+}
 
 std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& observed) {
     OpList out;

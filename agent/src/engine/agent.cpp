@@ -3,6 +3,7 @@
 #include "sanagent/agent/dbroot_module.h"
 #include "sanagent/agent/lvm_modules.h"
 #include "sanagent/agent/network_modules.h"
+#include "sanagent/agent/target_module.h"
 #include "sanagent/agent/time_module.h"
 #include "sanagent/lvm/probe.h"
 
@@ -21,6 +22,8 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     auto runner = std::make_shared<SystemCommandRunner>();
     modules.push_back(std::make_unique<PoolModule>(runner, lvm::probe_signatures));
     modules.push_back(std::make_unique<VolumeModule>(runner));
+    // After the LVs exist: targets export them.
+    modules.push_back(std::make_unique<TargetModule>(lio));
     // One time source, after the storage objects.
     modules.push_back(std::make_unique<TimeModule>(runner));
     return modules;

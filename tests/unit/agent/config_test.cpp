@@ -83,7 +83,7 @@ BOOST_AUTO_TEST_CASE(every_error_class_with_file_line_and_key) {
     Diagnostics diagnostics;
     load(dir, diagnostics);
     std::vector<std::string> expected = {
-        f + ":2: [node] nmae: unknown key; expected one of name, roles, target_dbroot",
+        f + ":2: [node] nmae: unknown key; expected one of name, roles, target_dbroot, portals",
         f + ":3: [frobnicate]: unknown section; expected one of agent, node, group, cluster, time, bond, link, pool, "
             "server, volume, sr, vdi",
         f + ":5: [volume.Bad_Name]: unsafe name; expected [a-z0-9][a-z0-9.-]*, at most 63 characters",

@@ -44,7 +44,7 @@ std::ptrdiff_t index_of(const std::vector<ConfigfsOp>& ops, const std::string& p
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(a_new_target_is_built_in_the_kernels_order) {
-    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}});
+    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}, {}});
     auto enable_so = index_of(ops, "core/iblock_57/xpsp2-01/enable", Kind::Write);
     auto serial = index_of(ops, "wwn/vpd_unit_serial", Kind::Write);
     auto lun_link = index_of(ops, "lun/lun_0/xpsp2-01", Kind::MakeLink);
@@ -62,7 +62,7 @@ BOOST_AUTO_TEST_CASE(a_new_target_is_built_in_the_kernels_order) {
 }
 
 BOOST_AUTO_TEST_CASE(tpg_is_never_in_demo_mode_and_authenticates_with_chap) {
-    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}});
+    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}, {}});
     auto value_of = [&](const std::string& suffix) {
         auto i = index_of(ops, suffix, Kind::Write);
         BOOST_TEST_REQUIRE(i >= 0, "no write to " << suffix);
@@ -71,11 +71,12 @@ BOOST_AUTO_TEST_CASE(tpg_is_never_in_demo_mode_and_authenticates_with_chap) {
     BOOST_TEST(value_of("attrib/generate_node_acls") == "0");
     BOOST_TEST(value_of("attrib/demo_mode_write_protect") == "1");
     BOOST_TEST(value_of("attrib/authentication") == "1");
+    BOOST_TEST(value_of("attrib/demo_mode_discovery") == "0");  // SendTargets lists only assigned targets
     BOOST_TEST(value_of("attrib/emulate_tpu") == "1");
 }
 
 BOOST_AUTO_TEST_CASE(secrets_are_never_described) {
-    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}});
+    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}, {}});
     bool saw_password = false;
     for (const auto& op : ops) {
         BOOST_TEST(op.describe().find("secret-0123456789") == std::string::npos);
@@ -116,6 +117,25 @@ BOOST_FIXTURE_TEST_CASE(changing_a_chap_secret_writes_only_the_secret, TempRoot)
     BOOST_TEST_REQUIRE(ops.size() == 1u);
     BOOST_TEST(ops[0].path.filename() == "password");
     BOOST_TEST(ops[0].secret);
+}
+
+BOOST_FIXTURE_TEST_CASE(discovery_auth_is_set_credentials_first_and_then_left_alone, TempRoot) {
+    fs::create_directories(root / "iscsi" / "discovery_auth");
+    const ChapSpec chap{"disc", "discovery-secret-01", "", ""};
+    auto ops = plan_discovery_auth(chap, observe_lio(tree));
+    BOOST_TEST_REQUIRE(!ops.empty());
+    BOOST_TEST(ops.back().path == fs::path("iscsi/discovery_auth/enforce_discovery_auth"));
+    BOOST_TEST(ops.back().value == "1");
+    BOOST_TEST(index_of(ops, "discovery_auth/password", Kind::Write) >= 0);
+    for (const auto& op : ops) BOOST_TEST(op.describe().find("discovery-secret-01") == std::string::npos);
+    BOOST_TEST_REQUIRE(apply_ops(tree, ops, "discovery").ok());
+    BOOST_TEST(plan_discovery_auth(chap, observe_lio(tree)).empty());
+
+    // Without CHAP in the config: enforce off first, then the credentials unset.
+    auto open = plan_discovery_auth(std::nullopt, observe_lio(tree));
+    BOOST_TEST_REQUIRE(open.size() == 3u);
+    BOOST_TEST(open[0].value == "0");
+    BOOST_TEST(open[1].value == "NULL");
 }
 
 BOOST_FIXTURE_TEST_CASE(a_failing_step_undoes_what_the_run_created, TempRoot) {

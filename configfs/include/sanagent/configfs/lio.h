@@ -64,6 +64,13 @@ struct TargetState {
     std::vector<TpgState> tpgs;
 };
 
+// iscsi/discovery_auth: CHAP for SendTargets discovery sessions, global to
+// the iSCSI fabric (not per target).
+struct DiscoveryAuthState {
+    bool enforce = false;  // enforce_discovery_auth
+    ChapState chap;
+};
+
 struct LioState {
     bool present = false;       // the root exists (configfs mounted, target_core_mod loaded)
     bool iscsi_fabric = false;  // iscsi/ exists (made by the first mkdir; loads iscsi_target_mod)
@@ -71,11 +78,12 @@ struct LioState {
     std::string dbroot;
     std::vector<StorageObjectState> storage_objects;
     std::vector<TargetState> iscsi_targets;
+    DiscoveryAuthState discovery_auth;
 };
 
 // The attributes sanagent sets and therefore reads back (others are left alone).
 inline constexpr const char* kManagedTpgAttributes[] = {"authentication", "generate_node_acls",
-                                                        "demo_mode_write_protect"};
+                                                        "demo_mode_write_protect", "demo_mode_discovery"};
 inline constexpr const char* kManagedStorageAttributes[] = {"emulate_tpu", "emulate_tpws"};
 
 // Reads the whole tree in one pass (each directory listed once).

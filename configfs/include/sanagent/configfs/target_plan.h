@@ -78,6 +78,11 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
 std::vector<ConfigfsOp> plan_remove_target(const std::string& iqn, const StorageObjectSpec& storage,
                                            const LioState& observed);
 
+// iscsi/discovery_auth: with `chap`, SendTargets needs CHAP (enforce=1 and the
+// credentials); without, discovery is open again (enforce=0, credentials unset).
+// Empty when the kernel already matches. Needs the iscsi fabric registered.
+std::vector<ConfigfsOp> plan_discovery_auth(const std::optional<ChapSpec>& chap, const LioState& observed);
+
 // Runs ops in order. On a failure, undoes the directories and links this call
 // created, newest first, and returns the failing op's error with its context.
 Status apply_ops(ConfigfsTree& tree, const std::vector<ConfigfsOp>& ops, const std::string& object);
