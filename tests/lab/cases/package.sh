@@ -17,7 +17,7 @@ check "sanagent.conf is a conffile" bash -c "dpkg-query -W -f='\${Conffiles}' sa
 check "conf.d/ is there and empty" bash -c '[[ -d /etc/sanagent/conf.d && -z $(ls -A /etc/sanagent/conf.d) ]]'
 check "man pages for all four" bash -c 'for p in man8/sanagentd.8 man8/sanrepd.8 man8/sanctl.8 man5/sanagent.conf.5; do test -s /usr/share/man/$p.gz || exit 1; done'
 check "bash completion completes sanctl's commands" bash -c '. /usr/share/bash-completion/bash_completion; . /usr/share/bash-completion/completions/sanctl;
-    COMP_WORDS=(sanctl st); COMP_CWORD=1; _sanctl; [[ ${COMPREPLY[*]} == status ]]'
+    COMP_WORDS=(sanctl st); COMP_CWORD=1; COMP_LINE="sanctl st"; COMP_POINT=9; _sanctl; [[ ${COMPREPLY[*]} == status ]]'
 check "the unit is installed disabled" bash -c '[[ $(systemctl is-enabled sanagentd.service) == disabled ]]'
 check "and nothing started it" bash -c '! systemctl is-active -q sanagentd.service'
 check "sanrepd@ without its .env is skipped, not failed" bash -c 'systemctl start sanrepd@vol1.service;
@@ -65,7 +65,7 @@ check "no state left (the empty dbroot dirs went too)" test ! -e /var/lib/sanage
 
 # The .rpm ships the same files as the .deb, except Debian's own changelog.
 if [[ -n $rpm ]]; then
-    files_deb() { dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print substr($6, 2)}' | grep -v '^/usr/share/doc/sanagent/changelog.Debian.gz$' | sort; }
+    files_deb() { dpkg-deb -c "$deb" | awk '$1 !~ /^d/ {print substr($6, 2)}' | grep -v '^/usr/share/doc/sanagent/changelog.gz$' | sort; }
     files_rpm() { rpm -qp --nosignature --qf '[%{FILEMODES:perms} %{FILENAMES}\n]' "$rpm" 2> /dev/null | awk '$1 !~ /^d/ {print $2}' | sort; }
     check "rpm -qlp lists the .deb's files" diff <(files_deb) <(files_rpm)
     check "both own /etc/sanagent/conf.d" bash -c "rpm -qlp '$rpm' 2> /dev/null | grep -qx /etc/sanagent/conf.d && dpkg-deb -c '$deb' | grep -q ' ./etc/sanagent/conf.d/\$'"
