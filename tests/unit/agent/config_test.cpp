@@ -202,7 +202,9 @@ BOOST_AUTO_TEST_CASE(schema_defaults_parse_and_docs_match) {
 }
 
 BOOST_AUTO_TEST_CASE(packaged_example_config_is_valid) {
-    for (const char* dir : {"/packaging", "/packaging/examples"}) {
+    for (const char* dir :
+         {"/packaging", "/packaging/examples/storage-node", "/packaging/examples/host",
+          "/packaging/examples/two-node-cluster/v8.1-01", "/packaging/examples/two-node-cluster/v8.1-02"}) {
         AgentOptions options;
         options.load.config_dir = std::string(SANAGENT_SOURCE_DIR) + dir;
         Diagnostics diagnostics;
