@@ -302,6 +302,28 @@ std::vector<Step> TimeModule::plan(const Config& config, const Ownership& owned)
         const bool previous_exists = observed_.localtime_exists;
         // A copied zone file (not a link) is kept so the undo can put it back.
         const auto previous_file = previous_link ? std::nullopt : read_file(link);
+        if (observed_.systemd && previous_link) {
+            // Under systemd the unit's ProtectSystem=strict keeps /etc read-only,
+            // and timedated owns the link: ask it, as timedatectl does.
+            auto runner = runner_;
+            const std::string zone = s.timezone, was = zone_of(*previous_link);
+            steps.push_back({kZone, "timedatectl set-timezone " + zone + " (was " + was + ")",
+                             [runner, zone]() -> Status {
+                                 Command c({"timedatectl", "set-timezone", zone});
+                                 auto r = check_exit(c, runner->run(c));
+                                 if (!r) return r.error();
+                                 return {};
+                             },
+                             [runner, was]() -> Status {
+                                 Command c({"timedatectl", "set-timezone", was});
+                                 auto r = check_exit(c, runner->run(c));
+                                 if (!r) return r.error();
+                                 return {};
+                             },
+                             true,
+                             {}});
+            return steps;
+        }
         steps.push_back({kZone,
                          "link " + std::string(kLocaltime) + " to " + target + " (was " +
                              (previous_link     ? *previous_link

@@ -460,6 +460,16 @@ BOOST_FIXTURE_TEST_CASE(a_link_to_another_name_of_the_zone_is_kept, Machine) {
     BOOST_TEST(status_of(TimeModule::kZone).health == Health::ok);
 }
 
+BOOST_FIXTURE_TEST_CASE(under_systemd_the_zone_goes_through_timedatectl, Machine) {
+    // The unit's ProtectSystem=strict keeps /etc read-only; timedated owns the link.
+    fs::create_directories(root / "run/systemd/system");
+    configure(kOneServer + "timezone = \"Europe/Paris\"\n");
+    bool asked = false;
+    for (const auto& action : actions())
+        if (action.find("time/zone: timedatectl set-timezone Europe/Paris (was Etc/UTC)") == 0) asked = true;
+    BOOST_TEST(asked);
+}
+
 BOOST_FIXTURE_TEST_CASE(no_time_section_touches_nothing, Machine) {
     configure("[node]\nname = \"n1\"\n");
     BOOST_TEST(actions().empty());
