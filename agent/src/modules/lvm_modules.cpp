@@ -83,6 +83,15 @@ std::optional<lvm::CloneSource> clone_of(const Config& config, const std::string
     return source;
 }
 
+// A volume with an explicit `device` (a file, /dev/nbdN) is backed by
+// something else; only volumes without one are LVs in a pool.
+std::vector<const ConfigObject*> lvm_volumes(const Config& config) {
+    std::vector<const ConfigObject*> out;
+    for (const auto* v : config.objects("volume"))
+        if (!config.value("volume", v->name, "device")) out.push_back(v);
+    return out;
+}
+
 }  // namespace
 
 bool is_storage_node(const Config& config) {
@@ -231,7 +240,7 @@ std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownersh
 
 void VolumeModule::validate(const Config& config, Diagnostics& diagnostics) const {
     if (!is_storage_node(config)) return;
-    for (const auto* volume : config.objects("volume")) {
+    for (const auto* volume : lvm_volumes(config)) {
         // Several pools and no `pool` key is the schema's error already.
         if (config.objects("pool").empty())
             diagnostics.error(volume->origin, volume->id(), "pool", "expected a [pool.NAME] to hold the volume");
@@ -263,7 +272,7 @@ Status VolumeModule::observe() {
 std::vector<std::string> VolumeModule::desired_objects(const Config& config) const {
     std::vector<std::string> out;
     if (!is_storage_node(config)) return out;
-    for (const auto* v : config.objects("volume")) out.push_back("volume/" + v->name);
+    for (const auto* v : lvm_volumes(config)) out.push_back("volume/" + v->name);
     return out;
 }
 
@@ -271,7 +280,7 @@ std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owne
     std::vector<Step> steps;
     if (!is_storage_node(config)) return steps;
     // Golden images before their clones.
-    auto volumes = config.objects("volume");
+    auto volumes = lvm_volumes(config);
     std::stable_sort(volumes.begin(), volumes.end(), [&](const ConfigObject* a, const ConfigObject* b) {
         return !clone_of(config, a->name) && clone_of(config, b->name);
     });
@@ -315,7 +324,7 @@ std::vector<ObjectStatus> VolumeModule::status(const Config& config, const Owner
     std::vector<ObjectStatus> out;
     if (!is_storage_node(config)) return out;
     std::set<std::string> listed;
-    for (const auto* volume : config.objects("volume")) {
+    for (const auto* volume : lvm_volumes(config)) {
         const std::string object = "volume/" + volume->name;
         listed.insert(object);
         auto pool = pool_spec(config, pool_of_volume(config, volume->name));

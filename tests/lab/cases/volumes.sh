@@ -19,6 +19,9 @@ control_socket = "/run/lab/volumes/control.sock"
 [node]
 name = "node1"
 roles = ["storage"]
+[group]
+name = "lab"
+iqn_prefix = "iqn.2026-11.org.sanagent.lab"
 [pool.default]
 vg = "sanpool"
 devices = ["/dev/vda"]
