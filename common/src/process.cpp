@@ -47,10 +47,28 @@ std::string tail_lines(const std::string& text, std::size_t max_chars = 400) {
     return t;
 }
 
+// Tools are looked up in the system's own directories, never in the caller's
+// PATH: a daemon running as root must not run an `lvm` that a user's PATH
+// (~/.cargo/bin, a virtualenv) happens to put first.
+constexpr const char* kTrustedPath[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"};
+
+std::string resolve_tool(const std::string& name) {
+    if (name.find('/') != std::string::npos) return name;
+    for (const char* dir : kTrustedPath) {
+        std::string candidate = std::string(dir) + "/" + name;
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    }
+    return {};
+}
+
 }  // namespace
 
 Result<CommandOutput> SystemCommandRunner::run(const Command& command) {
     if (command.argv.empty()) return Error{EINVAL, "running a command: empty argv"};
+    const std::string program = resolve_tool(command.argv[0]);
+    if (program.empty())
+        return Error{ENOENT, "running " + command.display() + ": cannot execute " + command.argv[0] +
+                                 " (not in /usr/local/sbin, /usr/local/bin, /usr/sbin, /usr/bin, /sbin or /bin)"};
     auto in = make_pipe();
     auto out = make_pipe();
     auto err = make_pipe();
@@ -77,7 +95,7 @@ Result<CommandOutput> SystemCommandRunner::run(const Command& command) {
         ::dup2(out->write.get(), 1);
         ::dup2(err->write.get(), 2);
         ::setpgid(0, 0);
-        ::execvpe(argv[0], argv.data(), envp.data());
+        ::execve(program.c_str(), argv.data(), envp.data());
         const char msg[] = "exec failed\n";
         [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
         ::_exit(127);

@@ -20,8 +20,9 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     modules.push_back(std::make_unique<DbrootModule>(lio));
     // Pools before the volumes they hold.
     auto runner = std::make_shared<SystemCommandRunner>();
-    modules.push_back(std::make_unique<PoolModule>(runner, lvm::probe_signatures));
-    modules.push_back(std::make_unique<VolumeModule>(runner));
+    auto lvm_state = std::make_shared<LvmCache>(runner);
+    modules.push_back(std::make_unique<PoolModule>(lvm_state, lvm::probe_signatures));
+    modules.push_back(std::make_unique<VolumeModule>(lvm_state));
     // After the LVs exist: targets export them.
     modules.push_back(std::make_unique<TargetModule>(lio));
     // One time source, after the storage objects.

@@ -94,6 +94,15 @@ std::vector<const ConfigObject*> lvm_volumes(const Config& config) {
 
 }  // namespace
 
+Result<const LvmView*> LvmCache::get() {
+    if (!view_) {
+        auto view = read_lvm(*runner_);
+        if (!view) return view.error();
+        view_ = std::move(*view);
+    }
+    return &*view_;
+}
+
 bool is_storage_node(const Config& config) {
     auto roles = config.get_list("node", "", "roles");
     return std::find(roles.begin(), roles.end(), "storage") != roles.end() ||
@@ -134,9 +143,7 @@ void PoolModule::validate(const Config& config, Diagnostics& diagnostics) const 
 }
 
 Status PoolModule::observe() {
-    auto view = read_lvm(*runner_);
-    if (!view) return view.error();
-    view_ = std::move(*view);
+    cache_->invalidate();
     return {};
 }
 
@@ -149,11 +156,18 @@ std::vector<std::string> PoolModule::desired_objects(const Config& config) const
 
 std::vector<Step> PoolModule::plan(const Config& config, const Ownership& owned) {
     std::vector<Step> steps;
-    if (!is_storage_node(config)) return steps;
+    if (!is_storage_node(config) || config.objects("pool").empty()) return steps;
+    auto cached = cache_->get();
+    if (!cached) {
+        steps.push_back({"pool/*", "refused: reading lvm: " + cached.error().message,
+                         [e = cached.error()]() -> Status { return e; }, {}, false, {}});
+        return steps;
+    }
+    const LvmView& view = **cached;
     for (const auto* pool : config.objects("pool")) {
         const std::string object = "pool/" + pool->name;
         auto spec = pool_spec(config, pool->name);
-        const auto* vg = find_vg(view_, spec.vg);
+        const auto* vg = find_vg(view, spec.vg);
         if (vg && !tagged(vg->tags) && !owned.owns(object)) continue;  // foreign: status says so
         std::map<std::string, std::vector<lvm::DeviceSignature>> signatures;
         if (!vg) {
@@ -169,7 +183,7 @@ std::vector<Step> PoolModule::plan(const Config& config, const Ownership& owned)
             }
             if (!steps.empty() && steps.back().object == object) continue;
         }
-        auto planned = lvm::plan_pool(spec, view_.vgs, view_.lvs, signatures);
+        auto planned = lvm::plan_pool(spec, view.vgs, view.lvs, signatures);
         if (!planned) {
             // The refusal becomes a failing step: the object is reported failed
             // with the reason, and nothing else of it runs.
@@ -192,13 +206,16 @@ std::vector<Step> PoolModule::plan(const Config& config, const Ownership& owned)
 
 std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownership& owned) {
     std::vector<ObjectStatus> out;
-    if (!is_storage_node(config)) return out;
+    if (!is_storage_node(config) || config.objects("pool").empty()) return out;
+    auto cached = cache_->get();
+    if (!cached) return {{"pool/*", "readable lvm state", "unreadable", Health::failed, cached.error().message}};
+    const LvmView& view = **cached;
     for (const auto* pool : config.objects("pool")) {
         const std::string object = "pool/" + pool->name;
         auto spec = pool_spec(config, pool->name);
         ObjectStatus s{object, "vg " + spec.vg + " with thin pool " + spec.thin_pool, "", Health::ok, {}};
-        const auto* vg = find_vg(view_, spec.vg);
-        const auto* thin = find_lv(view_, spec.vg, spec.thin_pool);
+        const auto* vg = find_vg(view, spec.vg);
+        const auto* thin = find_lv(view, spec.vg, spec.thin_pool);
         if (!vg) {
             s.actual = "absent";
             s.health = Health::degraded;
@@ -218,7 +235,7 @@ std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownersh
             s.actual = "thin pool " + human(thin->size_bytes) + ", data " + percent_text(thin->data_percent) +
                        ", metadata " + percent_text(thin->metadata_percent);
             std::uint64_t provisioned = 0;
-            for (const auto& lv : view_.lvs)
+            for (const auto& lv : view.lvs)
                 if (lv.vg == spec.vg && lv.pool == spec.thin_pool && lv.origin.empty()) provisioned += lv.size_bytes;
             if (thin->size_bytes)
                 s.actual += ", subscribed " + std::to_string(provisioned * 100 / thin->size_bytes) + "%";
@@ -263,9 +280,7 @@ void VolumeModule::validate(const Config& config, Diagnostics& diagnostics) cons
 }
 
 Status VolumeModule::observe() {
-    auto view = read_lvm(*runner_);
-    if (!view) return view.error();
-    view_ = std::move(*view);
+    if (refresh_on_observe_) cache_->invalidate();
     return {};
 }
 
@@ -278,7 +293,14 @@ std::vector<std::string> VolumeModule::desired_objects(const Config& config) con
 
 std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owned) {
     std::vector<Step> steps;
-    if (!is_storage_node(config)) return steps;
+    if (!is_storage_node(config) || lvm_volumes(config).empty()) return steps;
+    auto cached = cache_->get();
+    if (!cached) {
+        steps.push_back({"volume/*", "refused: reading lvm: " + cached.error().message,
+                         [e = cached.error()]() -> Status { return e; }, {}, false, {}});
+        return steps;
+    }
+    const LvmView& view = **cached;
     // Golden images before their clones.
     auto volumes = lvm_volumes(config);
     std::stable_sort(volumes.begin(), volumes.end(), [&](const ConfigObject* a, const ConfigObject* b) {
@@ -286,18 +308,18 @@ std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owne
     });
     // Volumes this plan creates count as present for the clones that follow
     // them (a golden image and its clones can arrive in one config).
-    std::vector<lvm::LogicalVolumeState> lvs = view_.lvs;
+    std::vector<lvm::LogicalVolumeState> lvs = view.lvs;
     for (const auto* volume : volumes) {
         const std::string object = "volume/" + volume->name;
         auto pool = pool_spec(config, pool_of_volume(config, volume->name));
-        const auto* lv = find_lv(view_, pool.vg, volume->name);
+        const auto* lv = find_lv(view, pool.vg, volume->name);
         if (lv && !tagged(lv->tags) && !owned.owns(object)) continue;  // foreign
         lvm::VolumeSpec spec;
         spec.name = volume->name;
         spec.size_bytes = config.get_size("volume", volume->name, "size");
         spec.thin = config.get_string("volume", volume->name, "provisioning") == "thin";
         spec.clone = clone_of(config, volume->name);
-        auto planned = lvm::plan_volume(pool, spec, view_.vgs, lvs);
+        auto planned = lvm::plan_volume(pool, spec, view.vgs, lvs);
         if (!planned) {
             steps.push_back({object, "refused: " + planned.error().message,
                              [e = planned.error()]() -> Status { return e; }, {}, false, {}});
@@ -323,6 +345,12 @@ std::vector<Step> VolumeModule::plan(const Config& config, const Ownership& owne
 std::vector<ObjectStatus> VolumeModule::status(const Config& config, const Ownership& owned) {
     std::vector<ObjectStatus> out;
     if (!is_storage_node(config)) return out;
+    bool owns_volumes = false;
+    for (const auto& [object, module] : owned.objects()) owns_volumes |= module == "volume";
+    if (lvm_volumes(config).empty() && !owns_volumes) return out;
+    auto cached = cache_->get();
+    if (!cached) return {{"volume/*", "readable lvm state", "unreadable", Health::failed, cached.error().message}};
+    const LvmView& view = **cached;
     std::set<std::string> listed;
     for (const auto* volume : lvm_volumes(config)) {
         const std::string object = "volume/" + volume->name;
@@ -331,7 +359,7 @@ std::vector<ObjectStatus> VolumeModule::status(const Config& config, const Owner
         const auto size = config.get_size("volume", volume->name, "size");
         const auto provisioning = config.get_string("volume", volume->name, "provisioning");
         ObjectStatus s{object, provisioning + " " + human(size), "absent", Health::degraded, "not created yet"};
-        if (const auto* lv = find_lv(view_, pool.vg, volume->name)) {
+        if (const auto* lv = find_lv(view, pool.vg, volume->name)) {
             s.actual = std::string(lv->is_thin_volume() ? "thin " : "full ") + human(lv->size_bytes);
             if (lv->is_thin_volume()) s.actual += ", uses " + percent_text(lv->data_percent);
             if (!lv->origin.empty()) s.actual += ", clone of " + lv->origin;

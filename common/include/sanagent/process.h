@@ -19,7 +19,8 @@ struct Command {
     explicit Command(std::vector<std::string> args, std::chrono::milliseconds bound = std::chrono::seconds(30))
         : argv(std::move(args)), timeout(bound) {}
 
-    std::vector<std::string> argv;                  // argv[0] is looked up in PATH
+    std::vector<std::string> argv;                  // argv[0]: a path, or a name looked up in the system's
+                                                    // bin/sbin directories (never the caller's PATH)
     std::chrono::milliseconds timeout{30'000};      // killed (SIGKILL) past this
     std::string stdin_data;                         // written to the child's stdin
     std::vector<std::string> extra_env;             // "NAME=value", added to ours

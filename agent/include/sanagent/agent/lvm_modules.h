@@ -11,6 +11,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "sanagent/agent/module.h"
 #include "sanagent/lvm/report.h"
@@ -25,6 +26,21 @@ struct LvmView {
     std::vector<lvm::LogicalVolumeState> lvs;
 };
 
+// lvm2's state read on first use after an invalidate(): a host with no pool or
+// volume never starts lvm, and the pool and volume modules share one reading
+// per pass (the pool module, planned first, invalidates it when it observes).
+class LvmCache {
+public:
+    explicit LvmCache(std::shared_ptr<CommandRunner> runner) : runner_(std::move(runner)) {}
+    void invalidate() { view_.reset(); }
+    Result<const LvmView*> get();
+    const std::shared_ptr<CommandRunner>& runner() const { return runner_; }
+
+private:
+    std::shared_ptr<CommandRunner> runner_;
+    std::optional<LvmView> view_;
+};
+
 // Signatures of a device, by libblkid; a seam so unit tests need no devices.
 using SignatureProbe = std::function<Result<std::vector<lvm::DeviceSignature>>(const std::string& device)>;
 
@@ -35,8 +51,10 @@ bool is_storage_node(const Config& config);
 
 class PoolModule final : public Module {
 public:
+    PoolModule(std::shared_ptr<LvmCache> cache, SignatureProbe probe)
+        : cache_(std::move(cache)), runner_(cache_->runner()), probe_(std::move(probe)) {}
     PoolModule(std::shared_ptr<CommandRunner> runner, SignatureProbe probe)
-        : runner_(std::move(runner)), probe_(std::move(probe)) {}
+        : PoolModule(std::make_shared<LvmCache>(std::move(runner)), std::move(probe)) {}
 
     std::string_view name() const override { return "pool"; }
     void validate(const Config& config, Diagnostics& diagnostics) const override;
@@ -46,14 +64,19 @@ public:
     std::vector<ObjectStatus> status(const Config& config, const Ownership& owned) override;
 
 private:
+    std::shared_ptr<LvmCache> cache_;
     std::shared_ptr<CommandRunner> runner_;
     SignatureProbe probe_;
-    LvmView view_;
 };
 
 class VolumeModule final : public Module {
 public:
-    explicit VolumeModule(std::shared_ptr<CommandRunner> runner) : runner_(std::move(runner)) {}
+    // Shares the pool module's reading; it refreshes it.
+    explicit VolumeModule(std::shared_ptr<LvmCache> shared)
+        : cache_(std::move(shared)), runner_(cache_->runner()), refresh_on_observe_(false) {}
+    // Alone (tests): its own reading, refreshed at each observe.
+    explicit VolumeModule(std::shared_ptr<CommandRunner> runner)
+        : cache_(std::make_shared<LvmCache>(runner)), runner_(std::move(runner)), refresh_on_observe_(true) {}
 
     std::string_view name() const override { return "volume"; }
     void validate(const Config& config, Diagnostics& diagnostics) const override;
@@ -63,8 +86,9 @@ public:
     std::vector<ObjectStatus> status(const Config& config, const Ownership& owned) override;
 
 private:
+    std::shared_ptr<LvmCache> cache_;
     std::shared_ptr<CommandRunner> runner_;
-    LvmView view_;
+    bool refresh_on_observe_;
 };
 
 }  // namespace sanagent::agent
