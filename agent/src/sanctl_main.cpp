@@ -10,6 +10,7 @@
 #include "sanagent/agent/control.h"
 #include "sanagent/agent/observe.h"
 #include "sanagent/agent/report.h"
+#include "sanagent/agent/volume_commands.h"
 
 namespace {
 
@@ -25,6 +26,11 @@ commands:
   plan [--json]                the steps that would take this machine to the config
   apply [--json]               run them (through sanagentd when it runs)
   status [--json]              each object: desired, actual, health
+  snapshot create|delete VOLUME NAME, snapshot list [VOLUME]
+                               thin snapshots of a volume (LV <volume>+<name>)
+  volume delete NAME --yes-destroy-data
+                               remove a volume no longer in the config: its
+                               target, its LV and its data
   observe [--json] [--target-root DIR]
                                what sanagent sees of this machine: links,
                                the LIO target tree, LVM
@@ -212,6 +218,8 @@ int main(int argc, char** argv) {
     if (cmd == "plan") return cmd_run(RequestKind::plan, args);
     if (cmd == "apply") return cmd_run(RequestKind::apply, args);
     if (cmd == "status") return cmd_run(RequestKind::status, args);
+    if (cmd == "snapshot") return run_snapshot_command(args);
+    if (cmd == "volume") return run_volume_command(args);
     if (cmd == "version" || cmd == "--version") {
         std::cout << "sanctl " << SANAGENT_VERSION << "\n";
         return 0;

@@ -8,6 +8,7 @@ sanctl=$SANLAB_BUILD/agent/sanctl
 conf=/run/lab/volumes/conf
 mkdir -p $conf/conf.d /run/lab/volumes
 MiB=1048576
+base_err=/run/lab/volumes/err.txt
 
 check "device-mapper thin and udev" bash -c "$(declare -f load_modules start_udev); load_modules dm_thin_pool && start_udev"
 check "a second disk with a file system on it" bash -c "modprobe loop && truncate -s 64M /run/lab/volumes/used.img && mkfs.ext4 -q -L backup /run/lab/volumes/used.img && losetup /dev/loop7 /run/lab/volumes/used.img"
@@ -75,6 +76,17 @@ sed -i '/^\[volume.vm1\]/,$d' $conf/sanagent.conf
 check "a volume dropped from the config is kept" bash -c "apply() { '$sanctl' apply --direct --config-dir $conf; }; apply > /dev/null && lvs sanpool/vm1 > /dev/null"
 check "and reported orphaned" bash -c "'$sanctl' status --direct --config-dir $conf | grep -q '^orphaned  volume/vm1'"
 "$sanctl" status --direct --config-dir $conf
+check "volume delete without the flag is refused and deletes nothing" bash -c "! '$sanctl' volume delete vm1 --config-dir $conf 2> $base_err; grep -q 'say so with --yes-destroy-data' $base_err && lvs sanpool/vm1 > /dev/null"
+check "volume delete of a volume still in the config is refused" bash -c "! '$sanctl' volume delete golden --yes-destroy-data --config-dir $conf 2> $base_err; grep -q 'is still in the config' $base_err && lvs sanpool/golden > /dev/null"
+check "volume delete --yes-destroy-data removes the orphan" bash -c "'$sanctl' volume delete vm1 --yes-destroy-data --config-dir $conf && ! lvs sanpool/vm1 2> /dev/null && ! '$sanctl' status --direct --config-dir $conf | grep -q 'volume/vm1'"
+
+check "a snapshot of golden" "$sanctl" snapshot create golden before-update --config-dir $conf
+check "is listed" bash -c "'$sanctl' snapshot list golden --config-dir $conf | grep -q '^golden  before-update  sanpool/golden+before-update'"
+check "keeps the old content while golden changes" bash -c "head -c $MiB /dev/urandom | dd of=/dev/sanpool/golden bs=1M oflag=direct status=none && lvchange -ay -K sanpool/golden+before-update && cmp -n $((8 * MiB)) /dev/sanpool/golden+before-update /run/lab/volumes/golden.bin"
+check "a second apply leaves the snapshot alone" bash -c "apply() { '$sanctl' apply --direct --config-dir $conf; }; apply | tail -1 | grep -qx 'ok: 0 change(s)' && lvs sanpool/golden+before-update > /dev/null"
+check "snapshot delete" bash -c "'$sanctl' snapshot delete golden before-update --config-dir $conf && ! lvs sanpool/golden+before-update 2> /dev/null"
+check "a snapshot of a full volume is refused with the reason" bash -c "! '$sanctl' snapshot create db s1 --config-dir $conf 2> $base_err; grep -q 'snapshots are thin and need a thin volume' $base_err"
+head -c $MiB /run/lab/volumes/golden.bin | dd of=/dev/sanpool/golden bs=1M oflag=direct status=none
 
 cat >> $conf/sanagent.conf << CONF
 [volume.big]
