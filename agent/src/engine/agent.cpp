@@ -3,6 +3,7 @@
 #include "sanagent/agent/dbroot_module.h"
 #include "sanagent/agent/lvm_modules.h"
 #include "sanagent/agent/network_modules.h"
+#include "sanagent/agent/sr_modules.h"
 #include "sanagent/lvm/probe.h"
 
 namespace sanagent::agent {
@@ -20,6 +21,9 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     auto runner = std::make_shared<SystemCommandRunner>();
     modules.push_back(std::make_unique<PoolModule>(runner, lvm::probe_signatures));
     modules.push_back(std::make_unique<VolumeModule>(runner));
+    // Host side: SRs before the VDIs in them.
+    modules.push_back(std::make_unique<SrModule>(default_host_seams(runner)));
+    modules.push_back(std::make_unique<VdiModule>(default_host_seams(runner)));
     return modules;
 }
 
