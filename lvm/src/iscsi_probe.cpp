@@ -152,7 +152,8 @@ void probe_lun(IscsiContext& ctx, LunReport& r) {
     LunReader reader(ctx, r.lun, cap->block_size);
     auto head = reader.read(0, std::min<std::uint64_t>(kHeadBytes, r.size_bytes));
     if (!head) return fail(head.error());
-    auto content = classify_lun(*head, [&](std::uint64_t off, std::uint64_t len) { return reader.read(off, len); });
+    auto content =
+        classify_lun(*head, r.size_bytes, [&](std::uint64_t off, std::uint64_t len) { return reader.read(off, len); });
     if (!content) return fail(content.error());
     r.content = std::move(*content);
 }
@@ -191,7 +192,8 @@ std::string LunContent::describe() const {
     return "holds " + lvm::describe(signatures);
 }
 
-Result<LunContent> classify_lun(const std::vector<std::uint8_t>& head, const ReadAt& read_at) {
+Result<LunContent> classify_lun(const std::vector<std::uint8_t>& head, std::uint64_t device_size,
+                                const ReadAt& read_at) {
     LunContent content;
     // libblkid probes files, not buffers: hand it the bytes as an anonymous file.
     UniqueFd fd(memfd_create("sanagent-lun-head", MFD_CLOEXEC));
@@ -201,6 +203,9 @@ Result<LunContent> classify_lun(const std::vector<std::uint8_t>& head, const Rea
         if (n < 0) return last_errno("classifying the LUN's first blocks: write");
         done += static_cast<std::size_t>(n);
     }
+    // Holes read as zeros and take no memory, whatever the LUN's size.
+    if (::ftruncate(fd.get(), static_cast<off_t>(std::max<std::uint64_t>(device_size, head.size()))) != 0)
+        return last_errno("classifying the LUN's first blocks: ftruncate");
     auto sigs = probe_signatures("/proc/self/fd/" + std::to_string(fd.get()));
     if (!sigs) return sigs.error().context("classifying the LUN's first blocks");
     content.signatures = std::move(*sigs);

@@ -4,6 +4,8 @@
 
 #include <boost/test/unit_test.hpp>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -180,11 +182,32 @@ BOOST_AUTO_TEST_CASE(vg_metadata_text) {
 
 BOOST_AUTO_TEST_CASE(classify_an_empty_lun) {
     std::vector<std::uint8_t> head(256 * 1024, 0);
-    auto content = classify_lun(head, [](std::uint64_t, std::uint64_t) -> Result<std::vector<std::uint8_t>> {
+    auto content = classify_lun(head, 1 << 30, [](std::uint64_t, std::uint64_t) -> Result<std::vector<std::uint8_t>> {
         return Error{EIO, "not expected"};
     });
     BOOST_TEST_REQUIRE(content.ok(), (content.ok() ? "" : content.error().message));
     BOOST_TEST(content->describe() == "empty");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(recorded)
+
+// The first 64 KiB of an SR LUN made in the lab (see tests/fixtures/lvm/README.md).
+BOOST_AUTO_TEST_CASE(classify_a_recorded_sr_lun) {
+    std::ifstream in(std::string(SANAGENT_FIXTURES) + "/lvm/sr-head.bin", std::ios::binary);
+    BOOST_TEST_REQUIRE(in.good());
+    std::vector<std::uint8_t> head((std::istreambuf_iterator<char>(in)), {});
+    BOOST_TEST_REQUIRE(head.size() == 65536u);
+    head.resize(256 * 1024, 0);
+    auto content =
+        classify_lun(head, 1ull << 30, [&](std::uint64_t off, std::uint64_t len) -> Result<std::vector<std::uint8_t>> {
+            if (off + len > head.size()) return Error{EIO, "past the recording"};
+            return std::vector<std::uint8_t>(head.begin() + static_cast<std::ptrdiff_t>(off),
+                                             head.begin() + static_cast<std::ptrdiff_t>(off + len));
+        });
+    BOOST_TEST_REQUIRE(content.ok(), (content.ok() ? "" : content.error().message));
+    BOOST_TEST(content->describe() == "LVM PV of SR vm1/3da9ff20-dafb-4775-a0aa-03ad89299f98");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -61,10 +61,13 @@ struct TargetReport {
 // fails; per-target and per-LUN failures are in the reports.
 Result<std::vector<TargetReport>> probe_portal(const ProbeRequest& request);
 
-// What the first blocks of a LUN hold (`head` is at least 64 KiB from LBA 0);
-// `read_at` fetches more bytes (the LVM text metadata) when `head` shows a PV.
+// What the first blocks of a LUN of `device_size` bytes hold (`head` is at
+// least 64 KiB from LBA 0); `read_at` fetches more bytes (the LVM text
+// metadata) when `head` shows a PV. libblkid sees a sparse file of the LUN's
+// size: some of its probers (LVM2) ignore a device smaller than they expect.
 using ReadAt = std::function<Result<std::vector<std::uint8_t>>(std::uint64_t offset, std::uint64_t length)>;
-Result<LunContent> classify_lun(const std::vector<std::uint8_t>& head, const ReadAt& read_at);
+Result<LunContent> classify_lun(const std::vector<std::uint8_t>& head, std::uint64_t device_size,
+                                const ReadAt& read_at);
 
 // The initiator IQN in an initiatorname.iscsi file ("InitiatorName=iqn...").
 Result<std::string> read_initiator_name(const std::string& path = "/etc/iscsi/initiatorname.iscsi");
