@@ -450,6 +450,8 @@ std::vector<Step> VdiModule::plan(const Config& config, const Ownership&) {
         const std::string object = "vdi/" + vdi->name;
         const std::string sr = config.get_string("vdi", vdi->name, "sr");
         const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
+        std::error_code ec;
+        if (fs::exists(detached_mark(config, sr), ec)) continue;  // its SR is unplugged on purpose
         auto seams = std::make_shared<HostSeams>(seams_);
         const auto* vg = sr_vg(view_, sr);
         const auto* lv = vg ? vdi_lv(view_, vg->name, vdi->name) : nullptr;
@@ -518,9 +520,11 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
         const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
         ObjectStatus s{"vdi/" + vdi->name, human(size) + " in SR " + sr, "absent", Health::degraded, "not created yet"};
         const auto* vg = sr_vg(view_, sr);
+        std::error_code ec;
         if (!vg) {
-            s.actual = "SR not attached";
-            s.detail = "its SR is not attached";
+            const bool detached = fs::exists(detached_mark(config, sr), ec);
+            s.actual = detached ? "SR detached" : "SR not attached";
+            s.detail = detached ? "sanctl sr attach " + sr + " plugs it again" : "its SR is not attached";
         } else if (const auto* lv = vdi_lv(view_, vg->name, vdi->name)) {
             s.actual = lv->name + ", " + human(lv->size_bytes) + (lv->is_active() ? ", active" : ", inactive");
             s.health = lv->size_bytes >= size && lv->is_active() ? Health::ok : Health::degraded;
