@@ -328,8 +328,8 @@ int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
         return 1;
     }
     auto seams = default_host_seams(std::make_shared<sanagent::SystemCommandRunner>());
-    const std::filesystem::path state_dir =
-        o.agent.state_dir ? *o.agent.state_dir : std::filesystem::path(config.get_string("agent", "", "state_dir"));
+    // The detached marks live where the sr module looks for them: [agent] state_dir.
+    const std::filesystem::path state_dir = config.get_string("agent", "", "state_dir");
     sanagent::Status done;
     if (kind == "vdi" && op == "path") {
         auto path = vdi_path(seams, config, name);
