@@ -229,8 +229,14 @@ Result<CommandOutput> Initiator::iscsiadm(std::vector<std::string> args, const s
     auto out = runner_.run(cmd);
     if (!out) return out.error().context(what);
     if (out->exit_code != 0) {
-        std::string said = trim(out->err);
-        if (auto nl = said.rfind('\n'); nl != std::string::npos) said = said.substr(nl + 1);
+        // The line naming the cause ("initiator reported error (24 - ...
+        // authorization failure)") beats the summary iscsiadm ends with.
+        std::string said, line;
+        std::istringstream lines(out->err);
+        while (std::getline(lines, line))
+            if (!trim(line).empty() &&
+                (said.empty() || said.find("error") == std::string::npos || line.find("error") != std::string::npos))
+                said = trim(line);
         return Error{out->exit_code, what + ": " + iscsiadm_failure(out->exit_code) +
                                          (said.empty() ? "" : " (iscsiadm: " + said + ")")};
     }

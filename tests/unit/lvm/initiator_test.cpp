@@ -116,6 +116,7 @@ BOOST_AUTO_TEST_CASE(login_failure_says_chap) {
     BOOST_TEST_REQUIRE(!s.ok());
     BOOST_TEST(s.error().message.find("CHAP authentication failed") != std::string::npos);
     BOOST_TEST(s.error().message.find("iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260") != std::string::npos);
+    BOOST_TEST(s.error().message.find("authorization failure") != std::string::npos, s.error().message);
     // Already logged in is success; no session to log out of is success.
     runner.answers["iscsiadm -m node -T iqn.2026-11.org.example:g:vm1 -p 10.0.0.1:3260 --login"] =
         CommandOutput{15, "", ""};
