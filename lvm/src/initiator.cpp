@@ -237,6 +237,7 @@ Result<CommandOutput> Initiator::iscsiadm(std::vector<std::string> args, const s
             if (!trim(line).empty() &&
                 (said.empty() || said.find("error") == std::string::npos || line.find("error") != std::string::npos))
                 said = trim(line);
+        if (said.rfind("iscsiadm: ", 0) == 0) said = said.substr(10);
         return Error{out->exit_code, what + ": " + iscsiadm_failure(out->exit_code) +
                                          (said.empty() ? "" : " (iscsiadm: " + said + ")")};
     }
