@@ -21,9 +21,12 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     auto runner = std::make_shared<SystemCommandRunner>();
     modules.push_back(std::make_unique<PoolModule>(runner, lvm::probe_signatures));
     modules.push_back(std::make_unique<VolumeModule>(runner));
-    // Host side: SRs before the VDIs in them.
-    modules.push_back(std::make_unique<SrModule>(default_host_seams(runner)));
-    modules.push_back(std::make_unique<VdiModule>(default_host_seams(runner)));
+    // Host side, only on hosts (a storage node need not have open-iscsi, and
+    // should not pay for more lvm reports): SRs before the VDIs in them.
+    if (is_host(config)) {
+        modules.push_back(std::make_unique<SrModule>(default_host_seams(runner)));
+        modules.push_back(std::make_unique<VdiModule>(default_host_seams(runner)));
+    }
     return modules;
 }
 
