@@ -74,7 +74,8 @@ Status connect(IscsiContext& ctx, const ProbeRequest& request, const std::string
     iscsi_set_header_digest(ctx.get(), ISCSI_HEADER_DIGEST_NONE_CRC32C);
     const std::string portal = portal_with_port(request.portal);
     if (iscsi_connect_sync(ctx.get(), portal.c_str()) != 0)
-        return Error{ECONNREFUSED, what + ": connecting to " + portal + ": " + ctx.error()};
+        return Error{ECONNREFUSED,
+                     what + ": cannot connect to " + portal + " (is it reachable and listening?): " + ctx.error()};
     if (iscsi_login_sync(ctx.get()) != 0) return Error{EACCES, what + ": login: " + ctx.error()};
     return {};
 }
