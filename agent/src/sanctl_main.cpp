@@ -10,7 +10,10 @@
 #include "sanagent/agent/control.h"
 #include "sanagent/agent/observe.h"
 #include "sanagent/agent/report.h"
+#include "sanagent/agent/sr_modules.h"
 #include "sanagent/agent/volume_commands.h"
+#include "sanagent/lvm/initiator.h"
+#include "sanagent/lvm/iscsi_probe.h"
 
 namespace {
 
@@ -34,6 +37,15 @@ commands:
   observe [--json] [--target-root DIR]
                                what sanagent sees of this machine: links,
                                the LIO target tree, LVM
+  sr probe PORTAL [--target IQN] [--initiator IQN] [--chap-user U --chap-secret-file F] [--json]
+                               the targets and LUNs behind a portal: vendor, serial,
+                               SCSI id, size, and what each LUN holds (read with
+                               libiscsi; no kernel login)
+  sr attach NAME               PBD plug: log in, activate the SR's volume group
+  sr detach NAME [--force]     PBD unplug: deactivate, log out; refused while a
+                               VDI is open unless --force; apply leaves it
+                               detached until sr attach
+  vdi path NAME                the block device of a VDI, to give a VM
   version                      print the version
 
 options:
@@ -203,6 +215,151 @@ int cmd_observe(const std::vector<std::string>& args) {
     return 0;
 }
 
+nlohmann::json to_json(const sanagent::lvm::TargetReport& t) {
+    nlohmann::json luns = nlohmann::json::array();
+    for (const auto& l : t.luns) {
+        nlohmann::json j{{"lun", l.lun},
+                         {"vendor", l.vendor},
+                         {"product", l.product},
+                         {"serial", l.serial},
+                         {"scsi_id", l.scsi_id},
+                         {"size_bytes", l.size_bytes},
+                         {"block_size", l.block_size},
+                         {"content", l.content.describe()}};
+        if (!l.content.sr_uuid.empty()) j["sr"] = {{"name", l.content.sr_name}, {"uuid", l.content.sr_uuid}};
+        if (!l.error.empty()) j["error"] = l.error;
+        luns.push_back(std::move(j));
+    }
+    nlohmann::json j{{"target", t.iqn}, {"portals", t.portals}, {"luns", luns}};
+    if (!t.error.empty()) j["error"] = t.error;
+    return j;
+}
+
+int cmd_sr_probe(const std::vector<std::string>& args) {
+    sanagent::lvm::ProbeRequest request;
+    std::string chap_user, chap_file;
+    bool json = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        const bool has_value = i + 1 < args.size();
+        if (a == "--json") {
+            json = true;
+        } else if (a == "--target" && has_value) {
+            request.target = args[++i];
+        } else if (a == "--initiator" && has_value) {
+            request.initiator = args[++i];
+        } else if (a == "--chap-user" && has_value) {
+            chap_user = args[++i];
+        } else if (a == "--chap-secret-file" && has_value) {
+            chap_file = args[++i];
+        } else if (request.portal.empty() && !a.starts_with("-")) {
+            request.portal = a;
+        } else {
+            return usage_error("sr probe: unknown or incomplete argument '" + a + "'");
+        }
+    }
+    if (!sanagent::lvm::is_valid_portal(request.portal)) return usage_error("sr probe: expected PORTAL as IPv4[:PORT]");
+    if (request.target && !sanagent::lvm::is_valid_iqn(*request.target))
+        return usage_error("sr probe: --target expects an IQN");
+    if (chap_user.empty() != chap_file.empty())
+        return usage_error("sr probe: --chap-user and --chap-secret-file go together");
+    if (request.initiator.empty()) {
+        auto name = sanagent::lvm::read_initiator_name();
+        if (!name) {
+            std::cerr << "sanctl: " << name.error().message << " (or give --initiator IQN)\n";
+            return 1;
+        }
+        request.initiator = *name;
+    }
+    if (!chap_file.empty()) {
+        auto secret = sanagent::lvm::read_secret_file(chap_file, 0);
+        if (!secret) {
+            std::cerr << "sanctl: " << secret.error().message << "\n";
+            return 1;
+        }
+        request.chap = sanagent::lvm::ChapCredentials{chap_user, *secret};
+    }
+    auto targets = sanagent::lvm::probe_portal(request);
+    if (!targets) {
+        std::cerr << "sanctl: " << targets.error().message << "\n";
+        return 1;
+    }
+    if (json) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& t : *targets) out.push_back(to_json(t));
+        std::cout << out.dump(2) << "\n";
+    } else {
+        for (const auto& t : *targets) {
+            std::cout << "target " << t.iqn;
+            for (const auto& p : t.portals) std::cout << "  " << p;
+            std::cout << "\n";
+            if (!t.error.empty()) std::cout << "  error: " << t.error << "\n";
+            for (const auto& l : t.luns) {
+                std::cout << "  lun " << l.lun << ": ";
+                if (!l.error.empty() && l.size_bytes == 0) {
+                    std::cout << "error: " << l.error << "\n";
+                    continue;
+                }
+                std::cout << l.vendor << " " << l.product << ", serial " << l.serial << ", scsi id " << l.scsi_id
+                          << ", " << l.size_bytes << " bytes (" << l.block_size
+                          << "-byte blocks): " << (l.error.empty() ? l.content.describe() : "error: " + l.error)
+                          << "\n";
+            }
+        }
+    }
+    bool failed = false;
+    for (const auto& t : *targets) failed = failed || !t.error.empty();
+    return failed ? 1 : 0;
+}
+
+int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
+    if (args.empty()) return usage_error(kind + " needs a command");
+    if (kind == "sr" && args[0] == "probe") return cmd_sr_probe({args.begin() + 1, args.end()});
+    if (args.size() < 2 || args[1].starts_with("-")) return usage_error(kind + " " + args[0] + " needs a NAME");
+    const std::string op = args[0], name = args[1];
+    bool force = false;
+    std::vector<std::string> rest;
+    for (std::size_t i = 2; i < args.size(); ++i) {
+        if (args[i] == "--force" && kind == "sr" && op == "detach")
+            force = true;
+        else
+            rest.push_back(args[i]);
+    }
+    Options o;
+    if (!parse_options(rest, o)) return 2;
+    Diagnostics diagnostics;
+    auto config = load_and_validate(o.agent, diagnostics);
+    if (!diagnostics.empty()) {
+        std::cerr << diagnostics.text() << diagnostics.size() << " error(s) in the config\n";
+        return 1;
+    }
+    auto seams = default_host_seams(std::make_shared<sanagent::SystemCommandRunner>());
+    // The detached marks live where the sr module looks for them: [agent] state_dir.
+    const std::filesystem::path state_dir = config.get_string("agent", "", "state_dir");
+    sanagent::Status done;
+    if (kind == "vdi" && op == "path") {
+        auto path = vdi_path(seams, config, name);
+        if (!path) {
+            std::cerr << "sanctl: " << path.error().message << "\n";
+            return 1;
+        }
+        std::cout << *path << "\n";
+        return 0;
+    }
+    if (kind == "sr" && op == "attach")
+        done = attach_sr(seams, config, name, state_dir);
+    else if (kind == "sr" && op == "detach")
+        done = detach_sr(seams, config, name, state_dir, force);
+    else
+        return usage_error("unknown " + kind + " command '" + op + "'");
+    if (!done) {
+        std::cerr << "sanctl: " << done.error().message << "\n";
+        return 1;
+    }
+    std::cout << "SR " << name << (op == "attach" ? " attached" : " detached") << "\n";
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -215,6 +372,7 @@ int main(int argc, char** argv) {
     args.erase(args.begin());
     if (cmd == "observe") return cmd_observe(args);
     if (cmd == "config") return cmd_config(args);
+    if (cmd == "sr" || cmd == "vdi") return cmd_host(cmd, args);
     if (cmd == "plan") return cmd_run(RequestKind::plan, args);
     if (cmd == "apply") return cmd_run(RequestKind::apply, args);
     if (cmd == "status") return cmd_run(RequestKind::status, args);

@@ -3,6 +3,7 @@
 #include "sanagent/agent/dbroot_module.h"
 #include "sanagent/agent/lvm_modules.h"
 #include "sanagent/agent/network_modules.h"
+#include "sanagent/agent/sr_modules.h"
 #include "sanagent/agent/target_module.h"
 #include "sanagent/agent/time_module.h"
 #include "sanagent/lvm/probe.h"
@@ -27,6 +28,12 @@ std::vector<std::unique_ptr<Module>> default_modules(const Config& config) {
     modules.push_back(std::make_unique<TargetModule>(lio));
     // One time source, after the storage objects.
     modules.push_back(std::make_unique<TimeModule>(runner));
+    // Host side, only on hosts (a storage node need not have open-iscsi, and
+    // should not pay for more lvm reports): SRs before the VDIs in them.
+    if (is_host(config)) {
+        modules.push_back(std::make_unique<SrModule>(default_host_seams(runner)));
+        modules.push_back(std::make_unique<VdiModule>(default_host_seams(runner)));
+    }
     return modules;
 }
 

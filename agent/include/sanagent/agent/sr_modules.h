@@ -1,0 +1,98 @@
+// The hypervisor host side: `sr` (a storage repository, LVM over iSCSI the way
+// XenServer's lvmoiscsi SR is laid out) and `vdi` (a virtual disk image, one
+// LV in an SR). They act only on nodes whose roles include host (or both).
+//
+// An SR is: an open-iscsi node record for its target and portal (startup
+// automatic, replacement_timeout 120 s, CHAP written into the record, never on
+// an argv), a session, the LUN found through that session in sysfs, a PV
+// (`--metadatasize 10M`) and a VG named VG_XenStorage-<sr-uuid> tagged
+// `sanagent`, `sr_name=<name>`, `sr_uuid=<uuid>`, and a 4 MiB `MGT` LV whose
+// JSON records the SR and its VDIs. A VDI is an LV `LV-<vdi-uuid>` tagged
+// `vdi_name=<name>`. Objects are found again by their tags, so the uuids are
+// generated once, at creation, and never change on a re-apply.
+//
+// A LUN that holds any signature (file system, partition table, another PV)
+// is refused unless `force = true`. A create that fails logs out and forgets
+// the node record again. PBD unplug (`sanctl sr detach`) deactivates the VG
+// and logs out, refusing while an LV is open; it leaves a mark in the state
+// dir so the next apply does not plug it back until `sanctl sr attach`.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sanagent/agent/lvm_modules.h"
+#include "sanagent/agent/module.h"
+#include "sanagent/lvm/initiator.h"
+
+namespace sanagent::agent {
+
+bool is_host(const Config& config);
+
+// What the config asks of one SR, with the volume reference resolved.
+struct SrSpec {
+    std::string name;
+    std::string target;                // IQN
+    std::vector<std::string> portals;  // "IP:PORT"
+    std::string chap_user;
+    std::string chap_secret_file;  // empty: no CHAP
+    bool force = false;
+};
+SrSpec sr_spec(const Config& config, const std::string& name);
+
+// The machine-facing pieces the host modules use; tests replace them.
+struct HostSeams {
+    std::shared_ptr<CommandRunner> runner;
+    std::filesystem::path node_db = "/etc/iscsi/nodes";
+    std::filesystem::path sysfs = "/sys";
+    std::filesystem::path dev = "/dev";
+    SignatureProbe probe;
+    uid_t secret_owner = 0;
+    std::chrono::milliseconds device_wait{20'000};  // for the LUN's disk to appear after login
+};
+
+class SrModule final : public Module {
+public:
+    explicit SrModule(HostSeams seams) : seams_(std::move(seams)) {}
+    std::string_view name() const override { return "sr"; }
+    void validate(const Config& config, Diagnostics& diagnostics) const override;
+    Status observe() override;
+    std::vector<std::string> desired_objects(const Config& config) const override;
+    std::vector<Step> plan(const Config& config, const Ownership& owned) override;
+    std::vector<ObjectStatus> status(const Config& config, const Ownership& owned) override;
+
+private:
+    HostSeams seams_;
+    LvmView view_;
+    std::vector<lvm::Session> sessions_;
+};
+
+class VdiModule final : public Module {
+public:
+    explicit VdiModule(HostSeams seams) : seams_(std::move(seams)) {}
+    std::string_view name() const override { return "vdi"; }
+    void validate(const Config& config, Diagnostics& diagnostics) const override;
+    Status observe() override;
+    std::vector<std::string> desired_objects(const Config& config) const override;
+    std::vector<Step> plan(const Config& config, const Ownership& owned) override;
+    std::vector<ObjectStatus> status(const Config& config, const Ownership& owned) override;
+
+private:
+    HostSeams seams_;
+    LvmView view_;
+};
+
+// PBD plug / unplug and the VBD path, for sanctl. `state_dir` keeps the
+// "detached" marks the SR module honours.
+Status attach_sr(HostSeams& seams, const Config& config, const std::string& name,
+                 const std::filesystem::path& state_dir);
+Status detach_sr(HostSeams& seams, const Config& config, const std::string& name,
+                 const std::filesystem::path& state_dir, bool force);
+Result<std::string> vdi_path(HostSeams& seams, const Config& config, const std::string& name);
+
+HostSeams default_host_seams(std::shared_ptr<CommandRunner> runner);
+
+}  // namespace sanagent::agent

@@ -1,0 +1,608 @@
+#include "sanagent/agent/sr_modules.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "sanagent/agent/units.h"
+#include "sanagent/lvm/probe.h"
+#include "sanagent/lvm/scsi.h"
+
+namespace sanagent::agent {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kMgtLv = "MGT";
+constexpr std::uint64_t kMgtBytes = 4 * 1024 * 1024;
+
+Result<LvmView> read_view(CommandRunner& runner) {
+    lvm::LvmReporter reporter(runner);
+    auto vgs = reporter.volume_groups();
+    if (!vgs) return vgs.error();
+    auto lvs = reporter.logical_volumes();
+    if (!lvs) return lvs.error();
+    return LvmView{std::move(*vgs), std::move(*lvs)};
+}
+
+bool has_tag(const std::vector<std::string>& tags, const std::string& tag) {
+    return std::find(tags.begin(), tags.end(), tag) != tags.end();
+}
+
+// The SR's VG: ours (sanagent tag) and named for this SR by its tag.
+const lvm::VolumeGroupState* sr_vg(const LvmView& view, const std::string& sr) {
+    for (const auto& vg : view.vgs)
+        if (vg.name.starts_with(lvm::kSrVgPrefix) && has_tag(vg.tags, lvm::kOwnerTag) &&
+            has_tag(vg.tags, std::string(lvm::kSrNameTag) + sr))
+            return &vg;
+    return nullptr;
+}
+
+const lvm::LogicalVolumeState* vdi_lv(const LvmView& view, const std::string& vg, const std::string& vdi) {
+    for (const auto& lv : view.lvs)
+        if (lv.vg == vg && lv.name.starts_with("LV-") && has_tag(lv.tags, std::string(lvm::kVdiNameTag) + vdi))
+            return &lv;
+    return nullptr;
+}
+
+Status run_checked(CommandRunner& runner, Command cmd, const std::string& what) {
+    auto r = check_exit(cmd, runner.run(cmd));
+    if (!r) return r.error().context(what);
+    return {};
+}
+
+Result<std::string> new_uuid() {
+    std::ifstream in("/proc/sys/kernel/random/uuid");
+    std::string uuid;
+    if (!(in >> uuid) || uuid.size() != 36) return Error{EIO, "generating a uuid: /proc/sys/kernel/random/uuid"};
+    return uuid;
+}
+
+std::string human(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    return buf;
+}
+
+fs::path detached_mark(const Config& config, const std::string& sr) {
+    return fs::path(config.get_string("agent", "", "state_dir")) / "sr" / (sr + ".detached");
+}
+
+lvm::NodeSettings node_settings(const SrSpec& spec, uid_t owner, Result<void>& problem) {
+    lvm::NodeSettings settings;
+    // No multipath here: ride out a storage node's restart instead of failing I/O after 15 s.
+    settings.replacement_timeout = std::chrono::seconds(120);
+    if (!spec.chap_secret_file.empty()) {
+        auto secret = lvm::read_secret_file(spec.chap_secret_file, owner);
+        if (!secret) {
+            problem = secret.error();
+            return settings;
+        }
+        settings.chap = lvm::ChapCredentials{spec.chap_user, std::move(*secret)};
+    }
+    return settings;
+}
+
+// Discover, write the node record, log in: PBD plug's first half.
+Status log_in(HostSeams& seams, const SrSpec& spec) {
+    lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
+    const std::string& portal = spec.portals.front();
+    Status problem;
+    auto settings = node_settings(spec, seams.secret_owner, problem);
+    if (!problem) return problem.error().context("SR " + spec.name);
+    auto targets = initiator.discover(portal);
+    if (!targets) return targets.error().context("SR " + spec.name);
+    if (std::find(targets->begin(), targets->end(), spec.target) == targets->end())
+        return Error{ENOENT, "SR " + spec.name + ": target " + spec.target + " is not offered by portal " + portal +
+                                 " (offered: " + std::to_string(targets->size()) + " other target(s))"};
+    if (auto c = initiator.configure(spec.target, portal, settings); !c) return c.error().context("SR " + spec.name);
+    if (auto l = initiator.login(spec.target, portal); !l) {
+        (void)initiator.forget(spec.target, portal);
+        return l.error().context("SR " + spec.name);
+    }
+    return {};
+}
+
+Status log_out(HostSeams& seams, const SrSpec& spec, bool forget) {
+    lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
+    for (const auto& portal : spec.portals) {
+        if (auto s = initiator.logout(spec.target, portal); !s) return s.error().context("SR " + spec.name);
+        if (forget)
+            if (auto s = initiator.forget(spec.target, portal); !s) return s.error().context("SR " + spec.name);
+    }
+    return {};
+}
+
+// The LUN's disk after login; the SCSI disk driver attaches it asynchronously.
+Result<std::string> wait_for_device(HostSeams& seams, const SrSpec& spec) {
+    lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
+    const auto deadline = std::chrono::steady_clock::now() + seams.device_wait;
+    for (;;) {
+        auto dev = initiator.lun_device(spec.target, 0);
+        if (dev) return dev;
+        if (std::chrono::steady_clock::now() >= deadline) return dev.error().context("SR " + spec.name);
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+}
+
+Status write_mgt(const fs::path& device, const nlohmann::json& record) {
+    std::string text = record.dump(1) + "\n";
+    if (text.size() >= kMgtBytes) return Error{EFBIG, "writing the SR metadata: larger than the MGT volume"};
+    text.resize(((text.size() + 4095) / 4096) * 4096, '\0');
+    int fd = ::open(device.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return last_errno("writing the SR metadata to " + device.string());
+    ssize_t n = ::pwrite(fd, text.data(), text.size(), 0);
+    int saved = errno;
+    bool synced = ::fsync(fd) == 0;
+    ::close(fd);
+    if (n != static_cast<ssize_t>(text.size()) || !synced)
+        return errno_error(saved ? saved : EIO, "writing the SR metadata to " + device.string());
+    return {};
+}
+
+Result<nlohmann::json> read_mgt(const fs::path& device) {
+    std::ifstream in(device, std::ios::binary);
+    if (!in) return last_errno("reading the SR metadata from " + device.string());
+    std::string text(64 * 1024, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(std::min<std::size_t>(text.find('\0'), static_cast<std::size_t>(in.gcount())));
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        return Error{EPROTO, "reading the SR metadata from " + device.string() + ": not JSON"};
+    return j;
+}
+
+fs::path lv_path(const HostSeams& seams, const std::string& vg, const std::string& lv) {
+    return seams.dev / vg / lv;
+}
+
+// Create the SR on the LUN just logged in to, or activate it when it exists.
+Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context("SR " + spec.name);
+    if (const auto* vg = sr_vg(*view, spec.name))
+        return run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "y", vg->name}),
+                           "SR " + spec.name + ": activating " + vg->name);
+    auto device = wait_for_device(seams, spec);
+    if (!device) return device.error();
+    lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
+    auto id = initiator.device_scsi_id(*device);
+    if (!id) return id.error().context("SR " + spec.name);
+    const std::string lun = "LUN 0 of " + spec.target + " (" + *device + ", SCSI id " + *id + ")";
+    auto sigs = seams.probe(*device);
+    if (!sigs) return sigs.error().context("SR " + spec.name + ": probing " + lun);
+    if (!sigs->empty() && !spec.force)
+        return Error{EEXIST, "SR " + spec.name + ": " + lun + " holds " + lvm::describe(*sigs) +
+                                 "; refusing to make an SR on it (set force = true in [sr." + spec.name +
+                                 "] to overwrite it)"};
+    auto uuid = new_uuid();
+    if (!uuid) return uuid.error();
+    const std::string vg = std::string(lvm::kSrVgPrefix) + *uuid;
+    std::vector<std::pair<Command, std::string>> steps;
+    if (!sigs->empty())
+        steps.push_back({Command({"wipefs", "--all", *device}), "wiping the old signatures off " + lun});
+    steps.push_back(
+        {Command({"lvm", "pvcreate", "--yes", "--metadatasize", "10M", *device}), "making " + lun + " a PV"});
+    steps.push_back({Command({"lvm", "vgcreate", "--yes", "--addtag", lvm::kOwnerTag, "--addtag",
+                              std::string(lvm::kSrNameTag) + spec.name, "--addtag",
+                              std::string(lvm::kSrUuidTag) + *uuid, vg, *device}),
+                     "creating volume group " + vg});
+    steps.push_back({Command({"lvm", "lvcreate", "--yes", "--wipesignatures", "y", "-L", "4M", "-n", kMgtLv, "--addtag",
+                              lvm::kOwnerTag, vg}),
+                     "creating the MGT volume of " + vg});
+    auto undo = [&]() {
+        // Best effort: leave the LUN as it was found (blank).
+        (void)seams.runner->run(Command({"lvm", "vgremove", "--yes", "--force", vg}));
+        (void)seams.runner->run(Command({"lvm", "pvremove", "--yes", *device}));
+    };
+    for (auto& [cmd, what] : steps)
+        if (auto s = run_checked(*seams.runner, cmd, "SR " + spec.name + ": " + what); !s) {
+            undo();
+            return s;
+        }
+    nlohmann::json mgt = {{"format", "sanagent-sr-1"},
+                          {"sr",
+                           {{"name", spec.name},
+                            {"uuid", *uuid},
+                            {"type", "lvmoiscsi"},
+                            {"scsi_id", *id},
+                            {"target", spec.target},
+                            {"portals", spec.portals}}},
+                          {"vdis", nlohmann::json::object()}};
+    if (auto w = write_mgt(lv_path(seams, vg, kMgtLv), mgt); !w) {
+        undo();
+        return w.error().context("SR " + spec.name);
+    }
+    return {};
+}
+
+Status update_mgt_vdi(HostSeams& seams, const std::string& vg, const std::string& uuid, const std::string& name,
+                      std::uint64_t size) {
+    const auto path = lv_path(seams, vg, kMgtLv);
+    auto mgt = read_mgt(path);
+    if (!mgt) return mgt.error();
+    (*mgt)["vdis"][uuid] = {{"name", name}, {"size", size}};
+    return write_mgt(path, *mgt);
+}
+
+bool session_up(const std::vector<lvm::Session>& sessions, const SrSpec& spec) {
+    for (const auto& s : sessions)
+        if (s.target == spec.target) return true;
+    return false;
+}
+
+Step failing(const std::string& object, const std::string& action, Error e) {
+    Step s;
+    s.object = object;
+    s.action = action;
+    s.apply = [e = std::move(e)]() -> Status { return e; };
+    return s;
+}
+
+}  // namespace
+
+bool is_host(const Config& config) {
+    auto roles = config.get_list("node", "", "roles");
+    return std::find(roles.begin(), roles.end(), "host") != roles.end() ||
+           std::find(roles.begin(), roles.end(), "both") != roles.end();
+}
+
+SrSpec sr_spec(const Config& config, const std::string& name) {
+    SrSpec spec;
+    spec.name = name;
+    spec.target = config.get_string("sr", name, "target");
+    spec.portals = config.get_list("sr", name, "portals");
+    spec.chap_user = config.get_string("sr", name, "chap_user");
+    spec.chap_secret_file = config.get_string("sr", name, "chap_secret_file");
+    spec.force = config.get_bool("sr", name, "force");
+    const std::string volume = config.get_string("sr", name, "volume");
+    if (!volume.empty()) {
+        if (spec.target.empty()) {
+            spec.target = config.get_string("volume", volume, "iqn");
+            if (spec.target.empty())
+                spec.target = config.get_string("group", "", "iqn_prefix") + ":" +
+                              config.get_string("group", "", "name") + ":" + volume;
+        }
+        if (spec.portals.empty())
+            for (const auto* cluster : config.objects("cluster"))
+                if (const auto* nodes = config.value("cluster", cluster->name, "nodes"))
+                    for (const auto& [node, address] : std::get<std::map<std::string, std::string>>(nodes->data))
+                        spec.portals.push_back(address);
+        // This host's own [server] entry (named like the node) carries its CHAP.
+        const std::string me = config.get_string("node", "", "name");
+        if (spec.chap_secret_file.empty() && !me.empty() && config.find("server", me)) {
+            spec.chap_user = config.get_string("server", me, "chap_user");
+            spec.chap_secret_file = config.get_string("server", me, "chap_secret_file");
+        }
+    }
+    for (auto& p : spec.portals) p = lvm::portal_with_default_port(p);
+    return spec;
+}
+
+HostSeams default_host_seams(std::shared_ptr<CommandRunner> runner) {
+    HostSeams seams;
+    seams.runner = std::move(runner);
+    seams.probe = lvm::probe_signatures;
+    return seams;
+}
+
+// ---- sr ---------------------------------------------------------------------
+
+void SrModule::validate(const Config& config, Diagnostics& diagnostics) const {
+    for (const auto* sr : config.objects("sr")) {
+        auto spec = sr_spec(config, sr->name);
+        const bool by_volume = config.value("sr", sr->name, "volume") != nullptr;
+        if (!by_volume && !config.value("sr", sr->name, "target"))
+            diagnostics.error(sr->origin, sr->id(), "target", "expected volume = \"NAME\" or target = \"IQN\"");
+        else if (!lvm::is_valid_iqn(spec.target))
+            diagnostics.error(sr->origin, sr->id(), "target",
+                              "expected an IQN (iqn.YYYY-MM.domain[:name], lower case), got \"" +
+                                  spec.target.substr(0, 80) + "\"" +
+                                  (by_volume ? " (derived from [group] iqn_prefix and name)" : ""));
+        if (spec.portals.empty())
+            diagnostics.error(sr->origin, sr->id(), "portals",
+                              "expected portals = [\"IP[:PORT]\"] (or a [cluster] with the nodes' addresses)");
+        for (const auto& p : spec.portals)
+            if (!lvm::is_valid_portal(p))
+                diagnostics.error(sr->origin, sr->id(), "portals",
+                                  "expected IPv4[:PORT], got \"" + p.substr(0, 80) + "\"");
+        if (!spec.chap_secret_file.empty() && spec.chap_user.empty())
+            diagnostics.error(sr->origin, sr->id(), "chap_user", "chap_secret_file needs a chap_user");
+        if (spec.chap_user.find_first_of(" \t\n\r=") != std::string::npos)
+            diagnostics.error(sr->origin, sr->id(), "chap_user", "expected no spaces or '='");
+    }
+}
+
+Status SrModule::observe() {
+    auto view = read_view(*seams_.runner);
+    if (!view) return view.error();
+    view_ = std::move(*view);
+    lvm::Initiator initiator(*seams_.runner, seams_.node_db, seams_.sysfs);
+    auto sessions = initiator.sessions();
+    if (!sessions) return sessions.error();
+    sessions_ = std::move(*sessions);
+    return {};
+}
+
+std::vector<std::string> SrModule::desired_objects(const Config& config) const {
+    std::vector<std::string> out;
+    if (!is_host(config)) return out;
+    for (const auto* sr : config.objects("sr")) out.push_back("sr/" + sr->name);
+    return out;
+}
+
+std::vector<Step> SrModule::plan(const Config& config, const Ownership&) {
+    std::vector<Step> steps;
+    if (!is_host(config)) return steps;
+    for (const auto* sr : config.objects("sr")) {
+        const std::string object = "sr/" + sr->name;
+        auto spec = sr_spec(config, sr->name);
+        std::error_code ec;
+        if (fs::exists(detached_mark(config, sr->name), ec)) continue;  // unplugged by the admin
+        const bool up = session_up(sessions_, spec);
+        const auto* vg = sr_vg(view_, sr->name);
+        bool active = vg != nullptr;
+        if (vg)
+            for (const auto& lv : view_.lvs)
+                if (lv.vg == vg->name && !lv.is_active()) active = false;
+        if (up && active) continue;
+        auto seams = std::make_shared<HostSeams>(seams_);
+        if (!up) {
+            Step login;
+            login.object = object;
+            login.action = "log in to " + spec.target + " at " + spec.portals.front() + " (node.startup automatic" +
+                           (spec.chap_secret_file.empty() ? "" : ", CHAP") + ")";
+            login.apply = [seams, spec]() { return log_in(*seams, spec); };
+            // A create that fails after this leaves no session and no record behind.
+            login.undo = [seams, spec]() { return log_out(*seams, spec, true); };
+            login.claims = true;
+            steps.push_back(std::move(login));
+        }
+        Step make;
+        make.object = object;
+        make.action = vg ? "activate " + vg->name
+                         : "create SR " + sr->name + " on LUN 0 of " + spec.target +
+                               " (PV, VG_XenStorage-<new uuid>, MGT), or activate it when it exists";
+        make.apply = [seams, spec]() { return create_or_activate(*seams, spec); };
+        make.claims = true;
+        steps.push_back(std::move(make));
+    }
+    return steps;
+}
+
+std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership& owned) {
+    std::vector<ObjectStatus> out;
+    if (!is_host(config)) return out;
+    for (const auto* sr : config.objects("sr")) {
+        auto spec = sr_spec(config, sr->name);
+        ObjectStatus s{"sr/" + sr->name, "attached, LUN 0 of " + spec.target, "", Health::ok, {}};
+        const auto* vg = sr_vg(view_, sr->name);
+        const bool up = session_up(sessions_, spec);
+        std::error_code ec;
+        const bool detached = fs::exists(detached_mark(config, sr->name), ec);
+        if (!up) {
+            s.actual = detached ? "detached (sanctl sr detach)" : "not logged in";
+            s.health = detached ? Health::degraded : Health::failed;
+            s.detail = detached ? "sanctl sr attach " + sr->name + " plugs it again" : "the next apply logs in";
+        } else if (!vg) {
+            s.actual = "logged in, no SR volume group";
+            s.health = Health::degraded;
+            s.detail = "not created yet";
+        } else {
+            unsigned vdis = 0;
+            for (const auto& lv : view_.lvs)
+                if (lv.vg == vg->name && lv.name.starts_with("LV-")) ++vdis;
+            s.actual = vg->name + ", " + human(vg->size_bytes) + ", " + human(vg->free_bytes) + " free, " +
+                       std::to_string(vdis) + " VDI(s)";
+            std::vector<std::string> warnings;
+            if (vdis > 1) warnings.push_back("one VDI per SR is recommended (" + std::to_string(vdis) + " here)");
+            const std::string volume = config.get_string("sr", sr->name, "volume");
+            if (!volume.empty() && volume != sr->name)
+                warnings.push_back("the SR's name differs from its volume's (" + volume + ")");
+            for (std::size_t i = 0; i < warnings.size(); ++i) s.detail += (i ? "; " : "warning: ") + warnings[i];
+        }
+        (void)owned;
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+// ---- vdi --------------------------------------------------------------------
+
+void VdiModule::validate(const Config& config, Diagnostics& diagnostics) const {
+    for (const auto* vdi : config.objects("vdi"))
+        if (config.get_size("vdi", vdi->name, "size") < 4 * 1024 * 1024)
+            if (const auto* v = config.value("vdi", vdi->name, "size"))
+                diagnostics.error(v->origin, vdi->id(), "size", "expected at least 4M");
+}
+
+Status VdiModule::observe() {
+    auto view = read_view(*seams_.runner);
+    if (!view) return view.error();
+    view_ = std::move(*view);
+    return {};
+}
+
+std::vector<std::string> VdiModule::desired_objects(const Config& config) const {
+    std::vector<std::string> out;
+    if (!is_host(config)) return out;
+    for (const auto* vdi : config.objects("vdi")) out.push_back("vdi/" + vdi->name);
+    return out;
+}
+
+std::vector<Step> VdiModule::plan(const Config& config, const Ownership&) {
+    std::vector<Step> steps;
+    if (!is_host(config)) return steps;
+    for (const auto* vdi : config.objects("vdi")) {
+        const std::string object = "vdi/" + vdi->name;
+        const std::string sr = config.get_string("vdi", vdi->name, "sr");
+        const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
+        std::error_code ec;
+        if (fs::exists(detached_mark(config, sr), ec)) continue;  // its SR is unplugged on purpose
+        auto seams = std::make_shared<HostSeams>(seams_);
+        const auto* vg = sr_vg(view_, sr);
+        const auto* lv = vg ? vdi_lv(view_, vg->name, vdi->name) : nullptr;
+        if (lv) {
+            if (lv->size_bytes >= size) {
+                if (lv->size_bytes > size + 4 * 1024 * 1024)
+                    steps.push_back(failing(
+                        object, "check the VDI's size",
+                        Error{EINVAL, "VDI " + vdi->name + " is " + human(lv->size_bytes) + "; shrinking it to " +
+                                          human(size) + " would lose the data past the new end: refused"}));
+                continue;
+            }
+            Step grow;
+            grow.object = object;
+            grow.action = "grow VDI " + vdi->name + " (" + lv->name + ") to " + format_size(size);
+            grow.apply = [seams, vg = lv->vg, name = lv->name, size, what = grow.action]() {
+                return run_checked(*seams->runner,
+                                   Command({"lvm", "lvextend", "-L", std::to_string(size) + "b", vg + "/" + name}),
+                                   what);
+            };
+            steps.push_back(std::move(grow));
+            continue;
+        }
+        Step create;
+        create.object = object;
+        create.action = "create VDI " + vdi->name + " (" + format_size(size) + ") in SR " + sr + " as LV-<new uuid>";
+        auto made = std::make_shared<std::string>();  // "VG/LV", for the undo
+        create.apply = [seams, sr, name = vdi->name, size, made]() -> Status {
+            auto view = read_view(*seams->runner);
+            if (!view) return view.error().context("VDI " + name);
+            const auto* group = sr_vg(*view, sr);
+            if (!group)
+                return Error{ENOENT,
+                             "VDI " + name + ": SR " + sr + " is not attached (no VG tagged sr_name=" + sr + ")"};
+            if (vdi_lv(*view, group->name, name)) return {};
+            auto uuid = new_uuid();
+            if (!uuid) return uuid.error();
+            const std::string lv_name = "LV-" + *uuid;
+            if (auto s = run_checked(*seams->runner,
+                                     Command({"lvm", "lvcreate", "--yes", "--wipesignatures", "y", "-L",
+                                              std::to_string(size) + "b", "-n", lv_name, "--addtag", lvm::kOwnerTag,
+                                              "--addtag", std::string(lvm::kVdiNameTag) + name, group->name}),
+                                     "VDI " + name + ": creating " + group->name + "/" + lv_name);
+                !s)
+                return s;
+            *made = group->name + "/" + lv_name;
+            if (auto m = update_mgt_vdi(*seams, group->name, *uuid, name, size); !m)
+                return m.error().context("VDI " + name + ": recording it in the SR's MGT volume");
+            return {};
+        };
+        create.undo = [seams, made]() -> Status {
+            if (made->empty()) return {};
+            return run_checked(*seams->runner, Command({"lvm", "lvremove", "--yes", *made}), "removing " + *made);
+        };
+        create.claims = true;
+        steps.push_back(std::move(create));
+    }
+    return steps;
+}
+
+std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownership&) {
+    std::vector<ObjectStatus> out;
+    if (!is_host(config)) return out;
+    for (const auto* vdi : config.objects("vdi")) {
+        const std::string sr = config.get_string("vdi", vdi->name, "sr");
+        const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
+        ObjectStatus s{"vdi/" + vdi->name, human(size) + " in SR " + sr, "absent", Health::degraded, "not created yet"};
+        const auto* vg = sr_vg(view_, sr);
+        std::error_code ec;
+        if (!vg) {
+            const bool detached = fs::exists(detached_mark(config, sr), ec);
+            s.actual = detached ? "SR detached" : "SR not attached";
+            s.detail = detached ? "sanctl sr attach " + sr + " plugs it again" : "its SR is not attached";
+        } else if (const auto* lv = vdi_lv(view_, vg->name, vdi->name)) {
+            s.actual = lv->name + ", " + human(lv->size_bytes) + (lv->is_active() ? ", active" : ", inactive");
+            s.health = lv->size_bytes >= size && lv->is_active() ? Health::ok : Health::degraded;
+            s.detail = s.health == Health::ok ? "" : lv->is_active() ? "smaller than configured" : "inactive";
+        }
+        out.push_back(std::move(s));
+    }
+    return out;
+}
+
+// ---- sanctl operations ------------------------------------------------------
+
+Status attach_sr(HostSeams& seams, const Config& config, const std::string& name, const fs::path& state_dir) {
+    if (!config.find("sr", name)) return Error{ENOENT, "attaching SR " + name + ": no [sr." + name + "] in the config"};
+    auto spec = sr_spec(config, name);
+    std::error_code ec;
+    fs::remove(state_dir / "sr" / (name + ".detached"), ec);
+    lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
+    auto sessions = initiator.sessions();
+    if (!sessions) return sessions.error();
+    if (!session_up(*sessions, spec))
+        if (auto s = log_in(seams, spec); !s) return s;
+    return create_or_activate(seams, spec);
+}
+
+Status detach_sr(HostSeams& seams, const Config& config, const std::string& name, const fs::path& state_dir,
+                 bool force) {
+    if (!config.find("sr", name)) return Error{ENOENT, "detaching SR " + name + ": no [sr." + name + "] in the config"};
+    auto spec = sr_spec(config, name);
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context("detaching SR " + name);
+    if (const auto* vg = sr_vg(*view, name)) {
+        Command open_lvs({"lvm", "lvs", "--reportformat", "json", "-o", "lv_name,lv_device_open,lv_tags", vg->name});
+        auto r = check_exit(open_lvs, seams.runner->run(open_lvs));
+        if (!r) return r.error().context("detaching SR " + name);
+        auto j = nlohmann::json::parse(r->out, nullptr, false);
+        std::vector<std::string> open;
+        if (!j.is_discarded())
+            for (const auto& report : j.value("report", nlohmann::json::array()))
+                for (const auto& lv : report.value("lv", nlohmann::json::array()))
+                    if (lv.value("lv_device_open", "") == "open") {
+                        std::string tags = lv.value("lv_tags", "");
+                        auto at = tags.find(lvm::kVdiNameTag);
+                        std::string vdi = at == std::string::npos
+                                              ? std::string()
+                                              : tags.substr(at + lvm::kVdiNameTag.size(),
+                                                            tags.find(',', at) - at - lvm::kVdiNameTag.size());
+                        open.push_back(lv.value("lv_name", "?") + (vdi.empty() ? "" : " (VDI " + vdi + ")"));
+                    }
+        if (!open.empty() && !force) {
+            std::string list;
+            for (const auto& o : open) list += (list.empty() ? "" : ", ") + o;
+            return Error{EBUSY, "detaching SR " + name + ": in use: " + list +
+                                    " is open (a VM or a process uses it); stop it first, or --force"};
+        }
+        auto deact = run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "n", vg->name}),
+                                 "detaching SR " + name + ": deactivating " + vg->name);
+        if (!deact && !force) return deact;
+    }
+    if (auto s = log_out(seams, spec, false); !s) return s;
+    std::error_code ec;
+    fs::create_directories(state_dir / "sr", ec);
+    std::ofstream mark(state_dir / "sr" / (name + ".detached"));
+    if (!mark) return last_errno("detaching SR " + name + ": writing the detached mark in " + state_dir.string());
+    return {};
+}
+
+Result<std::string> vdi_path(HostSeams& seams, const Config& config, const std::string& name) {
+    if (!config.find("vdi", name)) return Error{ENOENT, "VDI " + name + ": no [vdi." + name + "] in the config"};
+    const std::string sr = config.get_string("vdi", name, "sr");
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context("VDI " + name);
+    const auto* vg = sr_vg(*view, sr);
+    if (!vg) return Error{ENOENT, "VDI " + name + ": SR " + sr + " is not attached"};
+    const auto* lv = vdi_lv(*view, vg->name, name);
+    if (!lv) return Error{ENOENT, "VDI " + name + ": not created yet in SR " + sr};
+    if (!lv->is_active()) return Error{ENXIO, "VDI " + name + ": " + lv->name + " is not active"};
+    return lv_path(seams, vg->name, lv->name).string();
+}
+
+}  // namespace sanagent::agent
