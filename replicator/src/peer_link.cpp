@@ -299,6 +299,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
     const std::uint64_t size = volume_.size();
     resync_total_ = meta_.dirty_bits();
     resync_done_ = 0;
+    resync_bytes_ = 0;
     std::mutex mu;
     std::condition_variable cv;
     unsigned outstanding = 0;
@@ -408,8 +409,11 @@ void PeerLink::manage() {
         }
         auto decision = handshake(fd->get());
         if (!decision) {
-            set_state(PeerState::Refused, decision.error().message);
-            pause(decision.error().code == EPERM ? options_.refused_retry_ms : options_.reconnect_ms);
+            // EPERM is a refusal on principle (wrong volume, size, id); the
+            // rest are a link that failed mid-handshake: try again soon.
+            bool refusal = decision.error().code == EPERM;
+            set_state(refusal ? PeerState::Refused : PeerState::OutOfSync, decision.error().message);
+            pause(refusal ? options_.refused_retry_ms : options_.reconnect_ms);
             continue;
         }
         PeerState refused = PeerState::Connecting;

@@ -124,8 +124,13 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     if (r.ok() && h.version != kVersion)
         return Error{EPROTO, "peer HELLO: protocol version " + std::to_string(h.version) + ", we speak " +
                                  std::to_string(kVersion)};
-    h.primary = r.get<std::uint8_t>() != 0;
-    h.consistent = r.get<std::uint8_t>() != 0;
+    // Booleans are 0 or 1 exactly: one encoding per message, so what we
+    // accept is what we would send (the fuzzer's round-trip check).
+    auto primary = r.get<std::uint8_t>();
+    auto consistent = r.get<std::uint8_t>();
+    if (primary > 1 || consistent > 1) return Error{EBADMSG, "peer HELLO: flag byte not 0 or 1"};
+    h.primary = primary == 1;
+    h.consistent = consistent == 1;
     r.get_bytes(h.volume_id.data(), h.volume_id.size());
     auto name_len = r.get<std::uint16_t>();
     if (name_len > kMaxVolumeName) return Error{EBADMSG, "peer HELLO: volume name too long"};

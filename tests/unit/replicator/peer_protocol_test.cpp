@@ -76,6 +76,9 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
     auto d = decode_hello(body);
     BOOST_TEST_REQUIRE(!d.ok());
     BOOST_TEST(d.error().code == EPROTO);
+    body = encode_hello(h);
+    body[2] = 2;  // "primary" must be 0 or 1 (found by the fuzzer: one encoding per message)
+    BOOST_TEST(!decode_hello(body).ok());
     h.volume = std::string(kMaxVolumeName + 1, 'x');
     BOOST_TEST(!decode_hello(encode_hello(h)).ok());
 }

@@ -39,7 +39,7 @@ struct PeerStatus {
     std::string detail;             // why, for the last refusal or drop
     std::uint64_t resync_total = 0; // regions to copy in the current/last resync
     std::uint64_t resync_done = 0;
-    std::uint64_t resync_bytes = 0; // bytes sent by resync since start
+    std::uint64_t resync_bytes = 0; // bytes the current/last resync has copied
 };
 
 class PeerLink final : public Replication {
