@@ -14,6 +14,7 @@ namespace sanagent::replicator {
 
 namespace {
 using Clock = std::chrono::steady_clock;
+constexpr std::uint64_t kMaxRunBytes = 1 << 20;
 void log(const std::string& s) { std::fprintf(stderr, "sanrepd: peer: %s\n", s.c_str()); }
 }  // namespace
 
@@ -309,25 +310,28 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
     for (int pass = 0; pass < 3 && !stopping_; ++pass) {
         std::uint64_t from = 0;
         while (auto bit = meta_.next_dirty(from)) {
-            from = *bit + 1;
+            // A run of contiguous dirty regions travels as one copy of up to
+            // kMaxRunBytes: fewer, larger writes on both disks.
+            std::uint64_t first = *bit, count = 1;
+            while (count * g < kMaxRunBytes && meta_.next_dirty(first + count) == first + count) ++count;
+            from = first + count;
             {
                 std::unique_lock lock(mu);
                 cv.wait(lock, [&] { return outstanding < options_.resync_window || failed; });
                 if (failed || s->dead() || stopping_) break;
                 ++outstanding;
             }
-            std::uint64_t off = *bit * g;
-            std::uint64_t len = std::min(g, size - off);
-            std::uint64_t b = *bit;
-            // The region is locked from read to ack: an application write to
+            std::uint64_t off = first * g;
+            std::uint64_t len = std::min(count * g, size - off);
+            // The range is locked from read to ack: an application write to
             // it waits, so the copy can never land after (and undo) it.
-            volume_.range_lock().acquire(off, len, [&, s, off, len, b](RangeLock::Ticket t) {
-                pool_.post([&, s, off, len, b, t] {
+            volume_.range_lock().acquire(off, len, [&, s, off, len, first, count](RangeLock::Ticket t) {
+                pool_.post([&, s, off, len, first, count, t] {
                     auto buf = std::make_shared<AlignedBuffer>(len);
-                    auto finish = [&, off, len, b, t](int err) {
+                    auto finish = [&, off, len, first, count, t](int err) {
                         if (!err) {
-                            meta_.clear_bit(b);
-                            ++resync_done_;
+                            for (std::uint64_t b = first; b < first + count; ++b) meta_.clear_bit(b);
+                            resync_done_ += count;
                             resync_bytes_ += len;
                         }
                         volume_.range_lock().release(t);

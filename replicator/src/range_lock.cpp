@@ -9,20 +9,23 @@ bool overlaps(std::uint64_t b1, std::uint64_t e1, std::uint64_t b2, std::uint64_
 }  // namespace
 
 void RangeLock::acquire(std::uint64_t offset, std::uint64_t length, std::function<void(Ticket)> start) {
-    Ticket t;
-    bool run_now = true;
-    {
-        std::lock_guard lock(mu_);
-        t = next_++;
-        for (const auto& e : entries_) {
-            if (overlaps(e.begin, e.end, offset, offset + length)) {
-                run_now = false;
-                break;
-            }
+    if (auto t = take_or_queue(offset, length, start)) start(*t);
+}
+
+std::optional<RangeLock::Ticket> RangeLock::take_or_queue(std::uint64_t offset, std::uint64_t length,
+                                                          std::function<void(Ticket)>& start) {
+    std::lock_guard lock(mu_);
+    Ticket t = next_++;
+    bool free = true;
+    for (const auto& e : entries_) {
+        if (overlaps(e.begin, e.end, offset, offset + length)) {
+            free = false;
+            break;
         }
-        entries_.push_back(Entry{t, offset, offset + length, run_now, run_now ? nullptr : std::move(start)});
     }
-    if (run_now) start(t);
+    entries_.push_back(Entry{t, offset, offset + length, free, free ? nullptr : std::move(start)});
+    if (free) return t;
+    return std::nullopt;
 }
 
 void RangeLock::release(Ticket ticket) {

@@ -31,46 +31,48 @@ int status_errno(const Status& st) {
 }  // namespace
 
 void Volume::submit(Op op, Completion done) {
+    if (auto work = submit_inline(std::move(op), std::move(done))) pool_.post(std::move(work));
+}
+
+std::function<void()> Volume::submit_inline(Op op, Completion done) {
     auto shared = std::make_shared<Op>(std::move(op));
     switch (shared->type) {
     case OpType::Read:
         // Reads are not ordered against writes: the NBD spec leaves a read
         // racing an overlapping write undefined, as a disk does.
-        pool_.post([this, shared, done = std::move(done)] {
+        return [this, shared, done = std::move(done)] {
             int err = status_errno(replica_.read(shared->offset, shared->data->span()));
             counters_.reads++;
             counters_.bytes_read += shared->length;
             if (err) counters_.errors++;
             done(err, shared->data);
-        });
-        return;
-    case OpType::Flush: {
+        };
+    case OpType::Flush:
         // Not range-locked: a flush covers writes already completed, and those
         // have left the lock.
-        auto join = std::make_shared<Join>(replication_ ? 2 : 1);
-        join->finish = [this, join, done] {
-            counters_.flushes++;
-            done(join->error.load(), nullptr);
-        };
-        if (replication_) replication_->replicate(*shared, [join] { join->arrive(); });
-        pool_.post([this, join] {
+        return [this, done = std::move(done), shared] {
+            auto join = std::make_shared<Join>(replication_ ? 2 : 1);
+            join->finish = [this, join, done] {
+                counters_.flushes++;
+                done(join->error.load(), nullptr);
+            };
+            if (replication_) replication_->replicate(*shared, [join] { join->arrive(); });
             if (int err = status_errno(replica_.flush())) join->error = err;
             join->arrive();
-        });
-        return;
-    }
+        };
     case OpType::Write:
     case OpType::Trim:
-    case OpType::Zero: {
-        auto start = [this, shared, done = std::move(done)](RangeLock::Ticket ticket) mutable {
-            pool_.post([this, shared, ticket, done = std::move(done)]() mutable {
-                run_locked(shared, ticket, std::move(done));
-            });
-        };
-        lock_.acquire(shared->offset, shared->length, std::move(start));
-        return;
+    case OpType::Zero:
+        break;
     }
-    }
+    std::function<void(RangeLock::Ticket)> later = [this, shared, done](RangeLock::Ticket ticket) mutable {
+        pool_.post([this, shared, ticket, done = std::move(done)]() mutable {
+            run_locked(shared, ticket, std::move(done));
+        });
+    };
+    auto ticket = lock_.take_or_queue(shared->offset, shared->length, later);
+    if (!ticket) return {};
+    return [this, shared, t = *ticket, done = std::move(done)]() mutable { run_locked(shared, t, std::move(done)); };
 }
 
 void Volume::run_locked(std::shared_ptr<Op> op, RangeLock::Ticket ticket, Completion done) {

@@ -173,20 +173,24 @@ public:
     }
 
     // SIGTERM (clean) or SIGKILL (crash), then reap; bounded by the kill.
-    void stop(const std::string& name, int sig = SIGTERM) {
+    // Returns the exit code, 128+N for death by signal N: a clean stop must
+    // be 0, which also catches sanitizer reports (they make the exit non-zero).
+    int stop(const std::string& name, int sig = SIGTERM) {
         auto it = pids_.find(name);
-        if (it == pids_.end()) return;
+        if (it == pids_.end()) return -1;
         ::kill(it->second, sig);
+        int status = 0;
         for (int i = 0; i < 100; ++i) {  // 10 s, then force
-            if (::waitpid(it->second, nullptr, WNOHANG) == it->second) {
+            if (::waitpid(it->second, &status, WNOHANG) == it->second) {
                 pids_.erase(it);
-                return;
+                return decode(status, name);
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(100));
         }
         ::kill(it->second, SIGKILL);
-        ::waitpid(it->second, nullptr, 0);
+        ::waitpid(it->second, &status, 0);
         pids_.erase(it);
+        return decode(status, name);
     }
 
     std::string path(const std::string& file) const { return (dir / file).string(); }
@@ -249,6 +253,13 @@ public:
     }
 
 private:
+    int decode(int status, const std::string& name) const {
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        if (code != 0 && code != 128 + SIGKILL)
+            std::fprintf(stderr, "%s exited %d; its log:\n%s\n", name.c_str(), code,
+                         read_file(dir / (name + ".log")).c_str());
+        return code;
+    }
     std::map<std::string, pid_t> pids_;
 };
 

@@ -59,8 +59,8 @@ BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
     BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Read, kSize - 512, 4096) ==
                sanagent::replicator::nbd::kErrInval);
     c->disconnect();
-    k.stop("a");
-    k.stop("b");
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
     auto a = read_file(k.path("a.img"));
     auto b = read_file(k.path("b.img"));
     BOOST_TEST(a.size() == kSize);
@@ -110,8 +110,8 @@ BOOST_AUTO_TEST_CASE(peer_killed_during_writes_is_resynced_from_the_bitmap) {
     write_and_log(*c, log, rng, 2, 16);
     BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Flush, 0, 0) == 0u);
     c->disconnect();
-    k.stop("a");
-    k.stop("b");
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
     auto a = read_file(k.path("a.img"));
     auto b = read_file(k.path("b.img"));
     BOOST_TEST(log.lost_in(a) == 0u);
@@ -142,8 +142,8 @@ BOOST_AUTO_TEST_CASE(primary_crash_keeps_acknowledged_writes) {
     BOOST_TEST_REQUIRE(c.ok());
     write_and_log(*c, log, rng, 2, 16);
     c->disconnect();
-    k.stop("a");
-    k.stop("b");
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
     auto a = read_file(k.path("a.img"));
     BOOST_TEST(log.lost_in(a) == 0u);
     BOOST_TEST((a == read_file(k.path("b.img"))));
@@ -157,14 +157,14 @@ BOOST_AUTO_TEST_CASE(split_brain_is_detected_and_nothing_is_overwritten) {
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     std::mt19937_64 rng(4);
     AckedLog log_a(kSize), log_b(kSize);
-    k.stop("b");
+    BOOST_TEST(k.stop("b") == 0);
     BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
     {
         auto c = NbdClient::connect(k.path("a.nbd"), "vol");
         BOOST_TEST_REQUIRE(c.ok());
         write_and_log(*c, log_a, rng, 2, 8);  // A moves on without B
     }
-    k.stop("a");
+    BOOST_TEST(k.stop("a") == 0);
     // B is promoted by hand while A is down (the mistake a cluster manager
     // with quorum prevents), and written to.
     int nowhere = free_port();
@@ -174,15 +174,15 @@ BOOST_AUTO_TEST_CASE(split_brain_is_detected_and_nothing_is_overwritten) {
         BOOST_TEST_REQUIRE(c.ok());
         write_and_log(*c, log_b, rng, 2, 8);
     }
-    k.stop("b");
+    BOOST_TEST(k.stop("b") == 0);
     auto a_before = read_file(k.path("a.img"));
     auto b_before = read_file(k.path("b.img"));
     k.start_secondary("b", "vol", port, kSizeArg);
     k.start_primary("a", "vol", port, kSizeArg);
     BOOST_TEST(k.wait_state("a", "split-brain"));
     BOOST_TEST(k.wait_state("b", "split-brain"));
-    k.stop("a");
-    k.stop("b");
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
     BOOST_TEST((read_file(k.path("a.img")) == a_before));
     BOOST_TEST((read_file(k.path("b.img")) == b_before));
     BOOST_TEST(log_a.lost_in(a_before) == 0u);
@@ -266,8 +266,8 @@ BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
     auto back = run.run(sanagent::Command({"nbdcopy", uri, out}, std::chrono::seconds(60)));
     BOOST_TEST_REQUIRE(back.ok());
     BOOST_TEST(back->exit_code == 0, back->err);
-    k.stop("a");
-    k.stop("b");
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
     auto expected = read_file(src);
     BOOST_TEST((read_file(out) == expected));
     BOOST_TEST((read_file(k.path("a.img")) == expected));

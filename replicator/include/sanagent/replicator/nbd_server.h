@@ -3,11 +3,13 @@
 // export backed by a Volume.
 //
 // Threads: one epoll loop accepts (listening sockets + a stop eventfd); each
-// connection has one reader thread that decodes requests and submits them to
-// the Volume, whose worker pool does the I/O; completions write the reply under
-// the connection's send lock, so replies go out in completion order, as the
-// protocol allows. A connection keeps at most kMaxInFlight requests open; the
-// reader waits past that, which bounds memory and the pool's queue.
+// connection has kThreadsPerConnection threads that take turns reading a
+// request and then do its I/O themselves (leader/follower, as nbdkit does),
+// so the common path has no thread hand-off; writes that must wait for an
+// overlapping one run later on the Volume's worker pool. Completions write the
+// reply under the connection's send lock, so replies go out in completion
+// order, as the protocol allows. A connection keeps at most kMaxInFlight
+// requests open; readers wait past that, which bounds memory.
 #pragma once
 
 #include <atomic>
@@ -30,6 +32,7 @@ class NbdServer {
 public:
     static constexpr unsigned kMaxConnections = 64;
     static constexpr unsigned kMaxInFlight = 128;
+    static constexpr unsigned kThreadsPerConnection = 8;
 
     NbdServer(nbd::ExportInfo exp, Volume& volume);
     ~NbdServer();

@@ -8,6 +8,7 @@
 #include <functional>
 #include <list>
 #include <mutex>
+#include <optional>
 
 namespace sanagent::replicator {
 
@@ -17,6 +18,9 @@ public:
     // Calls `start(ticket)` (now, on this thread, or later on the thread that
     // releases the last overlapping range) once [offset, offset+length) is free.
     void acquire(std::uint64_t offset, std::uint64_t length, std::function<void(Ticket)> start);
+    // The same, but when the range is free now it returns the ticket and
+    // leaves `start` alone, so the caller runs the work on its own thread.
+    std::optional<Ticket> take_or_queue(std::uint64_t offset, std::uint64_t length, std::function<void(Ticket)>& start);
     void release(Ticket ticket);
     std::size_t size() const;
 
