@@ -4,6 +4,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -67,6 +68,8 @@ std::array<std::uint8_t, kMetaHeaderSize> encode_metadata(const Metadata& m) {
     store_le<std::uint64_t>(b.data() + 80, m.gens.history[1]);
     store_le<std::uint64_t>(b.data() + 88, kMetaBitmapOffset);
     store_le<std::uint64_t>(b.data() + 96, m.bitmap_bytes());
+    store_le<std::uint64_t>(b.data() + 104, m.activity_offset());
+    store_le<std::uint64_t>(b.data() + 112, kActivityExtent);
     store_le<std::uint32_t>(b.data() + kCrcOffset, crc32c({b.data(), kCrcOffset}));
     return b;
 }
@@ -92,6 +95,9 @@ Result<Metadata> decode_metadata(std::span<const std::uint8_t> b) {
         return Error{EINVAL, "metadata header: granularity " + std::to_string(m.granularity)};
     if (load_le<std::uint64_t>(b.data() + 96) != m.bitmap_bytes())
         return Error{EINVAL, "metadata header: bitmap size does not match volume size"};
+    if (load_le<std::uint64_t>(b.data() + 104) != m.activity_offset() ||
+        load_le<std::uint64_t>(b.data() + 112) != kActivityExtent)
+        return Error{EINVAL, "metadata header: activity log layout differs from this version's"};
     return m;
 }
 
@@ -134,6 +140,9 @@ Result<std::unique_ptr<MetadataFile>> MetadataFile::open(const std::string& path
     f->bitmap_.resize(f->meta_.bitmap_bytes());
     if (auto st = pread_all(f->fd_.get(), f->bitmap_.data(), f->bitmap_.size(), kMetaBitmapOffset, path); !st)
         return st.error();
+    f->activity_.resize(f->meta_.activity_bytes());
+    if (auto st = pread_all(f->fd_.get(), f->activity_.data(), f->activity_.size(), f->meta_.activity_offset(), path); !st)
+        return st.error();
     return f;
 }
 
@@ -144,7 +153,8 @@ Result<std::unique_ptr<MetadataFile>> MetadataFile::create(const std::string& pa
     if (!f->fd_.valid()) return last_errno("creating metadata " + path);
     f->meta_ = initial;
     f->bitmap_.assign(initial.bitmap_bytes(), 0);
-    if (::ftruncate(f->fd_.get(), static_cast<off_t>(kMetaBitmapOffset + f->bitmap_.size())) < 0)
+    f->activity_.assign(initial.activity_bytes(), 0);
+    if (::ftruncate(f->fd_.get(), static_cast<off_t>(initial.activity_offset() + f->activity_.size())) < 0)
         return last_errno("sizing metadata " + path);
     // Both slots, so a later torn write of either leaves a valid one.
     Metadata first = initial;
@@ -259,6 +269,57 @@ Status MetadataFile::finish_resync() {
         next.gens.bitmap = 0;
     }
     return write_header_locked(next);
+}
+
+Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mu_);
+    ++activity_epoch_;
+    if (length == 0 || activity_.empty()) return {};
+    std::uint64_t first = offset / kActivityExtent;
+    std::uint64_t last = std::min(meta_.activity_bits() - 1, (offset + length - 1) / kActivityExtent);
+    bool flipped = false;
+    for (std::uint64_t e = first; e <= last; ++e) {
+        auto mask = static_cast<std::uint8_t>(1u << (e % 8));
+        if (!(activity_[e / 8] & mask)) {
+            activity_[e / 8] |= mask;
+            flipped = true;
+        }
+    }
+    if (!flipped) return {};
+    std::uint64_t begin = first / 8 / 4096 * 4096;
+    std::uint64_t end = std::min<std::uint64_t>(activity_.size(), (last / 8 / 4096 + 1) * 4096);
+    if (auto st = pwrite_all(fd_.get(), activity_.data() + begin, end - begin, meta_.activity_offset() + begin, path_); !st)
+        return st;
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return {};
+}
+
+std::uint64_t MetadataFile::activity_epoch() const {
+    std::lock_guard lock(mu_);
+    return activity_epoch_;
+}
+
+Result<bool> MetadataFile::retire_activity(std::uint64_t epoch) {
+    std::lock_guard lock(mu_);
+    if (epoch != activity_epoch_) return false;
+    if (std::all_of(activity_.begin(), activity_.end(), [](std::uint8_t b) { return b == 0; })) return true;
+    std::fill(activity_.begin(), activity_.end(), 0);
+    if (auto st = pwrite_all(fd_.get(), activity_.data(), activity_.size(), meta_.activity_offset(), path_); !st)
+        return st.error();
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return true;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> MetadataFile::active_ranges() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    for (std::uint64_t e = 0; e < meta_.activity_bits(); ++e) {
+        if (activity_[e / 8] & (1u << (e % 8))) {
+            std::uint64_t off = e * kActivityExtent;
+            out.emplace_back(off, std::min(kActivityExtent, meta_.size - off));
+        }
+    }
+    return out;
 }
 
 }  // namespace sanagent::replicator

@@ -73,9 +73,10 @@ public:
         std::lock_guard lock(pend_mu_);
         return dead_;
     }
-    void wait_dead(const std::atomic<bool>& stopping) {
+    void wait_dead_for(const std::atomic<bool>& stopping, std::chrono::milliseconds bound) {
+        auto until = Clock::now() + bound;
         std::unique_lock lock(pend_mu_);
-        while (!dead_ && !stopping) dead_cv_.wait_for(lock, std::chrono::milliseconds(200));
+        while (!dead_ && !stopping && Clock::now() < until) dead_cv_.wait_for(lock, std::chrono::milliseconds(200));
     }
 
 private:
@@ -164,7 +165,41 @@ PeerLink::PeerLink(PeerLinkOptions options, Volume& volume, MetadataFile& meta, 
 PeerLink::~PeerLink() { stop(); }
 
 void PeerLink::start() {
+    // Extents left active by a crash may differ between the replicas: they
+    // become dirty (starting a new generation), so the peer gets a bitmap
+    // resync of just those extents.
+    auto active = meta_.active_ranges();
+    if (!active.empty()) {
+        log("activity log holds " + std::to_string(active.size()) +
+            " extents from an unclean stop: marking them for resync");
+        for (auto [off, len] : active) record_dirty(off, len);
+        if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(r.error().message);
+    }
     manager_ = std::thread([this] { manage(); });
+}
+
+int PeerLink::send_and_wait(const std::shared_ptr<Session>& s, int type, std::vector<std::uint8_t> body) {
+    std::mutex mu;
+    std::condition_variable cv;
+    int result = -1;
+    s->send(static_cast<peer::Type>(type), 0, body, [&](int err) {
+        std::lock_guard lock(mu);
+        result = err;
+        cv.notify_all();
+    });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return result >= 0; });  // bounded: the session's ack watchdog fails it
+    return result;
+}
+
+void PeerLink::retire_activity(const std::shared_ptr<Session>& s) {
+    if (meta_.active_ranges().empty() || volume_.range_lock().size() != 0) return;
+    // Epoch first, then make every write completed so far durable on both
+    // sides; the log is cleared only if no write activated meanwhile.
+    auto epoch = meta_.activity_epoch();
+    if (!volume_.replica().flush()) return;
+    if (send_and_wait(s, static_cast<int>(peer::Type::Flush), {}) != 0) return;
+    if (auto r = meta_.retire_activity(epoch); !r) log(r.error().message);
 }
 
 void PeerLink::stop() {
@@ -226,6 +261,14 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
     if (!s) {
         done();
         return;
+    }
+    if (op.type != OpType::Flush) {
+        // The activity log first: if this node dies with the op in flight,
+        // its extent is where the replicas may differ.
+        if (auto st = meta_.activate(op.offset, op.length); !st) {
+            log("FATAL: cannot record activity: " + st.error().message);
+            std::abort();
+        }
     }
     auto cb = [this, type = op.type, offset = op.offset, length = op.length, done = std::move(done)](int err) {
         if (err && type != OpType::Flush) record_dirty(offset, length);
@@ -374,18 +417,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
         done.gens.history[0] = done.gens.bitmap;
         done.gens.bitmap = 0;
     }
-    std::mutex dmu;
-    std::condition_variable dcv;
-    int result = -1;
-    s->send(peer::Type::ResyncDone, 0, peer::encode_resync_done(done), [&](int err) {
-        std::lock_guard lock(dmu);
-        result = err;
-        dcv.notify_all();
-    });
-    {
-        std::unique_lock lock(dmu);
-        dcv.wait(lock, [&] { return result >= 0; });
-    }
+    int result = send_and_wait(s, static_cast<int>(peer::Type::ResyncDone), peer::encode_resync_done(done));
     if (result != 0) return errno_error(result, "finishing resync");
     return meta_.finish_resync();
 }
@@ -465,7 +497,12 @@ void PeerLink::manage() {
             }
             set_state(PeerState::InSync);
         }
-        session->wait_dead(stopping_);
+        // Bounded by the link's life; now and then, try to retire the
+        // activity log once the volume is idle.
+        while (!stopping_ && !session->dead()) {
+            session->wait_dead_for(stopping_, std::chrono::milliseconds(options_.retire_interval_ms));
+            if (!stopping_ && !session->dead()) retire_activity(session);
+        }
         if (!stopping_) set_state(PeerState::OutOfSync, "link down");
     }
 }

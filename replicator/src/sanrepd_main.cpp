@@ -41,6 +41,7 @@ struct Flags {
     std::string listen;
     std::string control;
     int ack_timeout_ms = 5000;
+    int retire_ms = 1000;
     unsigned threads = 16;
 };
 
@@ -57,6 +58,7 @@ void usage() {
         "  --nbd-tcp HOST:PORT   also serve NBD on TCP (no TLS)\n"
         "  --peer HOST:PORT      the secondary replica; without it the volume is standalone\n"
         "  --ack-timeout-ms N    drop a peer that has not acked for N ms (default 5000)\n"
+        "  --activity-retire-ms N  clear the activity log of an idle volume every N ms (default 1000)\n"
         "  --force-primary       serve even though this replica is marked inconsistent\n"
         "secondary:\n"
         "  --listen HOST:PORT    where the primary connects\n"
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
         else if (a == "--listen") f.listen = value();
         else if (a == "--control") f.control = value();
         else if (a == "--ack-timeout-ms") f.ack_timeout_ms = std::stoi(value());
+        else if (a == "--activity-retire-ms") f.retire_ms = std::stoi(value());
         else if (a == "--threads") f.threads = static_cast<unsigned>(std::stoul(value()));
         else if (a == "-h" || a == "--help") { usage(); return 0; }
         else { usage(); return 2; }
@@ -179,6 +182,7 @@ int main(int argc, char** argv) {
         po.address = f.peer;
         po.volume = f.volume;
         po.ack_timeout_ms = f.ack_timeout_ms;
+        po.retire_interval_ms = f.retire_ms;
         link = std::make_unique<PeerLink>(po, volume, md, pool);
         volume.set_replication(link.get());
     }

@@ -240,7 +240,8 @@ public:
                      "--threads", "4"});
         wait_file(name + ".ctl");
     }
-    void start_primary(const std::string& name, const std::string& volume, int peer_port, const std::string& size) {
+    void start_primary(const std::string& name, const std::string& volume, int peer_port, const std::string& size,
+                       std::vector<std::string> extra = {}) {
         std::vector<std::string> a = {"--volume", volume, "--role", "primary", "--replica", path(name + ".img"),
                                       "--size", size, "--nbd-socket", path(name + ".nbd"), "--control",
                                       path(name + ".ctl"), "--threads", "4", "--ack-timeout-ms", "3000"};
@@ -248,6 +249,7 @@ public:
             a.push_back("--peer");
             a.push_back("127.0.0.1:" + std::to_string(peer_port));
         }
+        a.insert(a.end(), extra.begin(), extra.end());
         start(name, a);
         wait_file(name + ".nbd");
     }

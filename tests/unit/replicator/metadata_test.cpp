@@ -107,4 +107,28 @@ BOOST_AUTO_TEST_CASE(a_torn_header_slot_falls_back_to_the_other) {
     BOOST_TEST((*f)->get().gens.current == 0x1111u);  // the previous, intact state
 }
 
+BOOST_AUTO_TEST_CASE(activity_log_survives_reopen_and_retires_only_when_quiet) {
+    TempDir dir;
+    auto path = (dir.path / "r.meta").string();
+    {
+        auto f = MetadataFile::create(path, sample());
+        BOOST_TEST_REQUIRE(f.ok());
+        auto epoch = (*f)->activity_epoch();
+        BOOST_TEST((*f)->activate(kActivityExtent + 10, 4096).ok());
+        BOOST_TEST(!*(*f)->retire_activity(epoch));  // a write activated since the epoch
+        BOOST_TEST((*f)->active_ranges().size() == 1u);
+    }
+    auto f = MetadataFile::open(path);
+    BOOST_TEST_REQUIRE(f.ok());
+    auto ranges = (*f)->active_ranges();
+    BOOST_TEST_REQUIRE(ranges.size() == 1u);
+    BOOST_TEST(ranges[0].first == kActivityExtent);
+    BOOST_TEST(ranges[0].second == kActivityExtent);  // the whole extent, inside the 10 MiB volume
+    BOOST_TEST(*(*f)->retire_activity((*f)->activity_epoch()));
+    BOOST_TEST((*f)->active_ranges().empty());
+    auto again = MetadataFile::open(path);
+    BOOST_TEST_REQUIRE(again.ok());
+    BOOST_TEST((*again)->active_ranges().empty());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

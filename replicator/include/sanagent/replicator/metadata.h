@@ -5,6 +5,8 @@
 //   [4096, 8192)   header slot B   } number and a CRC32C: a torn header write
 //                                    leaves the other slot valid
 //   [8192, ...)    dirty bitmap, one bit per `granularity` bytes of the volume
+//   [al_offset, …) activity log: one bit per 4 MiB extent with writes that
+//                  may be on one replica and not the other (4 KiB aligned)
 //
 // The header codec is pure (encode/decode over spans); MetadataFile owns the
 // file and makes every change durable (fdatasync) before it returns.
@@ -30,6 +32,7 @@ inline constexpr std::size_t kMetaHeaderSize = 4096;
 inline constexpr std::uint64_t kMetaBitmapOffset = 2 * kMetaHeaderSize;
 inline constexpr std::uint32_t kMetaVersion = 1;
 inline constexpr std::uint32_t kMetaFlagConsistent = 1 << 0;
+inline constexpr std::uint64_t kActivityExtent = 4ull << 20;
 
 struct Metadata {
     std::uint64_t sequence = 0;
@@ -42,6 +45,9 @@ struct Metadata {
     bool consistent() const { return flags & kMetaFlagConsistent; }
     std::uint64_t bits() const { return (size + granularity - 1) / granularity; }
     std::uint64_t bitmap_bytes() const { return (bits() + 7) / 8; }
+    std::uint64_t activity_bits() const { return (size + kActivityExtent - 1) / kActivityExtent; }
+    std::uint64_t activity_bytes() const { return (activity_bits() + 7) / 8; }
+    std::uint64_t activity_offset() const { return kMetaBitmapOffset + (bitmap_bytes() + 4095) / 4096 * 4096; }
 };
 
 std::array<std::uint8_t, kMetaHeaderSize> encode_metadata(const Metadata& meta);
@@ -82,6 +88,20 @@ public:
     // history and clear the bitmap, durably.
     Status finish_resync();
 
+    // The activity log (after DRBD's): before a write is sent to an in-sync
+    // peer and issued locally, its 4 MiB extents are recorded here, durably,
+    // costing I/O only when an extent becomes active. If the primary dies
+    // with writes in flight, the extents recorded here are the only places
+    // the replicas can differ; the next start as primary turns them into
+    // dirty bits (and so a bitmap resync) instead of a full sync.
+    Status activate(std::uint64_t offset, std::uint64_t length);
+    // Changes with every activate(): retire_activity() clears the log only if
+    // nothing was activated since the epoch the caller read before it made
+    // every earlier write durable on both replicas.
+    std::uint64_t activity_epoch() const;
+    Result<bool> retire_activity(std::uint64_t epoch);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> active_ranges() const;
+
     const std::string& path() const { return path_; }
 
 private:
@@ -92,6 +112,8 @@ private:
     mutable std::mutex mu_;
     Metadata meta_;
     std::vector<std::uint8_t> bitmap_;
+    std::vector<std::uint8_t> activity_;
+    std::uint64_t activity_epoch_ = 0;
 };
 
 }  // namespace sanagent::replicator

@@ -31,7 +31,8 @@ struct PeerLinkOptions {
     int ack_timeout_ms = 5000;      // an op unacked this long drops the link
     int reconnect_ms = 500;         // pause between connection attempts
     int refused_retry_ms = 5000;    // pause after a refused handshake (split brain, ...)
-    unsigned resync_window = 8;     // regions copied in parallel during resync
+    unsigned resync_window = 8;     // copies (of up to 1 MiB) in flight during resync
+    int retire_interval_ms = 1000;  // how often an idle volume's activity log is cleared
 };
 
 struct PeerStatus {
@@ -58,6 +59,9 @@ private:
     void manage();
     Result<SyncDecision> handshake(int fd);
     Status resync(const std::shared_ptr<Session>& session);
+    // Sends one message and waits for its ack; the errno, 0 on success.
+    int send_and_wait(const std::shared_ptr<Session>& session, int type, std::vector<std::uint8_t> body);
+    void retire_activity(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
     void record_dirty(std::uint64_t offset, std::uint64_t length);
     void pause(int ms);
