@@ -13,6 +13,7 @@ namespace sanagent::replicator {
 namespace {
 void log(const std::string& s) { std::fprintf(stderr, "sanrepd: secondary: %s\n", s.c_str()); }
 constexpr unsigned kMaxInFlight = 256;
+constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
 
 PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool)
@@ -177,13 +178,14 @@ void PeerTarget::serve(int fd) {
             break;
         }
         const auto& h = m->header;
-        // Returns true when nothing else is in flight: the op then runs on
-        // this thread, saving a hand-off on the latency-bound QD1 path; with
-        // more in flight it goes to the pool so ops overlap.
-        auto start = [&] {
+        // Returns true when nothing else is in flight and the op is small:
+        // it then runs on this thread, saving a hand-off on the latency-bound
+        // QD1 path; otherwise it goes to the pool so ops overlap and this
+        // thread keeps reading.
+        auto start = [&](std::uint64_t bytes = 0) {
             std::unique_lock lock(inflight_mu_);
             inflight_cv_.wait(lock, [this] { return inflight_ < kMaxInFlight; });
-            return inflight_++ == 0;
+            return inflight_++ == 0 && bytes <= kInlineMaxBytes;
         };
         auto run = [this](bool here, std::function<void()> job) {
             if (here) job();
@@ -207,7 +209,7 @@ void PeerTarget::serve(int fd) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run(start(), [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno] {
+            run(start(data->size()), [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno] {
                 finish(to_errno(replica_.write(off, data->span(), fua)));
             });
         } else if (h.type == peer::Type::Zero || h.type == peer::Type::Trim) {

@@ -187,6 +187,8 @@ int main(int argc, char** argv) {
         volume.set_replication(link.get());
     }
 
+    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool);
+
     ControlServer control(f.control, [&](const std::string& request) {
         nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
         if (req.is_discarded() || !req.is_object() || req.value("command", "") != "status")
@@ -220,8 +222,7 @@ int main(int argc, char** argv) {
     });
     if (auto st = control.start(); !st) return fail(st.error().message);
 
-    if (f.role == "secondary") {
-        target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool);
+    if (target) {
         if (auto st = target->listen(f.listen); !st) return fail(st.error().message);
         target->start();
         std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n", f.volume.c_str(),

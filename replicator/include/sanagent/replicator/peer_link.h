@@ -31,7 +31,7 @@ struct PeerLinkOptions {
     int ack_timeout_ms = 5000;      // an op unacked this long drops the link
     int reconnect_ms = 500;         // pause between connection attempts
     int refused_retry_ms = 5000;    // pause after a refused handshake (split brain, ...)
-    unsigned resync_window = 8;     // copies (of up to 1 MiB) in flight during resync
+    unsigned resync_window = 16;    // copies (of up to 1 MiB) in flight during resync
     int retire_interval_ms = 1000;  // how often an idle volume's activity log is cleared
 };
 
