@@ -8,7 +8,9 @@
 
 namespace sanagent::replicator {
 
-ControlServer::~ControlServer() { stop(); }
+ControlServer::~ControlServer() {
+    stop();
+}
 
 Status ControlServer::start() {
     auto fd = unix_listen(path_);

@@ -26,12 +26,18 @@ SyncDecision decide(const Generations& p, const Generations& s) {
 
 std::string_view to_string(SyncDecision d) {
     switch (d) {
-    case SyncDecision::None: return "none";
-    case SyncDecision::BitmapFromPrimary: return "bitmap-resync";
-    case SyncDecision::FullFromPrimary: return "full-sync";
-    case SyncDecision::PeerNewer: return "peer-newer";
-    case SyncDecision::SplitBrain: return "split-brain";
-    case SyncDecision::Unrelated: return "unrelated";
+        case SyncDecision::None:
+            return "none";
+        case SyncDecision::BitmapFromPrimary:
+            return "bitmap-resync";
+        case SyncDecision::FullFromPrimary:
+            return "full-sync";
+        case SyncDecision::PeerNewer:
+            return "peer-newer";
+        case SyncDecision::SplitBrain:
+            return "split-brain";
+        case SyncDecision::Unrelated:
+            return "unrelated";
     }
     return "unknown";
 }

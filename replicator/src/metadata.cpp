@@ -141,7 +141,8 @@ Result<std::unique_ptr<MetadataFile>> MetadataFile::open(const std::string& path
     if (auto st = pread_all(f->fd_.get(), f->bitmap_.data(), f->bitmap_.size(), kMetaBitmapOffset, path); !st)
         return st.error();
     f->activity_.resize(f->meta_.activity_bytes());
-    if (auto st = pread_all(f->fd_.get(), f->activity_.data(), f->activity_.size(), f->meta_.activity_offset(), path); !st)
+    if (auto st = pread_all(f->fd_.get(), f->activity_.data(), f->activity_.size(), f->meta_.activity_offset(), path);
+        !st)
         return st.error();
     return f;
 }
@@ -219,7 +220,8 @@ void MetadataFile::set_all_dirty() {
     std::fill(bitmap_.begin(), bitmap_.end(), 0xff);
     // Bits past the end stay clear so counts are exact.
     std::uint64_t bits = meta_.bits();
-    for (std::uint64_t b = bits; b < bitmap_.size() * 8; ++b) bitmap_[b / 8] &= static_cast<std::uint8_t>(~(1u << (b % 8)));
+    for (std::uint64_t b = bits; b < bitmap_.size() * 8; ++b)
+        bitmap_[b / 8] &= static_cast<std::uint8_t>(~(1u << (b % 8)));
 }
 
 void MetadataFile::clear_bit(std::uint64_t bit) {
@@ -288,7 +290,8 @@ Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
     if (!flipped) return {};
     std::uint64_t begin = first / 8 / 4096 * 4096;
     std::uint64_t end = std::min<std::uint64_t>(activity_.size(), (last / 8 / 4096 + 1) * 4096);
-    if (auto st = pwrite_all(fd_.get(), activity_.data() + begin, end - begin, meta_.activity_offset() + begin, path_); !st)
+    if (auto st = pwrite_all(fd_.get(), activity_.data() + begin, end - begin, meta_.activity_offset() + begin, path_);
+        !st)
         return st;
     if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
     return {};

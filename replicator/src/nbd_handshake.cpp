@@ -52,7 +52,9 @@ std::vector<std::uint8_t> info_name(const ExportInfo& exp) {
     return d;
 }
 
-bool names_export(const ExportInfo& exp, const std::string& name) { return name.empty() || name == exp.name; }
+bool names_export(const ExportInfo& exp, const std::string& name) {
+    return name.empty() || name == exp.name;
+}
 
 Outcome info_or_go(const ExportInfo& exp, std::uint32_t option, std::span<const std::uint8_t> data) {
     Outcome o;
@@ -124,44 +126,44 @@ Result<InfoRequest> decode_info_request(std::span<const std::uint8_t> data) {
 Outcome negotiate(const ExportInfo& exp, bool no_zeroes, std::uint32_t option, std::span<const std::uint8_t> data) {
     Outcome o;
     switch (option) {
-    case kOptExportName: {
-        // The old way in: no option reply; an unknown name can only be
-        // answered by closing the connection.
-        std::string name(reinterpret_cast<const char*>(data.data()), data.size());
-        if (!names_export(exp, name)) {
+        case kOptExportName: {
+            // The old way in: no option reply; an unknown name can only be
+            // answered by closing the connection.
+            std::string name(reinterpret_cast<const char*>(data.data()), data.size());
+            if (!names_export(exp, name)) {
+                o.next = Next::Close;
+                return o;
+            }
+            put_u64(o.reply, exp.size);
+            put_u16(o.reply, exp.transmission_flags);
+            if (!no_zeroes) o.reply.resize(o.reply.size() + 124, 0);
+            o.next = Next::Transmit;
+            return o;
+        }
+        case kOptAbort:
+            o.reply = encode_option_reply(option, kRepAck);
             o.next = Next::Close;
             return o;
-        }
-        put_u64(o.reply, exp.size);
-        put_u16(o.reply, exp.transmission_flags);
-        if (!no_zeroes) o.reply.resize(o.reply.size() + 124, 0);
-        o.next = Next::Transmit;
-        return o;
-    }
-    case kOptAbort:
-        o.reply = encode_option_reply(option, kRepAck);
-        o.next = Next::Close;
-        return o;
-    case kOptList: {
-        if (!data.empty()) {
-            o.reply = encode_option_reply(option, kRepErrInvalid);
+        case kOptList: {
+            if (!data.empty()) {
+                o.reply = encode_option_reply(option, kRepErrInvalid);
+                return o;
+            }
+            std::vector<std::uint8_t> entry;
+            put_u32(entry, static_cast<std::uint32_t>(exp.name.size()));
+            entry.insert(entry.end(), exp.name.begin(), exp.name.end());
+            append(o.reply, encode_option_reply(option, kRepServer, entry));
+            append(o.reply, encode_option_reply(option, kRepAck));
             return o;
         }
-        std::vector<std::uint8_t> entry;
-        put_u32(entry, static_cast<std::uint32_t>(exp.name.size()));
-        entry.insert(entry.end(), exp.name.begin(), exp.name.end());
-        append(o.reply, encode_option_reply(option, kRepServer, entry));
-        append(o.reply, encode_option_reply(option, kRepAck));
-        return o;
-    }
-    case kOptInfo:
-    case kOptGo:
-        return info_or_go(exp, option, data);
-    default:
-        // Structured replies, TLS, meta contexts: not offered. Simple replies
-        // are all the kernel client reads anyway.
-        o.reply = encode_option_reply(option, kRepErrUnsup);
-        return o;
+        case kOptInfo:
+        case kOptGo:
+            return info_or_go(exp, option, data);
+        default:
+            // Structured replies, TLS, meta contexts: not offered. Simple replies
+            // are all the kernel client reads anyway.
+            o.reply = encode_option_reply(option, kRepErrUnsup);
+            return o;
     }
 }
 

@@ -48,15 +48,26 @@ std::array<std::uint8_t, kRequestSize> encode_request(const Request& r) {
 
 std::uint32_t wire_error(int host_errno) {
     switch (host_errno) {
-    case 0: return 0;
-    case EPERM: case EROFS: return kErrPerm;
-    case ENOMEM: return kErrNoMem;
-    case EINVAL: return kErrInval;
-    case ENOSPC: case EDQUOT: return kErrNoSpc;
-    case EOVERFLOW: return kErrOverflow;
-    case EOPNOTSUPP: return kErrNotSup;
-    case ESHUTDOWN: return kErrShutdown;
-    default: return kErrIo;
+        case 0:
+            return 0;
+        case EPERM:
+        case EROFS:
+            return kErrPerm;
+        case ENOMEM:
+            return kErrNoMem;
+        case EINVAL:
+            return kErrInval;
+        case ENOSPC:
+        case EDQUOT:
+            return kErrNoSpc;
+        case EOVERFLOW:
+            return kErrOverflow;
+        case EOPNOTSUPP:
+            return kErrNotSup;
+        case ESHUTDOWN:
+            return kErrShutdown;
+        default:
+            return kErrIo;
     }
 }
 
@@ -64,16 +75,30 @@ RequestCheck check_request(const Request& r, std::uint64_t export_size, std::uin
     bool known = false;
     std::uint16_t allowed_flags = 0;
     switch (r.type) {
-    case CommandType::Read: known = true; break;
-    case CommandType::Write: known = true; allowed_flags = kCmdFlagFua; break;
-    case CommandType::Disconnect: return {};
-    case CommandType::Flush: known = true; break;
-    case CommandType::Trim: known = true; allowed_flags = kCmdFlagFua; break;
-    case CommandType::WriteZeroes: known = true; allowed_flags = kCmdFlagFua | kCmdFlagNoHole; break;
+        case CommandType::Read:
+            known = true;
+            break;
+        case CommandType::Write:
+            known = true;
+            allowed_flags = kCmdFlagFua;
+            break;
+        case CommandType::Disconnect:
+            return {};
+        case CommandType::Flush:
+            known = true;
+            break;
+        case CommandType::Trim:
+            known = true;
+            allowed_flags = kCmdFlagFua;
+            break;
+        case CommandType::WriteZeroes:
+            known = true;
+            allowed_flags = kCmdFlagFua | kCmdFlagNoHole;
+            break;
     }
     if ((r.type == CommandType::Read || r.type == CommandType::Write) && r.length > max_payload)
-        return {Verdict::Close, kErrOverflow, "payload of " + std::to_string(r.length) + " bytes over the maximum " +
-                                                  std::to_string(max_payload)};
+        return {Verdict::Close, kErrOverflow,
+                "payload of " + std::to_string(r.length) + " bytes over the maximum " + std::to_string(max_payload)};
     if (!known) return {Verdict::ReplyError, kErrInval, "unknown command " + std::to_string(static_cast<int>(r.type))};
     if (r.flags & ~allowed_flags) return {Verdict::ReplyError, kErrInval, "flags not valid for this command"};
     if (r.type == CommandType::Flush) {

@@ -37,7 +37,9 @@ public:
     }
 
 private:
-    void log(const std::string& what) { std::fprintf(stderr, "sanrepd: nbd client fd %d: %s\n", fd_.get(), what.c_str()); }
+    void log(const std::string& what) {
+        std::fprintf(stderr, "sanrepd: nbd client fd %d: %s\n", fd_.get(), what.c_str());
+    }
 
     void serve() {
         auto go = handshake();
@@ -91,7 +93,8 @@ private:
     // latency a 4 KiB QD1 write pays twice otherwise.
     void transmission() {
         std::vector<std::thread> helpers;
-        for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i) helpers.emplace_back([this] { serve_requests(); });
+        for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
+            helpers.emplace_back([this] { serve_requests(); });
         serve_requests();
         for (auto& t : helpers) t.join();
     }
@@ -153,8 +156,9 @@ private:
             ++inflight_;
         }
         return volume_.submit_inline(
-            to_op(*req, buf), [self = shared_from_this(), handle = req->handle, is_read = req->type == nbd::CommandType::Read,
-                               len = req->length](int err, std::shared_ptr<AlignedBuffer> data) {
+            to_op(*req, buf),
+            [self = shared_from_this(), handle = req->handle, is_read = req->type == nbd::CommandType::Read,
+             len = req->length](int err, std::shared_ptr<AlignedBuffer> data) {
                 self->send_reply(handle, nbd::wire_error(err), (is_read && !err) ? data.get() : nullptr, len);
                 std::lock_guard lock(self->inflight_mu_);
                 --self->inflight_;
@@ -169,22 +173,32 @@ private:
         op.fua = r.flags & nbd::kCmdFlagFua;
         op.data = std::move(buf);
         switch (r.type) {
-        case nbd::CommandType::Read: op.type = OpType::Read; break;
-        case nbd::CommandType::Write: op.type = OpType::Write; break;
-        case nbd::CommandType::Flush: op.type = OpType::Flush; break;
-        case nbd::CommandType::Trim: op.type = OpType::Trim; break;
-        case nbd::CommandType::WriteZeroes:
-            op.type = OpType::Zero;
-            op.may_punch = !(r.flags & nbd::kCmdFlagNoHole);
-            break;
-        case nbd::CommandType::Disconnect: break;
+            case nbd::CommandType::Read:
+                op.type = OpType::Read;
+                break;
+            case nbd::CommandType::Write:
+                op.type = OpType::Write;
+                break;
+            case nbd::CommandType::Flush:
+                op.type = OpType::Flush;
+                break;
+            case nbd::CommandType::Trim:
+                op.type = OpType::Trim;
+                break;
+            case nbd::CommandType::WriteZeroes:
+                op.type = OpType::Zero;
+                op.may_punch = !(r.flags & nbd::kCmdFlagNoHole);
+                break;
+            case nbd::CommandType::Disconnect:
+                break;
         }
         return op;
     }
 
     bool send_reply(std::uint64_t handle, std::uint32_t error, const AlignedBuffer* data, std::size_t len) {
         auto hdr = nbd::encode_simple_reply(error, handle);
-        struct iovec iov[2] = {{hdr.data(), hdr.size()}, {data ? const_cast<std::uint8_t*>(data->data()) : nullptr, len}};
+        struct iovec iov[2] = {{hdr.data(), hdr.size()},
+                               {data ? const_cast<std::uint8_t*>(data->data()) : nullptr, len}};
         std::lock_guard lock(send_mu_);
         if (broken_) return false;
         if (auto st = writev_full(fd_.get(), iov, data ? 2 : 1); !st) {
@@ -234,7 +248,8 @@ Status NbdServer::listen_unix(const std::string& path) {
 Status NbdServer::listen_tcp(const std::string& address) {
     auto fd = tcp_listen(address);
     if (!fd) return fd.error().context("NBD TCP listener");
-    std::fprintf(stderr, "sanrepd: warning: NBD on TCP %s without TLS: anyone who can reach it can read and write the volume\n",
+    std::fprintf(stderr,
+                 "sanrepd: warning: NBD on TCP %s without TLS: anyone who can reach it can read and write the volume\n",
                  address.c_str());
     listeners_.push_back(std::move(*fd));
     return {};

@@ -120,7 +120,8 @@ Result<UniqueFd> unix_connect(const std::string& path) {
     std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd.valid()) return last_errno("socket for " + path);
-    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0) return last_errno("connecting to " + path);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+        return last_errno("connecting to " + path);
     return fd;
 }
 
@@ -132,14 +133,18 @@ Status read_full(int fd, std::span<std::uint8_t> out) {
             if (errno == EINTR) continue;
             return last_errno("receiving");
         }
-        if (n == 0) return Error{ECONNRESET, done ? "receiving: connection closed mid-message" : "receiving: connection closed"};
+        if (n == 0)
+            return Error{ECONNRESET,
+                         done ? "receiving: connection closed mid-message" : "receiving: connection closed"};
         done += static_cast<std::size_t>(n);
     }
     return {};
 }
 
 Status write_full(int fd, std::span<const std::uint8_t> data) {
-    struct iovec iov{const_cast<std::uint8_t*>(data.data()), data.size()};
+    struct iovec iov {
+        const_cast<std::uint8_t*>(data.data()), data.size()
+    };
     return writev_full(fd, &iov, 1);
 }
 

@@ -48,9 +48,8 @@ Status send_write(int fd, std::uint16_t flags, std::uint64_t seq, std::uint64_t 
             h[20 + i] = static_cast<std::uint8_t>(crc >> (8 * i));
         }
     }
-    struct iovec iov[3] = {{h.data(), h.size()},
-                           {prefix.data(), prefix.size()},
-                           {const_cast<std::uint8_t*>(data.data()), data.size()}};
+    struct iovec iov[3] = {
+        {h.data(), h.size()}, {prefix.data(), prefix.size()}, {const_cast<std::uint8_t*>(data.data()), data.size()}};
     return writev_full(fd, iov, 3);
 }
 

@@ -15,19 +15,29 @@ namespace sanagent::replicator {
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::uint64_t kMaxRunBytes = 1 << 20;
-void log(const std::string& s) { std::fprintf(stderr, "sanrepd: peer: %s\n", s.c_str()); }
+void log(const std::string& s) {
+    std::fprintf(stderr, "sanrepd: peer: %s\n", s.c_str());
+}
 }  // namespace
 
 std::string_view to_string(PeerState s) {
     switch (s) {
-    case PeerState::Connecting: return "connecting";
-    case PeerState::InSync: return "in-sync";
-    case PeerState::Resyncing: return "resyncing";
-    case PeerState::OutOfSync: return "out-of-sync";
-    case PeerState::SplitBrain: return "split-brain";
-    case PeerState::PeerNewer: return "peer-newer";
-    case PeerState::Unrelated: return "unrelated";
-    case PeerState::Refused: return "refused";
+        case PeerState::Connecting:
+            return "connecting";
+        case PeerState::InSync:
+            return "in-sync";
+        case PeerState::Resyncing:
+            return "resyncing";
+        case PeerState::OutOfSync:
+            return "out-of-sync";
+        case PeerState::SplitBrain:
+            return "split-brain";
+        case PeerState::PeerNewer:
+            return "peer-newer";
+        case PeerState::Unrelated:
+            return "unrelated";
+        case PeerState::Refused:
+            return "refused";
     }
     return "unknown";
 }
@@ -162,7 +172,9 @@ private:
 PeerLink::PeerLink(PeerLinkOptions options, Volume& volume, MetadataFile& meta, WorkerPool& pool)
     : options_(std::move(options)), volume_(volume), meta_(meta), pool_(pool) {}
 
-PeerLink::~PeerLink() { stop(); }
+PeerLink::~PeerLink() {
+    stop();
+}
 
 void PeerLink::start() {
     // Extents left active by a crash may differ between the replicas: they
@@ -223,7 +235,9 @@ void PeerLink::pause(int ms) {
 
 void PeerLink::set_state(PeerState s, const std::string& detail) {
     std::lock_guard lock(state_mu_);
-    if (s != state_) log(std::string(to_string(state_)) + " -> " + std::string(to_string(s)) + (detail.empty() ? "" : ": " + detail));
+    if (s != state_)
+        log(std::string(to_string(state_)) + " -> " + std::string(to_string(s)) +
+            (detail.empty() ? "" : ": " + detail));
     state_ = s;
     detail_ = detail;
 }
@@ -276,21 +290,21 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
     };
     std::uint16_t flags = op.fua ? peer::kFlagFua : 0;
     switch (op.type) {
-    case OpType::Write:
-        s->send(peer::Type::Write, flags, {}, std::move(cb), op.data, op.offset, op.length);
-        break;
-    case OpType::Flush:
-        s->send(peer::Type::Flush, 0, {}, std::move(cb));
-        break;
-    case OpType::Trim:
-        s->send(peer::Type::Trim, flags, peer::encode_range({op.offset, op.length}), std::move(cb));
-        break;
-    case OpType::Zero:
-        s->send(peer::Type::Zero, flags | (op.may_punch ? peer::kFlagMayPunch : 0),
-                peer::encode_range({op.offset, op.length}), std::move(cb));
-        break;
-    case OpType::Read:
-        break;
+        case OpType::Write:
+            s->send(peer::Type::Write, flags, {}, std::move(cb), op.data, op.offset, op.length);
+            break;
+        case OpType::Flush:
+            s->send(peer::Type::Flush, 0, {}, std::move(cb));
+            break;
+        case OpType::Trim:
+            s->send(peer::Type::Trim, flags, peer::encode_range({op.offset, op.length}), std::move(cb));
+            break;
+        case OpType::Zero:
+            s->send(peer::Type::Zero, flags | (op.may_punch ? peer::kFlagMayPunch : 0),
+                    peer::encode_range({op.offset, op.length}), std::move(cb));
+            break;
+        case OpType::Read:
+            break;
     }
 }
 
@@ -314,10 +328,14 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     if (!theirs) return theirs.error();
     std::string refusal;
     peer::VolumeId blank{};
-    if (theirs->volume != options_.volume) refusal = "wrong volume " + theirs->volume;
-    else if (theirs->primary) refusal = "the peer is primary too";
-    else if (theirs->volume_id != blank && theirs->volume_id != meta.volume_id) refusal = "volume id differs: other data";
-    else if (theirs->size != volume_.size()) refusal = "size " + std::to_string(theirs->size) + " differs from ours";
+    if (theirs->volume != options_.volume)
+        refusal = "wrong volume " + theirs->volume;
+    else if (theirs->primary)
+        refusal = "the peer is primary too";
+    else if (theirs->volume_id != blank && theirs->volume_id != meta.volume_id)
+        refusal = "volume id differs: other data";
+    else if (theirs->size != volume_.size())
+        refusal = "size " + std::to_string(theirs->size) + " differs from ours";
     if (!refusal.empty()) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(refusal));
         return Error{EPERM, refusal};
@@ -331,7 +349,8 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
         if (decision == SyncDecision::SplitBrain || decision == SyncDecision::PeerNewer ||
             decision == SyncDecision::Unrelated)
             return decision;
-        return Error{EPERM, "peer refused " + std::string(to_string(decision)) + ": " + *peer::decode_refuse(reply->body)};
+        return Error{EPERM,
+                     "peer refused " + std::string(to_string(decision)) + ": " + *peer::decode_refuse(reply->body)};
     }
     if (reply->header.type != peer::Type::Ack) return Error{EPROTO, "expected ACK of the decision"};
     return decision;
@@ -394,8 +413,9 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
                         s->send(peer::Type::Zero, peer::kFlagResync | peer::kFlagMayPunch,
                                 peer::encode_range({off, len}), finish);
                     } else {
-                        s->send(peer::Type::Write, peer::kFlagResync, {}, [finish, buf](int err) { finish(err); }, buf,
-                                off, len);
+                        s->send(
+                            peer::Type::Write, peer::kFlagResync, {}, [finish, buf](int err) { finish(err); }, buf, off,
+                            len);
                     }
                 });
             });
@@ -454,10 +474,17 @@ void PeerLink::manage() {
         }
         PeerState refused = PeerState::Connecting;
         switch (*decision) {
-        case SyncDecision::SplitBrain: refused = PeerState::SplitBrain; break;
-        case SyncDecision::PeerNewer: refused = PeerState::PeerNewer; break;
-        case SyncDecision::Unrelated: refused = PeerState::Unrelated; break;
-        default: break;
+            case SyncDecision::SplitBrain:
+                refused = PeerState::SplitBrain;
+                break;
+            case SyncDecision::PeerNewer:
+                refused = PeerState::PeerNewer;
+                break;
+            case SyncDecision::Unrelated:
+                refused = PeerState::Unrelated;
+                break;
+            default:
+                break;
         }
         if (refused != PeerState::Connecting) {
             set_state(refused, "neither replica is overwritten: an admin must choose (docs/replicator.md)");

@@ -70,7 +70,9 @@ Generations get_gens(Reader& r) {
     return g;
 }
 
-bool known_type(std::uint16_t t) { return t >= 1 && t <= 9; }
+bool known_type(std::uint16_t t) {
+    return t >= 1 && t <= 9;
+}
 
 }  // namespace
 
@@ -99,7 +101,8 @@ Result<Header> decode_header(std::span<const std::uint8_t> b) {
 
 Status check_body(const Header& header, std::span<const std::uint8_t> body) {
     if (body.size() != header.length) return Error{EBADMSG, "peer message: body length differs from header"};
-    if (crc32c(body) != header.crc) return Error{EBADMSG, "peer message seq " + std::to_string(header.seq) + ": CRC mismatch"};
+    if (crc32c(body) != header.crc)
+        return Error{EBADMSG, "peer message seq " + std::to_string(header.seq) + ": CRC mismatch"};
     return {};
 }
 
@@ -143,7 +146,9 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     return h;
 }
 
-std::vector<std::uint8_t> encode_decision(SyncDecision d) { return {static_cast<std::uint8_t>(d)}; }
+std::vector<std::uint8_t> encode_decision(SyncDecision d) {
+    return {static_cast<std::uint8_t>(d)};
+}
 
 Result<SyncDecision> decode_decision(std::span<const std::uint8_t> body) {
     if (body.size() != 1 || body[0] > static_cast<std::uint8_t>(SyncDecision::Unrelated))

@@ -11,7 +11,9 @@
 namespace sanagent::replicator {
 
 namespace {
-void log(const std::string& s) { std::fprintf(stderr, "sanrepd: secondary: %s\n", s.c_str()); }
+void log(const std::string& s) {
+    std::fprintf(stderr, "sanrepd: secondary: %s\n", s.c_str());
+}
 constexpr unsigned kMaxInFlight = 256;
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
@@ -19,7 +21,9 @@ constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool)
     : volume_(std::move(volume)), replica_(replica), meta_(meta), pool_(pool) {}
 
-PeerTarget::~PeerTarget() { stop(); }
+PeerTarget::~PeerTarget() {
+    stop();
+}
 
 Status PeerTarget::listen(const std::string& address) {
     auto fd = tcp_listen(address);
@@ -82,10 +86,14 @@ void PeerTarget::send_ack(int fd, std::uint64_t seq, int err) {
 bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
     auto meta = meta_.get();
     peer::VolumeId blank{};
-    if (theirs.volume != volume_) why = "wrong volume " + theirs.volume;
-    else if (!theirs.primary) why = "the peer is not primary";
-    else if (meta.volume_id != blank && theirs.volume_id != meta.volume_id) why = "volume id differs: other data";
-    else if (theirs.size != replica_.size()) why = "size " + std::to_string(theirs.size) + " differs from ours";
+    if (theirs.volume != volume_)
+        why = "wrong volume " + theirs.volume;
+    else if (!theirs.primary)
+        why = "the peer is not primary";
+    else if (meta.volume_id != blank && theirs.volume_id != meta.volume_id)
+        why = "volume id differs: other data";
+    else if (theirs.size != replica_.size())
+        why = "size " + std::to_string(theirs.size) + " differs from ours";
     if (!why.empty()) return false;
 
     auto m = peer::receive(fd);
@@ -98,7 +106,7 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
         return false;
     }
     auto d = m->header.type == peer::Type::Decision ? peer::decode_decision(m->body)
-                                                   : Result<SyncDecision>(Error{EPROTO, "expected DECISION"});
+                                                    : Result<SyncDecision>(Error{EPROTO, "expected DECISION"});
     if (!d) {
         why = d.error().message;
         return false;
@@ -112,7 +120,7 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
     if (mine == SyncDecision::SplitBrain || mine == SyncDecision::PeerNewer || mine == SyncDecision::Unrelated ||
         !acceptable) {
         why = std::string(to_string(mine));
-        set_state(mine == SyncDecision::SplitBrain ? "split-brain"
+        set_state(mine == SyncDecision::SplitBrain  ? "split-brain"
                   : mine == SyncDecision::PeerNewer ? "peer-newer"
                   : mine == SyncDecision::Unrelated ? "unrelated"
                                                     : "refused",
@@ -188,8 +196,10 @@ void PeerTarget::serve(int fd) {
             return inflight_++ == 0 && bytes <= kInlineMaxBytes;
         };
         auto run = [this](bool here, std::function<void()> job) {
-            if (here) job();
-            else pool_.post(std::move(job));
+            if (here)
+                job();
+            else
+                pool_.post(std::move(job));
         };
         auto finish = [this, fd, seq = h.seq](int err) {
             send_ack(fd, seq, err);
@@ -223,9 +233,9 @@ void PeerTarget::serve(int fd) {
                 continue;
             }
             run(start(), [this, r = *r, type = h.type, flags = h.flags, finish, to_errno] {
-                Status st = type == peer::Type::Trim
-                                ? replica_.trim(r.offset, r.length)
-                                : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch, flags & peer::kFlagFua);
+                Status st = type == peer::Type::Trim ? replica_.trim(r.offset, r.length)
+                                                     : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch,
+                                                                     flags & peer::kFlagFua);
                 if (st && type == peer::Type::Trim && (flags & peer::kFlagFua)) st = replica_.flush();
                 finish(to_errno(st));
             });

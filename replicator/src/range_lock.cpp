@@ -5,7 +5,9 @@
 namespace sanagent::replicator {
 
 namespace {
-bool overlaps(std::uint64_t b1, std::uint64_t e1, std::uint64_t b2, std::uint64_t e2) { return b1 < e2 && b2 < e1; }
+bool overlaps(std::uint64_t b1, std::uint64_t e1, std::uint64_t b2, std::uint64_t e2) {
+    return b1 < e2 && b2 < e1;
+}
 }  // namespace
 
 void RangeLock::acquire(std::uint64_t offset, std::uint64_t length, std::function<void(Ticket)> start) {

@@ -31,7 +31,7 @@ Result<Replica> Replica::open(const ReplicaOptions& options) {
     if (options.create_size) flags |= O_CREAT;
     UniqueFd fd(::open(options.path.c_str(), flags, 0600));
     if (!fd.valid()) return last_errno("opening replica " + options.path);
-    struct stat st{};
+    struct stat st {};
     if (::fstat(fd.get(), &st) < 0) return last_errno("stat of replica " + options.path);
     if (S_ISBLK(st.st_mode)) {
         r.block_device_ = true;
@@ -69,8 +69,7 @@ Result<Replica> Replica::open(const ReplicaOptions& options) {
 
 int Replica::fd_for(std::uint64_t offset, std::size_t length, const void* buffer) const {
     constexpr std::uint64_t a = AlignedBuffer::kAlignment;
-    if (direct_fd_.valid() && offset % a == 0 && length % a == 0 &&
-        reinterpret_cast<std::uintptr_t>(buffer) % a == 0)
+    if (direct_fd_.valid() && offset % a == 0 && length % a == 0 && reinterpret_cast<std::uintptr_t>(buffer) % a == 0)
         return direct_fd_.get();
     return buffered_fd_.get();
 }
@@ -98,7 +97,9 @@ Status Replica::write(std::uint64_t offset, std::span<const std::uint8_t> data, 
     int fd = fd_for(offset, data.size(), data.data());
     std::size_t done = 0;
     while (done < data.size()) {
-        struct iovec iov{const_cast<std::uint8_t*>(data.data() + done), data.size() - done};
+        struct iovec iov {
+            const_cast<std::uint8_t*>(data.data() + done), data.size() - done
+        };
         // RWF_DSYNC makes FUA one system call instead of write + fdatasync.
         ssize_t n = ::pwritev2(fd, &iov, 1, static_cast<off_t>(offset + done), fua ? RWF_DSYNC : 0);
         if (n < 0) {

@@ -73,10 +73,14 @@ bool parse_size(const std::string& s, std::uint64_t& out) {
     unsigned long long v = std::strtoull(s.c_str(), &end, 10);
     if (end == s.c_str()) return false;
     std::string unit(end);
-    if (unit == "K") v <<= 10;
-    else if (unit == "M") v <<= 20;
-    else if (unit == "G") v <<= 30;
-    else if (!unit.empty()) return false;
+    if (unit == "K")
+        v <<= 10;
+    else if (unit == "M")
+        v <<= 20;
+    else if (unit == "G")
+        v <<= 30;
+    else if (!unit.empty())
+        return false;
     out = v;
     return true;
 }
@@ -93,7 +97,7 @@ int fail(const std::string& what) {
 }
 
 Result<std::unique_ptr<MetadataFile>> open_or_create_meta(const Flags& f, std::uint64_t size) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(f.meta.c_str(), &st) == 0) {
         auto m = MetadataFile::open(f.meta);
         if (m && (*m)->get().size != size)
@@ -129,29 +133,58 @@ int main(int argc, char** argv) {
         if (a == "--version") {
             std::puts("sanrepd " SANAGENT_VERSION);
             return 0;
-        } else if (a == "--volume") f.volume = value();
-        else if (a == "--replica") f.replica = value();
-        else if (a == "--meta") f.meta = value();
-        else if (a == "--role") f.role = value();
+        } else if (a == "--volume")
+            f.volume = value();
+        else if (a == "--replica")
+            f.replica = value();
+        else if (a == "--meta")
+            f.meta = value();
+        else if (a == "--role")
+            f.role = value();
         else if (a == "--size") {
-            if (!parse_size(value(), f.size)) { usage(); return 2; }
+            if (!parse_size(value(), f.size)) {
+                usage();
+                return 2;
+            }
         } else if (a == "--granularity") {
-            if (!parse_size(value(), f.granularity)) { usage(); return 2; }
-        } else if (a == "--preallocate") f.preallocate = true;
-        else if (a == "--no-direct") f.direct = false;
-        else if (a == "--force-primary") f.force_primary = true;
-        else if (a == "--nbd-socket") f.nbd_socket = value();
-        else if (a == "--nbd-tcp") f.nbd_tcp = value();
-        else if (a == "--peer") f.peer = value();
-        else if (a == "--listen") f.listen = value();
-        else if (a == "--control") f.control = value();
-        else if (a == "--ack-timeout-ms") f.ack_timeout_ms = std::stoi(value());
-        else if (a == "--activity-retire-ms") f.retire_ms = std::stoi(value());
-        else if (a == "--threads") f.threads = static_cast<unsigned>(std::stoul(value()));
-        else if (a == "-h" || a == "--help") { usage(); return 0; }
-        else { usage(); return 2; }
+            if (!parse_size(value(), f.granularity)) {
+                usage();
+                return 2;
+            }
+        } else if (a == "--preallocate")
+            f.preallocate = true;
+        else if (a == "--no-direct")
+            f.direct = false;
+        else if (a == "--force-primary")
+            f.force_primary = true;
+        else if (a == "--nbd-socket")
+            f.nbd_socket = value();
+        else if (a == "--nbd-tcp")
+            f.nbd_tcp = value();
+        else if (a == "--peer")
+            f.peer = value();
+        else if (a == "--listen")
+            f.listen = value();
+        else if (a == "--control")
+            f.control = value();
+        else if (a == "--ack-timeout-ms")
+            f.ack_timeout_ms = std::stoi(value());
+        else if (a == "--activity-retire-ms")
+            f.retire_ms = std::stoi(value());
+        else if (a == "--threads")
+            f.threads = static_cast<unsigned>(std::stoul(value()));
+        else if (a == "-h" || a == "--help") {
+            usage();
+            return 0;
+        } else {
+            usage();
+            return 2;
+        }
     }
-    if (f.volume.empty() || f.replica.empty() || (f.role != "primary" && f.role != "secondary")) { usage(); return 2; }
+    if (f.volume.empty() || f.replica.empty() || (f.role != "primary" && f.role != "secondary")) {
+        usage();
+        return 2;
+    }
     if (f.role == "secondary" && f.listen.empty()) return fail("a secondary needs --listen");
     if (f.meta.empty()) f.meta = f.replica + ".meta";
     if (f.nbd_socket.empty()) f.nbd_socket = "/run/sanrepd/" + f.volume + ".nbd";
@@ -171,7 +204,8 @@ int main(int argc, char** argv) {
     if (!meta) return fail(meta.error().message);
     MetadataFile& md = **meta;
     if (f.role == "primary" && !md.get().consistent() && !f.force_primary)
-        return fail("replica " + f.replica + " is inconsistent (a resync target that has not finished): not serving it");
+        return fail("replica " + f.replica +
+                    " is inconsistent (a resync target that has not finished): not serving it");
 
     WorkerPool pool(f.threads);
     Volume volume(std::move(*replica), pool);
@@ -197,16 +231,22 @@ int main(int argc, char** argv) {
         nlohmann::json j;
         j["volume"] = f.volume;
         j["role"] = f.role;
-        j["replica"] = {{"path", f.replica}, {"size", volume.size()}, {"direct_io", volume.replica().direct()},
+        j["replica"] = {{"path", f.replica},
+                        {"size", volume.size()},
+                        {"direct_io", volume.replica().direct()},
                         {"state", m.consistent() ? "up-to-date" : "inconsistent"}};
-        j["generations"] = {{"current", hex(m.gens.current)}, {"bitmap", hex(m.gens.bitmap)},
+        j["generations"] = {{"current", hex(m.gens.current)},
+                            {"bitmap", hex(m.gens.bitmap)},
                             {"history", {hex(m.gens.history[0]), hex(m.gens.history[1])}}};
         j["dirty_bytes"] = std::min<std::uint64_t>(volume.size(), md.dirty_bits() * m.granularity);
         if (link) {
             auto s = link->status();
-            j["peer"] = {{"address", f.peer}, {"state", to_string(s.state)}, {"detail", s.detail},
-                         {"resync", {{"regions_done", s.resync_done}, {"regions_total", s.resync_total},
-                                     {"bytes_sent", s.resync_bytes}}}};
+            j["peer"] = {
+                {"address", f.peer},
+                {"state", to_string(s.state)},
+                {"detail", s.detail},
+                {"resync",
+                 {{"regions_done", s.resync_done}, {"regions_total", s.resync_total}, {"bytes_sent", s.resync_bytes}}}};
         } else if (target) {
             auto s = target->status();
             j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}};
@@ -214,10 +254,14 @@ int main(int argc, char** argv) {
             j["peer"] = {{"state", "standalone"}};
         }
         const auto& c = volume.counters();
-        j["io"] = {{"reads", c.reads.load()},       {"writes", c.writes.load()},
-                   {"flushes", c.flushes.load()},   {"trims", c.trims.load()},
-                   {"zeroes", c.zeroes.load()},     {"bytes_read", c.bytes_read.load()},
-                   {"bytes_written", c.bytes_written.load()}, {"errors", c.errors.load()}};
+        j["io"] = {{"reads", c.reads.load()},
+                   {"writes", c.writes.load()},
+                   {"flushes", c.flushes.load()},
+                   {"trims", c.trims.load()},
+                   {"zeroes", c.zeroes.load()},
+                   {"bytes_read", c.bytes_read.load()},
+                   {"bytes_written", c.bytes_written.load()},
+                   {"errors", c.errors.load()}};
         return j.dump();
     });
     if (auto st = control.start(); !st) return fail(st.error().message);

@@ -15,11 +15,11 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <cstring>
 #include <random>
 #include <string>
 #include <thread>
@@ -86,8 +86,8 @@ public:
 
     // Sends every write, then collects every reply: the writes are in flight
     // together, as a real client's queue would have them.
-    Result<std::vector<std::uint32_t>> write_batch(const std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>>& writes,
-                                                   bool fua = false) {
+    Result<std::vector<std::uint32_t>> write_batch(
+        const std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>>& writes, bool fua = false) {
         for (std::size_t i = 0; i < writes.size(); ++i) {
             nbd::Request r{static_cast<std::uint16_t>(fua ? nbd::kCmdFlagFua : 0), nbd::CommandType::Write, i,
                            writes[i].first, static_cast<std::uint32_t>(writes[i].second.size())};
@@ -235,16 +235,21 @@ public:
     }
 
     void start_secondary(const std::string& name, const std::string& volume, int port, const std::string& size) {
-        start(name, {"--volume", volume, "--role", "secondary", "--replica", path(name + ".img"), "--size", size,
-                     "--listen", "127.0.0.1:" + std::to_string(port), "--control", path(name + ".ctl"),
-                     "--threads", "4"});
+        start(name,
+              {"--volume", volume, "--role", "secondary", "--replica", path(name + ".img"), "--size", size, "--listen",
+               "127.0.0.1:" + std::to_string(port), "--control", path(name + ".ctl"), "--threads", "4"});
         wait_file(name + ".ctl");
     }
     void start_primary(const std::string& name, const std::string& volume, int peer_port, const std::string& size,
                        std::vector<std::string> extra = {}) {
-        std::vector<std::string> a = {"--volume", volume, "--role", "primary", "--replica", path(name + ".img"),
-                                      "--size", size, "--nbd-socket", path(name + ".nbd"), "--control",
-                                      path(name + ".ctl"), "--threads", "4", "--ack-timeout-ms", "3000"};
+        std::vector<std::string> a = {"--volume",         volume,
+                                      "--role",           "primary",
+                                      "--replica",        path(name + ".img"),
+                                      "--size",           size,
+                                      "--nbd-socket",     path(name + ".nbd"),
+                                      "--control",        path(name + ".ctl"),
+                                      "--threads",        "4",
+                                      "--ack-timeout-ms", "3000"};
         if (peer_port) {
             a.push_back("--peer");
             a.push_back("127.0.0.1:" + std::to_string(peer_port));
@@ -278,8 +283,8 @@ struct AckedLog {
     std::vector<std::uint8_t> model;
 
     void acked(std::uint64_t offset, const std::vector<std::uint8_t>& data) {
-        entries.push_back({offset, data.size(), std::hash<std::string_view>{}(
-                                                    {reinterpret_cast<const char*>(data.data()), data.size()})});
+        entries.push_back({offset, data.size(),
+                           std::hash<std::string_view>{}({reinterpret_cast<const char*>(data.data()), data.size()})});
         std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(offset));
     }
 
@@ -290,7 +295,8 @@ struct AckedLog {
             const auto& e = entries[i];
             bool overwritten = false;
             for (std::size_t j = i + 1; j < entries.size() && !overwritten; ++j)
-                overwritten = entries[j].offset < e.offset + e.length && e.offset < entries[j].offset + entries[j].length;
+                overwritten =
+                    entries[j].offset < e.offset + e.length && e.offset < entries[j].offset + entries[j].length;
             if (overwritten) continue;
             if (image.size() < e.offset + e.length ||
                 std::hash<std::string_view>{}(std::string_view(image).substr(e.offset, e.length)) != e.hash)
@@ -303,7 +309,7 @@ struct AckedLog {
 // Random writes: sizes of 4 KiB..128 KiB at 4 KiB-aligned offsets, some
 // unaligned, overlapping by chance.
 inline std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> random_writes(std::mt19937_64& rng,
-                                                                                         std::uint64_t size, int n) {
+                                                                                      std::uint64_t size, int n) {
     std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> out;
     for (int i = 0; i < n; ++i) {
         std::uint64_t len = 4096 * (1 + rng() % 32);

@@ -251,11 +251,18 @@ BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     std::string uri = "nbd+unix:///vol?socket=" + k.path("a.nbd");
     sanagent::SystemCommandRunner run;
-    auto qemu = run.run(sanagent::Command(
-        {"qemu-io", "-f", "raw", uri, "-c", "write -P 0xab 0 1M", "-c", "read -P 0xab 0 1M", "-c",
-         "write -P 0x11 1000 3000", "-c", "read -P 0x11 1000 3000", "-c", "write -z 2M 1M", "-c", "read -P 0 2M 1M",
-         "-c", "write -f -P 0x22 4M 64k", "-c", "discard 8M 64k", "-c", "flush"},
-        std::chrono::seconds(60)));
+    auto qemu = run.run(sanagent::Command({"qemu-io", "-f",
+                                           "raw",     uri,
+                                           "-c",      "write -P 0xab 0 1M",
+                                           "-c",      "read -P 0xab 0 1M",
+                                           "-c",      "write -P 0x11 1000 3000",
+                                           "-c",      "read -P 0x11 1000 3000",
+                                           "-c",      "write -z 2M 1M",
+                                           "-c",      "read -P 0 2M 1M",
+                                           "-c",      "write -f -P 0x22 4M 64k",
+                                           "-c",      "discard 8M 64k",
+                                           "-c",      "flush"},
+                                          std::chrono::seconds(60)));
     BOOST_TEST_REQUIRE(qemu.ok());
     BOOST_TEST(qemu->exit_code == 0);
     BOOST_TEST(qemu->out.find("Pattern verification failed") == std::string::npos, qemu->out);

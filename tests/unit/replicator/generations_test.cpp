@@ -1,12 +1,14 @@
-#include <boost/test/unit_test.hpp>
-
 #include "sanagent/replicator/generations.h"
+
+#include <boost/test/unit_test.hpp>
 
 using namespace sanagent::replicator;
 
 namespace {
 constexpr std::uint64_t A = 0xa, B = 0xb, C = 0xc, D = 0xd;
-bool is(SyncDecision got, SyncDecision want) { return got == want; }
+bool is(SyncDecision got, SyncDecision want) {
+    return got == want;
+}
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(generations)

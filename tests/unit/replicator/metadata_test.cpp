@@ -1,12 +1,11 @@
-#include <boost/test/unit_test.hpp>
+#include "sanagent/replicator/metadata.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <filesystem>
-
-#include "sanagent/replicator/metadata.h"
 
 using namespace sanagent::replicator;
 namespace fs = std::filesystem;

@@ -1,6 +1,7 @@
+#include "sanagent/replicator/nbd_handshake.h"
+
 #include <boost/test/unit_test.hpp>
 
-#include "sanagent/replicator/nbd_handshake.h"
 #include "sanagent/replicator/nbd_protocol.h"
 
 using namespace sanagent::replicator::nbd;

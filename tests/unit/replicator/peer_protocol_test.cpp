@@ -1,7 +1,8 @@
+#include "sanagent/replicator/peer_protocol.h"
+
 #include <boost/test/unit_test.hpp>
 
 #include "sanagent/replicator/crc32c.h"
-#include "sanagent/replicator/peer_protocol.h"
 
 using namespace sanagent::replicator;
 using namespace sanagent::replicator::peer;

@@ -1,8 +1,7 @@
-#include <boost/test/unit_test.hpp>
-
-#include <vector>
-
 #include "sanagent/replicator/range_lock.h"
+
+#include <boost/test/unit_test.hpp>
+#include <vector>
 
 using sanagent::replicator::RangeLock;
 

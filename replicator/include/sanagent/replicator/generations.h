@@ -21,12 +21,12 @@ struct Generations {
 };
 
 enum class SyncDecision : std::uint8_t {
-    None = 0,             // same data: nothing to copy
-    BitmapFromPrimary,    // the peer missed what our bitmap records: copy only that
-    FullFromPrimary,      // the peer is blank or older than our bitmap covers
-    PeerNewer,            // the peer wrote after we lost it: refuse, an admin picks
-    SplitBrain,           // both wrote since a common generation: refuse, report both
-    Unrelated,            // no generation in common: different data, refuse
+    None = 0,           // same data: nothing to copy
+    BitmapFromPrimary,  // the peer missed what our bitmap records: copy only that
+    FullFromPrimary,    // the peer is blank or older than our bitmap covers
+    PeerNewer,          // the peer wrote after we lost it: refuse, an admin picks
+    SplitBrain,         // both wrote since a common generation: refuse, report both
+    Unrelated,          // no generation in common: different data, refuse
 };
 
 SyncDecision decide(const Generations& primary, const Generations& peer);

@@ -79,8 +79,8 @@ public:
     // current := new). Durable before returning; costs I/O only when a bit
     // flips from 0 to 1.
     Status mark_dirty(std::uint64_t offset, std::uint64_t length);
-    void set_all_dirty();                   // in memory; persist_bitmap() to keep it
-    void clear_bit(std::uint64_t bit);      // in memory: a stale 1 on disk only costs a re-copy
+    void set_all_dirty();               // in memory; persist_bitmap() to keep it
+    void clear_bit(std::uint64_t bit);  // in memory: a stale 1 on disk only costs a re-copy
     Status persist_bitmap();
     std::optional<std::uint64_t> next_dirty(std::uint64_t from) const;
     std::uint64_t dirty_bits() const;

@@ -16,7 +16,7 @@
 
 namespace sanagent::replicator::nbd {
 
-inline constexpr std::uint64_t kNbdMagic = 0x4e42444d41474943ull;    // "NBDMAGIC"
+inline constexpr std::uint64_t kNbdMagic = 0x4e42444d41474943ull;     // "NBDMAGIC"
 inline constexpr std::uint64_t kOptionMagic = 0x49484156454f5054ull;  // "IHAVEOPT"
 inline constexpr std::uint64_t kOptionReplyMagic = 0x3e889045565a9ull;
 inline constexpr std::size_t kGreetingSize = 18;
@@ -88,9 +88,9 @@ struct InfoRequest {
 };
 
 enum class Next {
-    Continue,   // read the next option
-    Transmit,   // option haggling done: enter the transmission phase
-    Close,      // the client aborted, or spoke nonsense: close the connection
+    Continue,  // read the next option
+    Transmit,  // option haggling done: enter the transmission phase
+    Close,     // the client aborted, or spoke nonsense: close the connection
 };
 
 struct Outcome {

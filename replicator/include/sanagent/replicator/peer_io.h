@@ -13,8 +13,8 @@ namespace sanagent::replicator::peer {
 
 struct Message {
     Header header;
-    std::vector<std::uint8_t> body;           // every type but Write
-    std::uint64_t write_offset = 0;           // Write only
+    std::vector<std::uint8_t> body;             // every type but Write
+    std::uint64_t write_offset = 0;             // Write only
     std::shared_ptr<AlignedBuffer> write_data;  // Write only: aligned for O_DIRECT
 };
 

@@ -37,10 +37,10 @@ struct PeerLinkOptions {
 
 struct PeerStatus {
     PeerState state = PeerState::Connecting;
-    std::string detail;             // why, for the last refusal or drop
-    std::uint64_t resync_total = 0; // regions to copy in the current/last resync
+    std::string detail;              // why, for the last refusal or drop
+    std::uint64_t resync_total = 0;  // regions to copy in the current/last resync
     std::uint64_t resync_done = 0;
-    std::uint64_t resync_bytes = 0; // bytes the current/last resync has copied
+    std::uint64_t resync_bytes = 0;  // bytes the current/last resync has copied
 };
 
 class PeerLink final : public Replication {

@@ -20,7 +20,7 @@
 namespace sanagent::replicator {
 
 struct PeerTargetStatus {
-    std::string state;    // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
+    std::string state;  // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
     std::string detail;
     std::string primary;  // the connected primary's address, if any
 };

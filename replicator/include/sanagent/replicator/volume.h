@@ -22,8 +22,8 @@ struct Op {
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
     bool fua = false;
-    bool may_punch = true;                  // Zero: NBD_CMD_FLAG_NO_HOLE clears it
-    std::shared_ptr<AlignedBuffer> data;    // Write payload, Read destination
+    bool may_punch = true;                // Zero: NBD_CMD_FLAG_NO_HOLE clears it
+    std::shared_ptr<AlignedBuffer> data;  // Write payload, Read destination
 };
 
 // Completion: errno (0 on success) and, for a read, the data.
