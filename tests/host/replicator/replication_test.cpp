@@ -2,6 +2,8 @@
 // files compared byte for byte. Bounded: every loop has a fixed count and
 // every wait a deadline; the Cluster fixture kills and removes all it made.
 #define BOOST_TEST_MODULE replicator_host
+#include <sys/stat.h>
+
 #include <boost/test/unit_test.hpp>
 
 #include "cluster.h"
@@ -237,6 +239,12 @@ BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {
     BOOST_TEST(*good->simple(nbd::CommandType::Flush, 0, 0) == 0u);
     BOOST_TEST(read_file(k.path("a.log")).find("closing") != std::string::npos);
     BOOST_TEST(k.peer_state("a") == "standalone");
+    // Both sockets are owner-only from the moment they exist.
+    struct stat st {};
+    BOOST_TEST(::stat(k.path("a.ctl").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u);
+    BOOST_TEST(::stat(k.path("a.nbd").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u);
 }
 
 BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
