@@ -1,5 +1,7 @@
 #include "sanagent/replicator/nbd_protocol.h"
 
+#include <cerrno>
+
 namespace sanagent::replicator::nbd {
 
 namespace {
@@ -42,6 +44,71 @@ std::array<std::uint8_t, kRequestSize> encode_request(const Request& r) {
     store_be<std::uint64_t>(out.data() + 16, r.offset);
     store_be<std::uint32_t>(out.data() + 24, r.length);
     return out;
+}
+
+std::uint32_t wire_error(int host_errno) {
+    switch (host_errno) {
+        case 0:
+            return 0;
+        case EPERM:
+        case EROFS:
+            return kErrPerm;
+        case ENOMEM:
+            return kErrNoMem;
+        case EINVAL:
+            return kErrInval;
+        case ENOSPC:
+        case EDQUOT:
+            return kErrNoSpc;
+        case EOVERFLOW:
+            return kErrOverflow;
+        case EOPNOTSUPP:
+            return kErrNotSup;
+        case ESHUTDOWN:
+            return kErrShutdown;
+        default:
+            return kErrIo;
+    }
+}
+
+RequestCheck check_request(const Request& r, std::uint64_t export_size, std::uint32_t max_payload) {
+    bool known = false;
+    std::uint16_t allowed_flags = 0;
+    switch (r.type) {
+        case CommandType::Read:
+            known = true;
+            break;
+        case CommandType::Write:
+            known = true;
+            allowed_flags = kCmdFlagFua;
+            break;
+        case CommandType::Disconnect:
+            return {};
+        case CommandType::Flush:
+            known = true;
+            break;
+        case CommandType::Trim:
+            known = true;
+            allowed_flags = kCmdFlagFua;
+            break;
+        case CommandType::WriteZeroes:
+            known = true;
+            allowed_flags = kCmdFlagFua | kCmdFlagNoHole;
+            break;
+    }
+    if ((r.type == CommandType::Read || r.type == CommandType::Write) && r.length > max_payload)
+        return {Verdict::Close, kErrOverflow,
+                "payload of " + std::to_string(r.length) + " bytes over the maximum " + std::to_string(max_payload)};
+    if (!known) return {Verdict::ReplyError, kErrInval, "unknown command " + std::to_string(static_cast<int>(r.type))};
+    if (r.flags & ~allowed_flags) return {Verdict::ReplyError, kErrInval, "flags not valid for this command"};
+    if (r.type == CommandType::Flush) {
+        if (r.offset != 0 || r.length != 0) return {Verdict::ReplyError, kErrInval, "FLUSH with a range"};
+        return {};
+    }
+    if (r.length == 0) return {Verdict::ReplyError, kErrInval, "zero-length request"};
+    if (r.offset > export_size || r.length > export_size - r.offset)
+        return {Verdict::ReplyError, kErrInval, "request past the end of the export"};
+    return {};
 }
 
 std::array<std::uint8_t, kSimpleReplySize> encode_simple_reply(std::uint32_t error, std::uint64_t handle) {

@@ -1,13 +1,313 @@
-// sanrepd: the user-space block replicator (see docs/replicator.md). Only the
-// wire formats exist so far; the daemon says so rather than pretend to serve.
+// sanrepd: the user-space block replicator (see docs/replicator.md). This file
+// only turns flags into the objects of replicator_core and runs them.
+#include <signal.h>
+#include <sys/stat.h>
+
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "sanagent/replicator/control.h"
+#include "sanagent/replicator/metadata.h"
+#include "sanagent/replicator/nbd_handshake.h"
+#include "sanagent/replicator/nbd_server.h"
+#include "sanagent/replicator/peer_link.h"
+#include "sanagent/replicator/peer_target.h"
+#include "sanagent/replicator/replica.h"
+#include "sanagent/replicator/volume.h"
+#include "sanagent/replicator/worker_pool.h"
+
+using namespace sanagent;
+using namespace sanagent::replicator;
+
+namespace {
+
+struct Flags {
+    std::string volume;
+    std::string replica;
+    std::string meta;
+    std::string role = "primary";
+    std::uint64_t size = 0;
+    std::uint64_t granularity = 64 * 1024;
+    bool preallocate = false;
+    bool direct = true;
+    bool force_primary = false;
+    std::string nbd_socket;
+    std::string nbd_tcp;
+    std::string peer;
+    std::string listen;
+    std::string control;
+    int ack_timeout_ms = 5000;
+    int retire_ms = 1000;
+    unsigned threads = 16;
+};
+
+void usage() {
+    std::fputs(
+        "usage: sanrepd --volume NAME --replica PATH --role primary|secondary [options]\n"
+        "  --meta PATH           metadata file (default REPLICA.meta; created on first start)\n"
+        "  --size BYTES[K|M|G]   create or extend a file replica to this size (sparse)\n"
+        "  --preallocate         allocate the whole file instead of sparse\n"
+        "  --granularity BYTES   dirty-bitmap granularity for a new metadata file (default 64K)\n"
+        "  --no-direct           buffered I/O instead of O_DIRECT\n"
+        "primary:\n"
+        "  --nbd-socket PATH     serve NBD on this UNIX socket (default /run/sanrepd/NAME.nbd)\n"
+        "  --nbd-tcp HOST:PORT   also serve NBD on TCP (no TLS)\n"
+        "  --peer HOST:PORT      the secondary replica; without it the volume is standalone\n"
+        "  --ack-timeout-ms N    drop a peer that has not acked for N ms (default 5000)\n"
+        "  --activity-retire-ms N  clear the activity log of an idle volume every N ms (default 1000)\n"
+        "  --force-primary       serve even though this replica is marked inconsistent\n"
+        "secondary:\n"
+        "  --listen HOST:PORT    where the primary connects\n"
+        "both:\n"
+        "  --control PATH        JSON control socket, 0600 (default /run/sanrepd/NAME.ctl)\n"
+        "  --threads N           I/O worker threads (default 16)\n",
+        stderr);
+}
+
+bool parse_size(const std::string& s, std::uint64_t& out) {
+    char* end = nullptr;
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (end == s.c_str()) return false;
+    std::string unit(end);
+    if (unit == "K")
+        v <<= 10;
+    else if (unit == "M")
+        v <<= 20;
+    else if (unit == "G")
+        v <<= 30;
+    else if (!unit.empty())
+        return false;
+    out = v;
+    return true;
+}
+
+std::string hex(std::uint64_t v) {
+    char b[17];
+    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(v));
+    return b;
+}
+
+int fail(const std::string& what) {
+    std::fprintf(stderr, "sanrepd: %s\n", what.c_str());
+    return 1;
+}
+
+Result<std::unique_ptr<MetadataFile>> open_or_create_meta(const Flags& f, std::uint64_t size) {
+    struct stat st {};
+    if (::stat(f.meta.c_str(), &st) == 0) {
+        auto m = MetadataFile::open(f.meta);
+        if (m && (*m)->get().size != size)
+            return Error{EINVAL, "metadata " + f.meta + " is for " + std::to_string((*m)->get().size) +
+                                     " bytes, the replica has " + std::to_string(size)};
+        return m;
+    }
+    Metadata m;
+    m.size = size;
+    m.granularity = static_cast<std::uint32_t>(f.granularity);
+    if (f.role == "primary") {
+        // A new volume: its data is whatever the replica holds, generation 1.
+        m.volume_id = new_volume_id();
+        m.gens.current = new_generation();
+        m.flags = kMetaFlagConsistent;
+    }  // a new secondary is blank: no id, generation 0, inconsistent until synced
+    return MetadataFile::create(f.meta, m);
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-    if (argc > 1 && (std::strcmp(argv[1], "--version") == 0)) {
-        std::puts("sanrepd " SANAGENT_VERSION);
+    Flags f;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "sanrepd: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--version") {
+            std::puts("sanrepd " SANAGENT_VERSION);
+            return 0;
+        } else if (a == "--volume")
+            f.volume = value();
+        else if (a == "--replica")
+            f.replica = value();
+        else if (a == "--meta")
+            f.meta = value();
+        else if (a == "--role")
+            f.role = value();
+        else if (a == "--size") {
+            if (!parse_size(value(), f.size)) {
+                usage();
+                return 2;
+            }
+        } else if (a == "--granularity") {
+            if (!parse_size(value(), f.granularity)) {
+                usage();
+                return 2;
+            }
+        } else if (a == "--preallocate")
+            f.preallocate = true;
+        else if (a == "--no-direct")
+            f.direct = false;
+        else if (a == "--force-primary")
+            f.force_primary = true;
+        else if (a == "--nbd-socket")
+            f.nbd_socket = value();
+        else if (a == "--nbd-tcp")
+            f.nbd_tcp = value();
+        else if (a == "--peer")
+            f.peer = value();
+        else if (a == "--listen")
+            f.listen = value();
+        else if (a == "--control")
+            f.control = value();
+        else if (a == "--ack-timeout-ms")
+            f.ack_timeout_ms = std::stoi(value());
+        else if (a == "--activity-retire-ms")
+            f.retire_ms = std::stoi(value());
+        else if (a == "--threads")
+            f.threads = static_cast<unsigned>(std::stoul(value()));
+        else if (a == "-h" || a == "--help") {
+            usage();
+            return 0;
+        } else {
+            usage();
+            return 2;
+        }
+    }
+    if (f.volume.empty() || f.replica.empty() || (f.role != "primary" && f.role != "secondary")) {
+        usage();
+        return 2;
+    }
+    if (f.role == "secondary" && f.listen.empty()) return fail("a secondary needs --listen");
+    if (f.meta.empty()) f.meta = f.replica + ".meta";
+    if (f.nbd_socket.empty()) f.nbd_socket = "/run/sanrepd/" + f.volume + ".nbd";
+    if (f.control.empty()) f.control = "/run/sanrepd/" + f.volume + ".ctl";
+
+    // Signals are taken by sigwait on one thread; every other thread inherits
+    // the mask and never sees them.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
+    if (!replica) return fail(replica.error().message);
+    auto meta = open_or_create_meta(f, replica->size());
+    if (!meta) return fail(meta.error().message);
+    MetadataFile& md = **meta;
+    if (f.role == "primary" && !md.get().consistent() && !f.force_primary)
+        return fail("replica " + f.replica +
+                    " is inconsistent (a resync target that has not finished): not serving it");
+
+    WorkerPool pool(f.threads);
+    Volume volume(std::move(*replica), pool);
+    std::unique_ptr<PeerLink> link;
+    std::unique_ptr<PeerTarget> target;
+    if (f.role == "primary" && !f.peer.empty()) {
+        PeerLinkOptions po;
+        po.address = f.peer;
+        po.volume = f.volume;
+        po.ack_timeout_ms = f.ack_timeout_ms;
+        po.retire_interval_ms = f.retire_ms;
+        link = std::make_unique<PeerLink>(po, volume, md, pool);
+        volume.set_replication(link.get());
+    }
+
+    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool);
+
+    ControlServer control(f.control, [&](const std::string& request) {
+        nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
+        if (req.is_discarded() || !req.is_object() || req.value("command", "") != "status")
+            return nlohmann::json{{"error", "unknown request: send {\"command\":\"status\"}"}}.dump();
+        auto m = md.get();
+        nlohmann::json j;
+        j["volume"] = f.volume;
+        j["role"] = f.role;
+        j["replica"] = {{"path", f.replica},
+                        {"size", volume.size()},
+                        {"direct_io", volume.replica().direct()},
+                        {"state", m.consistent() ? "up-to-date" : "inconsistent"}};
+        j["generations"] = {{"current", hex(m.gens.current)},
+                            {"bitmap", hex(m.gens.bitmap)},
+                            {"history", {hex(m.gens.history[0]), hex(m.gens.history[1])}}};
+        j["dirty_bytes"] = std::min<std::uint64_t>(volume.size(), md.dirty_bits() * m.granularity);
+        if (link) {
+            auto s = link->status();
+            j["peer"] = {
+                {"address", f.peer},
+                {"state", to_string(s.state)},
+                {"detail", s.detail},
+                {"resync",
+                 {{"regions_done", s.resync_done}, {"regions_total", s.resync_total}, {"bytes_sent", s.resync_bytes}}}};
+        } else if (target) {
+            auto s = target->status();
+            j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}};
+        } else {
+            j["peer"] = {{"state", "standalone"}};
+        }
+        const auto& c = volume.counters();
+        j["io"] = {{"reads", c.reads.load()},
+                   {"writes", c.writes.load()},
+                   {"flushes", c.flushes.load()},
+                   {"trims", c.trims.load()},
+                   {"zeroes", c.zeroes.load()},
+                   {"bytes_read", c.bytes_read.load()},
+                   {"bytes_written", c.bytes_written.load()},
+                   {"errors", c.errors.load()}};
+        return j.dump();
+    });
+    if (auto st = control.start(); !st) return fail(st.error().message);
+
+    if (target) {
+        if (auto st = target->listen(f.listen); !st) return fail(st.error().message);
+        target->start();
+        std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n", f.volume.c_str(),
+                     f.replica.c_str(), f.listen.c_str());
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        target->stop();
+        control.stop();
         return 0;
     }
-    std::fputs("sanrepd: the replicator is not implemented yet (see docs/replicator.md)\n", stderr);
-    return 1;
+
+    nbd::ExportInfo exp;
+    exp.name = f.volume;
+    exp.size = volume.size();
+    // FLUSH and FUA advertised: without SEND_FLUSH the kernel client assumes
+    // write-through. CAN_MULTI_CONN holds: a flush syncs the whole replica and
+    // every in-sync peer, covering writes completed on any connection.
+    exp.transmission_flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendTrim |
+                             nbd::kFlagSendWriteZeroes | nbd::kFlagCanMultiConn;
+    NbdServer server(exp, volume);
+    if (auto st = server.listen_unix(f.nbd_socket); !st) return fail(st.error().message);
+    if (!f.nbd_tcp.empty()) {
+        if (auto st = server.listen_tcp(f.nbd_tcp); !st) return fail(st.error().message);
+    }
+    if (link) link->start();
+    std::thread signals([&] {
+        int sig = 0;
+        sigwait(&sigs, &sig);
+        server.stop();
+    });
+    std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n", f.volume.c_str(),
+                 static_cast<unsigned long long>(volume.size()), f.replica.c_str(),
+                 volume.replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
+                 f.peer.empty() ? "none (standalone)" : f.peer.c_str());
+    auto st = server.run();
+    if (!st) {
+        std::fprintf(stderr, "sanrepd: %s\n", st.error().message.c_str());
+        ::kill(::getpid(), SIGTERM);  // release the signal thread
+    }
+    signals.join();
+    if (link) link->stop();
+    control.stop();
+    return st ? 0 : 1;
 }

@@ -1,7 +1,7 @@
 #define BOOST_TEST_MODULE replicator
-#include <boost/test/unit_test.hpp>
-
 #include "sanagent/replicator/nbd_protocol.h"
+
+#include <boost/test/unit_test.hpp>
 
 using namespace sanagent::replicator::nbd;
 

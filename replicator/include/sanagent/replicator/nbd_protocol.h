@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <span>
+#include <string>
 
 #include "sanagent/result.h"
 
@@ -39,6 +40,32 @@ struct Request {
 // Decodes one 28-byte request header; EBADMSG on a wrong magic.
 Result<Request> decode_request(std::span<const std::uint8_t, kRequestSize> bytes);
 std::array<std::uint8_t, kRequestSize> encode_request(const Request& request);
+
+// Error values on the wire (the spec's fixed numbering, not the host's errno).
+inline constexpr std::uint32_t kErrPerm = 1;
+inline constexpr std::uint32_t kErrIo = 5;
+inline constexpr std::uint32_t kErrNoMem = 12;
+inline constexpr std::uint32_t kErrInval = 22;
+inline constexpr std::uint32_t kErrNoSpc = 28;
+inline constexpr std::uint32_t kErrOverflow = 75;
+inline constexpr std::uint32_t kErrNotSup = 95;
+inline constexpr std::uint32_t kErrShutdown = 108;
+
+// The host errno mapped onto the spec's numbers (EIO for anything else).
+std::uint32_t wire_error(int host_errno);
+
+// What the server does with a decoded request header, before reading any
+// payload: serve it, answer it with an error (after consuming a WRITE's
+// payload), or close the connection because the stream can no longer be
+// trusted (a payload too big to read is the only case: we cannot skip it
+// without trusting its length).
+enum class Verdict { Serve, ReplyError, Close };
+struct RequestCheck {
+    Verdict verdict = Verdict::Serve;
+    std::uint32_t error = 0;  // wire error for ReplyError
+    std::string why;          // for the log
+};
+RequestCheck check_request(const Request& request, std::uint64_t export_size, std::uint32_t max_payload);
 
 // A simple reply header; payload (for READ) follows it on the wire.
 std::array<std::uint8_t, kSimpleReplySize> encode_simple_reply(std::uint32_t error, std::uint64_t handle);

@@ -1,0 +1,63 @@
+// The NBD front end: listens on a UNIX socket (and, if asked, TCP), runs the
+// fixed-newstyle handshake, then serves simple-reply transmission for one
+// export backed by a Volume.
+//
+// Threads: one epoll loop accepts (listening sockets + a stop eventfd); each
+// connection has kThreadsPerConnection threads that take turns reading a
+// request and then do its I/O themselves (leader/follower, as nbdkit does),
+// so the common path has no thread hand-off; writes that must wait for an
+// overlapping one run later on the Volume's worker pool. Completions write the
+// reply under the connection's send lock, so replies go out in completion
+// order, as the protocol allows. A connection keeps at most kMaxInFlight
+// requests open; readers wait past that, which bounds memory.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "sanagent/fd.h"
+#include "sanagent/replicator/nbd_handshake.h"
+#include "sanagent/replicator/volume.h"
+#include "sanagent/result.h"
+
+namespace sanagent::replicator {
+
+class NbdConnection;
+
+class NbdServer {
+public:
+    static constexpr unsigned kMaxConnections = 64;
+    static constexpr unsigned kMaxInFlight = 128;
+    static constexpr unsigned kThreadsPerConnection = 8;
+
+    NbdServer(nbd::ExportInfo exp, Volume& volume);
+    ~NbdServer();
+
+    // Bind before run(). A stale socket file is replaced; the socket is 0600.
+    Status listen_unix(const std::string& path);
+    // "HOST:PORT" with a numeric host (IPv6 in brackets). No TLS: say so in logs.
+    Status listen_tcp(const std::string& address);
+
+    // Serves until stop() is called (from any thread or a signal handler).
+    Status run();
+    void stop();
+
+    std::size_t connections() const;
+
+private:
+    void accept_on(int listen_fd);
+    void reap();
+    nbd::ExportInfo export_;
+    Volume& volume_;
+    std::vector<UniqueFd> listeners_;
+    std::vector<std::string> unix_paths_;
+    UniqueFd stop_fd_;
+    mutable std::mutex mu_;
+    std::vector<std::shared_ptr<NbdConnection>> conns_;
+};
+
+}  // namespace sanagent::replicator

@@ -1,0 +1,28 @@
+// Framed peer messages on a socket: the blocking send/receive halves shared by
+// the primary's link and the secondary's target. The codec is peer_protocol.h;
+// this adds only the socket and the CRC check of bodies as they arrive.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "sanagent/replicator/peer_protocol.h"
+#include "sanagent/replicator/replica.h"
+
+namespace sanagent::replicator::peer {
+
+struct Message {
+    Header header;
+    std::vector<std::uint8_t> body;             // every type but Write
+    std::uint64_t write_offset = 0;             // Write only
+    std::shared_ptr<AlignedBuffer> write_data;  // Write only: aligned for O_DIRECT
+};
+
+// Reads one message; EBADMSG/EMSGSIZE on a malformed one (close the link).
+Result<Message> receive(int fd);
+Status send(int fd, Type type, std::uint16_t flags, std::uint64_t seq, std::span<const std::uint8_t> body);
+// A Write: the offset prefix and the data from the caller's buffer, one CRC over both.
+Status send_write(int fd, std::uint16_t flags, std::uint64_t seq, std::uint64_t offset,
+                  std::span<const std::uint8_t> data);
+
+}  // namespace sanagent::replicator::peer

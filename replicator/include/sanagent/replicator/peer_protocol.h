@@ -1,0 +1,98 @@
+// The peer protocol between a primary and a secondary replica over TCP, as
+// pure encode/decode over byte spans (docs/replicator.md has the tables).
+//
+// Every message is a 24-byte little-endian header then a body:
+//   u32 magic "SRP1" | u16 type | u16 flags | u64 seq | u32 body length | u32 crc32c(body)
+// seq numbers the sender's messages; an ACK carries the seq it acknowledges.
+// Version is negotiated in HELLO; a mismatch refuses the connection.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sanagent/replicator/generations.h"
+#include "sanagent/result.h"
+
+namespace sanagent::replicator::peer {
+
+inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-endian bytes
+inline constexpr std::uint16_t kVersion = 1;
+inline constexpr std::size_t kHeaderSize = 24;
+inline constexpr std::uint32_t kMaxBody = (32u << 20) + 64;  // one NBD-sized write plus its framing
+inline constexpr std::size_t kMaxVolumeName = 128;
+
+enum class Type : std::uint16_t {
+    Hello = 1,       // both ways, first: who I am and what I hold
+    Decision = 2,    // primary -> secondary: the SyncDecision, acked or refused
+    Write = 3,       // u64 offset + data
+    Zero = 4,        // u64 offset + u64 length
+    Trim = 5,        // u64 offset + u64 length
+    Flush = 6,       // empty: make every acked write durable
+    Ack = 7,         // i32 errno (0 = done); header seq = the acked message
+    ResyncDone = 8,  // the primary's generations and volume id: the target is now consistent
+    Refuse = 9,      // a reason; the sender closes after it
+};
+
+inline constexpr std::uint16_t kFlagFua = 1 << 0;       // durable before the ack
+inline constexpr std::uint16_t kFlagResync = 1 << 1;    // a resync copy, not an application write
+inline constexpr std::uint16_t kFlagMayPunch = 1 << 2;  // Zero may deallocate
+
+struct Header {
+    Type type = Type::Hello;
+    std::uint16_t flags = 0;
+    std::uint64_t seq = 0;
+    std::uint32_t length = 0;
+    std::uint32_t crc = 0;
+};
+
+using VolumeId = std::array<std::uint8_t, 16>;
+
+struct Hello {
+    std::uint16_t version = kVersion;
+    bool primary = false;
+    bool consistent = false;
+    VolumeId volume_id{};
+    std::string volume;
+    std::uint64_t size = 0;
+    std::uint32_t granularity = 0;
+    Generations gens;
+};
+
+struct Range {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+};
+
+struct ResyncDone {
+    VolumeId volume_id{};
+    Generations gens;
+};
+
+std::array<std::uint8_t, kHeaderSize> encode_header(Type type, std::uint16_t flags, std::uint64_t seq,
+                                                    std::span<const std::uint8_t> body);
+// Checks magic, known type and the length bound (EBADMSG / EMSGSIZE).
+Result<Header> decode_header(std::span<const std::uint8_t> bytes);
+// EBADMSG when the body's CRC does not match the header's.
+Status check_body(const Header& header, std::span<const std::uint8_t> body);
+
+std::vector<std::uint8_t> encode_hello(const Hello& hello);
+Result<Hello> decode_hello(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_decision(SyncDecision decision);
+Result<SyncDecision> decode_decision(std::span<const std::uint8_t> body);
+// A Write body is the offset then the data: the caller sends the data from its
+// own buffer (no copy), so only the 8-byte prefix is encoded here.
+std::array<std::uint8_t, 8> encode_write_prefix(std::uint64_t offset);
+Result<std::uint64_t> decode_write_prefix(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_range(const Range& range);
+Result<Range> decode_range(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_ack(std::int32_t error);
+Result<std::int32_t> decode_ack(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_resync_done(const ResyncDone& done);
+Result<ResyncDone> decode_resync_done(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_refuse(const std::string& reason);
+Result<std::string> decode_refuse(std::span<const std::uint8_t> body);
+
+}  // namespace sanagent::replicator::peer

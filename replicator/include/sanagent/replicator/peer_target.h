@@ -1,0 +1,62 @@
+// The secondary's side: accepts the primary's connection, checks its HELLO
+// against our metadata, agrees (or not) with its sync decision, then applies
+// writes, zeroes and trims on the worker pool and acks each once applied;
+// FLUSH is acked once every earlier op is applied and the replica is
+// fdatasync-ed. While a resync is running this replica is marked inconsistent
+// on disk, and only RESYNC_DONE makes it consistent again.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "sanagent/fd.h"
+#include "sanagent/replicator/metadata.h"
+#include "sanagent/replicator/replica.h"
+#include "sanagent/replicator/worker_pool.h"
+
+namespace sanagent::replicator {
+
+struct PeerTargetStatus {
+    std::string state;  // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
+    std::string detail;
+    std::string primary;  // the connected primary's address, if any
+};
+
+class PeerTarget {
+public:
+    PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool);
+    ~PeerTarget();
+    Status listen(const std::string& address);
+    void start();
+    void stop();
+    PeerTargetStatus status() const;
+
+private:
+    void accept_loop();
+    void serve(int fd);
+    bool agree(int fd, const peer::Hello& theirs, std::string& why);
+    void set_state(const std::string& state, const std::string& detail = {});
+    void send_ack(int fd, std::uint64_t seq, int err);
+
+    std::string volume_;
+    Replica& replica_;
+    MetadataFile& meta_;
+    WorkerPool& pool_;
+    UniqueFd listen_fd_;
+    std::thread thread_;
+    std::atomic<bool> stopping_{false};
+
+    mutable std::mutex mu_;
+    PeerTargetStatus status_{"waiting", {}, {}};
+    int active_fd_ = -1;
+
+    std::mutex send_mu_;
+    std::mutex inflight_mu_;
+    std::condition_variable inflight_cv_;
+    unsigned inflight_ = 0;
+};
+
+}  // namespace sanagent::replicator

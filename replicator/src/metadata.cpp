@@ -1,0 +1,328 @@
+#include "sanagent/replicator/metadata.h"
+
+#include <fcntl.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "bytes.h"
+#include "sanagent/replicator/crc32c.h"
+
+namespace sanagent::replicator {
+
+using bytes::load_le;
+using bytes::store_le;
+
+namespace {
+
+constexpr char kMagic[8] = {'S', 'A', 'N', 'R', 'M', 'E', 'T', 'A'};
+constexpr std::size_t kCrcOffset = kMetaHeaderSize - 4;
+
+Status pwrite_all(int fd, const std::uint8_t* p, std::size_t n, std::uint64_t off, const std::string& path) {
+    while (n > 0) {
+        ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return last_errno("writing metadata " + path);
+        }
+        p += w;
+        n -= static_cast<std::size_t>(w);
+        off += static_cast<std::uint64_t>(w);
+    }
+    return {};
+}
+
+Status pread_all(int fd, std::uint8_t* p, std::size_t n, std::uint64_t off, const std::string& path) {
+    while (n > 0) {
+        ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return last_errno("reading metadata " + path);
+        }
+        if (r == 0) return Error{EBADMSG, "reading metadata " + path + ": file too short"};
+        p += r;
+        n -= static_cast<std::size_t>(r);
+        off += static_cast<std::uint64_t>(r);
+    }
+    return {};
+}
+
+}  // namespace
+
+std::array<std::uint8_t, kMetaHeaderSize> encode_metadata(const Metadata& m) {
+    std::array<std::uint8_t, kMetaHeaderSize> b{};
+    std::memcpy(b.data(), kMagic, 8);
+    store_le<std::uint32_t>(b.data() + 8, kMetaVersion);
+    store_le<std::uint32_t>(b.data() + 12, kMetaHeaderSize);
+    store_le<std::uint64_t>(b.data() + 16, m.sequence);
+    std::memcpy(b.data() + 24, m.volume_id.data(), 16);
+    store_le<std::uint64_t>(b.data() + 40, m.size);
+    store_le<std::uint32_t>(b.data() + 48, m.granularity);
+    store_le<std::uint32_t>(b.data() + 52, m.flags);
+    store_le<std::uint64_t>(b.data() + 56, m.gens.current);
+    store_le<std::uint64_t>(b.data() + 64, m.gens.bitmap);
+    store_le<std::uint64_t>(b.data() + 72, m.gens.history[0]);
+    store_le<std::uint64_t>(b.data() + 80, m.gens.history[1]);
+    store_le<std::uint64_t>(b.data() + 88, kMetaBitmapOffset);
+    store_le<std::uint64_t>(b.data() + 96, m.bitmap_bytes());
+    store_le<std::uint64_t>(b.data() + 104, m.activity_offset());
+    store_le<std::uint64_t>(b.data() + 112, kActivityExtent);
+    store_le<std::uint32_t>(b.data() + kCrcOffset, crc32c({b.data(), kCrcOffset}));
+    return b;
+}
+
+Result<Metadata> decode_metadata(std::span<const std::uint8_t> b) {
+    if (b.size() != kMetaHeaderSize) return Error{EBADMSG, "metadata header: wrong size"};
+    if (std::memcmp(b.data(), kMagic, 8) != 0) return Error{EBADMSG, "metadata header: bad magic"};
+    if (load_le<std::uint32_t>(b.data() + kCrcOffset) != crc32c(b.first(kCrcOffset)))
+        return Error{EBADMSG, "metadata header: CRC mismatch"};
+    auto version = load_le<std::uint32_t>(b.data() + 8);
+    if (version != kMetaVersion) return Error{EPROTO, "metadata header: version " + std::to_string(version)};
+    Metadata m;
+    m.sequence = load_le<std::uint64_t>(b.data() + 16);
+    std::memcpy(m.volume_id.data(), b.data() + 24, 16);
+    m.size = load_le<std::uint64_t>(b.data() + 40);
+    m.granularity = load_le<std::uint32_t>(b.data() + 48);
+    m.flags = load_le<std::uint32_t>(b.data() + 52);
+    m.gens.current = load_le<std::uint64_t>(b.data() + 56);
+    m.gens.bitmap = load_le<std::uint64_t>(b.data() + 64);
+    m.gens.history[0] = load_le<std::uint64_t>(b.data() + 72);
+    m.gens.history[1] = load_le<std::uint64_t>(b.data() + 80);
+    if (m.granularity < 4096 || !std::has_single_bit(m.granularity))
+        return Error{EINVAL, "metadata header: granularity " + std::to_string(m.granularity)};
+    if (load_le<std::uint64_t>(b.data() + 96) != m.bitmap_bytes())
+        return Error{EINVAL, "metadata header: bitmap size does not match volume size"};
+    if (load_le<std::uint64_t>(b.data() + 104) != m.activity_offset() ||
+        load_le<std::uint64_t>(b.data() + 112) != kActivityExtent)
+        return Error{EINVAL, "metadata header: activity log layout differs from this version's"};
+    return m;
+}
+
+std::uint64_t new_generation() {
+    std::uint64_t v = 0;
+    while (v == 0) {
+        if (::getrandom(&v, sizeof v, 0) != sizeof v) std::abort();  // no entropy at all: nothing safe to do
+    }
+    return v;
+}
+
+peer::VolumeId new_volume_id() {
+    peer::VolumeId id{};
+    if (::getrandom(id.data(), id.size(), 0) != static_cast<ssize_t>(id.size())) std::abort();
+    return id;
+}
+
+Result<std::unique_ptr<MetadataFile>> MetadataFile::open(const std::string& path) {
+    auto f = std::unique_ptr<MetadataFile>(new MetadataFile);
+    f->path_ = path;
+    f->fd_.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC));
+    if (!f->fd_.valid()) return last_errno("opening metadata " + path);
+    std::array<std::uint8_t, kMetaHeaderSize> slot{};
+    std::optional<Metadata> best;
+    Error last{EBADMSG, "no valid header slot"};
+    for (int i = 0; i < 2; ++i) {
+        if (auto st = pread_all(f->fd_.get(), slot.data(), slot.size(), i * kMetaHeaderSize, path); !st) {
+            last = st.error();
+            continue;
+        }
+        auto m = decode_metadata(slot);
+        if (!m) {
+            last = m.error();
+            continue;
+        }
+        if (!best || m->sequence > best->sequence) best = *m;
+    }
+    if (!best) return last.context("metadata " + path);
+    f->meta_ = *best;
+    f->bitmap_.resize(f->meta_.bitmap_bytes());
+    if (auto st = pread_all(f->fd_.get(), f->bitmap_.data(), f->bitmap_.size(), kMetaBitmapOffset, path); !st)
+        return st.error();
+    f->activity_.resize(f->meta_.activity_bytes());
+    if (auto st = pread_all(f->fd_.get(), f->activity_.data(), f->activity_.size(), f->meta_.activity_offset(), path);
+        !st)
+        return st.error();
+    return f;
+}
+
+Result<std::unique_ptr<MetadataFile>> MetadataFile::create(const std::string& path, const Metadata& initial) {
+    auto f = std::unique_ptr<MetadataFile>(new MetadataFile);
+    f->path_ = path;
+    f->fd_.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600));
+    if (!f->fd_.valid()) return last_errno("creating metadata " + path);
+    f->meta_ = initial;
+    f->bitmap_.assign(initial.bitmap_bytes(), 0);
+    f->activity_.assign(initial.activity_bytes(), 0);
+    if (::ftruncate(f->fd_.get(), static_cast<off_t>(initial.activity_offset() + f->activity_.size())) < 0)
+        return last_errno("sizing metadata " + path);
+    // Both slots, so a later torn write of either leaves a valid one.
+    Metadata first = initial;
+    auto a = encode_metadata(first);
+    if (auto st = pwrite_all(f->fd_.get(), a.data(), a.size(), 0, path); !st) return st.error();
+    if (auto st = f->write_header_locked(first); !st) return st.error();
+    return f;
+}
+
+Metadata MetadataFile::get() const {
+    std::lock_guard lock(mu_);
+    return meta_;
+}
+
+Status MetadataFile::write_header_locked(Metadata next) {
+    next.sequence = meta_.sequence + 1;
+    auto bytes = encode_metadata(next);
+    std::uint64_t off = (next.sequence % 2) * kMetaHeaderSize;
+    if (auto st = pwrite_all(fd_.get(), bytes.data(), bytes.size(), off, path_); !st) return st;
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    meta_ = next;
+    return {};
+}
+
+Status MetadataFile::write_bitmap_range_locked(std::uint64_t first_byte, std::uint64_t last_byte) {
+    // Whole 4 KiB pages: the unit the device writes anyway.
+    std::uint64_t begin = first_byte / 4096 * 4096;
+    std::uint64_t end = std::min<std::uint64_t>(bitmap_.size(), (last_byte / 4096 + 1) * 4096);
+    return pwrite_all(fd_.get(), bitmap_.data() + begin, end - begin, kMetaBitmapOffset + begin, path_);
+}
+
+Status MetadataFile::mark_dirty(std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mu_);
+    if (length == 0) return {};
+    std::uint64_t first = offset / meta_.granularity;
+    std::uint64_t last = std::min(meta_.bits() - 1, (offset + length - 1) / meta_.granularity);
+    bool flipped = false;
+    for (std::uint64_t b = first; b <= last; ++b) {
+        auto mask = static_cast<std::uint8_t>(1u << (b % 8));
+        if (!(bitmap_[b / 8] & mask)) {
+            bitmap_[b / 8] |= mask;
+            flipped = true;
+        }
+    }
+    if (!flipped) return {};
+    if (auto st = write_bitmap_range_locked(first / 8, last / 8); !st) return st;
+    if (meta_.gens.bitmap == 0) {
+        // The first write the peer misses starts a new generation; doing it
+        // here, not at the disconnect, keeps a peer that merely blinked from
+        // looking like a split brain.
+        Metadata next = meta_;
+        next.gens.bitmap = next.gens.current;
+        next.gens.current = new_generation();
+        return write_header_locked(next);  // its fdatasync covers the bitmap page too
+    }
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return {};
+}
+
+void MetadataFile::set_all_dirty() {
+    std::lock_guard lock(mu_);
+    std::fill(bitmap_.begin(), bitmap_.end(), 0xff);
+    // Bits past the end stay clear so counts are exact.
+    std::uint64_t bits = meta_.bits();
+    for (std::uint64_t b = bits; b < bitmap_.size() * 8; ++b)
+        bitmap_[b / 8] &= static_cast<std::uint8_t>(~(1u << (b % 8)));
+}
+
+void MetadataFile::clear_bit(std::uint64_t bit) {
+    std::lock_guard lock(mu_);
+    bitmap_[bit / 8] &= static_cast<std::uint8_t>(~(1u << (bit % 8)));
+}
+
+Status MetadataFile::persist_bitmap() {
+    std::lock_guard lock(mu_);
+    if (bitmap_.empty()) return {};
+    if (auto st = write_bitmap_range_locked(0, bitmap_.size() - 1); !st) return st;
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return {};
+}
+
+std::optional<std::uint64_t> MetadataFile::next_dirty(std::uint64_t from) const {
+    std::lock_guard lock(mu_);
+    std::uint64_t bits = meta_.bits();
+    for (std::uint64_t b = from; b < bits;) {
+        if (b % 8 == 0 && bitmap_[b / 8] == 0) {
+            b += 8;
+            continue;
+        }
+        if (bitmap_[b / 8] & (1u << (b % 8))) return b;
+        ++b;
+    }
+    return std::nullopt;
+}
+
+std::uint64_t MetadataFile::dirty_bits() const {
+    std::lock_guard lock(mu_);
+    std::uint64_t n = 0;
+    for (auto byte : bitmap_) n += static_cast<std::uint64_t>(std::popcount(byte));
+    return n;
+}
+
+Status MetadataFile::finish_resync() {
+    std::lock_guard lock(mu_);
+    std::fill(bitmap_.begin(), bitmap_.end(), 0);
+    if (!bitmap_.empty()) {
+        if (auto st = write_bitmap_range_locked(0, bitmap_.size() - 1); !st) return st;
+    }
+    Metadata next = meta_;
+    if (next.gens.bitmap != 0) {
+        next.gens.history[1] = next.gens.history[0];
+        next.gens.history[0] = next.gens.bitmap;
+        next.gens.bitmap = 0;
+    }
+    return write_header_locked(next);
+}
+
+Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mu_);
+    ++activity_epoch_;
+    if (length == 0 || activity_.empty()) return {};
+    std::uint64_t first = offset / kActivityExtent;
+    std::uint64_t last = std::min(meta_.activity_bits() - 1, (offset + length - 1) / kActivityExtent);
+    bool flipped = false;
+    for (std::uint64_t e = first; e <= last; ++e) {
+        auto mask = static_cast<std::uint8_t>(1u << (e % 8));
+        if (!(activity_[e / 8] & mask)) {
+            activity_[e / 8] |= mask;
+            flipped = true;
+        }
+    }
+    if (!flipped) return {};
+    std::uint64_t begin = first / 8 / 4096 * 4096;
+    std::uint64_t end = std::min<std::uint64_t>(activity_.size(), (last / 8 / 4096 + 1) * 4096);
+    if (auto st = pwrite_all(fd_.get(), activity_.data() + begin, end - begin, meta_.activity_offset() + begin, path_);
+        !st)
+        return st;
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return {};
+}
+
+std::uint64_t MetadataFile::activity_epoch() const {
+    std::lock_guard lock(mu_);
+    return activity_epoch_;
+}
+
+Result<bool> MetadataFile::retire_activity(std::uint64_t epoch) {
+    std::lock_guard lock(mu_);
+    if (epoch != activity_epoch_) return false;
+    if (std::all_of(activity_.begin(), activity_.end(), [](std::uint8_t b) { return b == 0; })) return true;
+    std::fill(activity_.begin(), activity_.end(), 0);
+    if (auto st = pwrite_all(fd_.get(), activity_.data(), activity_.size(), meta_.activity_offset(), path_); !st)
+        return st.error();
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return true;
+}
+
+std::vector<std::pair<std::uint64_t, std::uint64_t>> MetadataFile::active_ranges() const {
+    std::lock_guard lock(mu_);
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    for (std::uint64_t e = 0; e < meta_.activity_bits(); ++e) {
+        if (activity_[e / 8] & (1u << (e % 8))) {
+            std::uint64_t off = e * kActivityExtent;
+            out.emplace_back(off, std::min(kActivityExtent, meta_.size - off));
+        }
+    }
+    return out;
+}
+
+}  // namespace sanagent::replicator

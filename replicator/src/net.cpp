@@ -1,0 +1,181 @@
+#include "sanagent/replicator/net.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace sanagent::replicator {
+
+namespace {
+
+struct Parsed {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    int family = AF_INET;
+};
+
+Result<Parsed> parse(const std::string& address) {
+    auto colon = address.rfind(':');
+    if (colon == std::string::npos) return Error{EINVAL, "address " + address + ": expected HOST:PORT"};
+    std::string host = address.substr(0, colon);
+    std::string port_s = address.substr(colon + 1);
+    char* end = nullptr;
+    unsigned long port = std::strtoul(port_s.c_str(), &end, 10);
+    if (port_s.empty() || *end || port > 65535) return Error{EINVAL, "address " + address + ": bad port"};
+    Parsed p;
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        auto* a6 = reinterpret_cast<sockaddr_in6*>(&p.addr);
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(static_cast<std::uint16_t>(port));
+        if (inet_pton(AF_INET6, host.c_str(), &a6->sin6_addr) != 1)
+            return Error{EINVAL, "address " + address + ": not a numeric IPv6 address"};
+        p.len = sizeof(sockaddr_in6);
+        p.family = AF_INET6;
+    } else {
+        auto* a4 = reinterpret_cast<sockaddr_in*>(&p.addr);
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(static_cast<std::uint16_t>(port));
+        if (inet_pton(AF_INET, host.c_str(), &a4->sin_addr) != 1)
+            return Error{EINVAL, "address " + address + ": not a numeric IPv4 address"};
+        p.len = sizeof(sockaddr_in);
+    }
+    return p;
+}
+
+void tune_tcp(int fd) {
+    int one = 1;
+    // Small replies (acks, NBD reply headers) must not wait for Nagle.
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+}
+
+}  // namespace
+
+Result<UniqueFd> tcp_listen(const std::string& address) {
+    auto p = parse(address);
+    if (!p) return p.error();
+    UniqueFd fd(::socket(p->family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return last_errno("socket for " + address);
+    int one = 1;
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&p->addr), p->len) < 0) return last_errno("binding " + address);
+    if (::listen(fd.get(), 16) < 0) return last_errno("listening on " + address);
+    return fd;
+}
+
+Result<UniqueFd> tcp_connect(const std::string& address, int timeout_ms) {
+    auto p = parse(address);
+    if (!p) return p.error();
+    UniqueFd fd(::socket(p->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    if (!fd.valid()) return last_errno("socket for " + address);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&p->addr), p->len) < 0) {
+        if (errno != EINPROGRESS) return last_errno("connecting to " + address);
+        pollfd pfd{fd.get(), POLLOUT, 0};
+        int n = ::poll(&pfd, 1, timeout_ms);
+        if (n == 0) return Error{ETIMEDOUT, "connecting to " + address + ": timed out"};
+        if (n < 0) return last_errno("connecting to " + address);
+        int err = 0;
+        socklen_t len = sizeof err;
+        ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err) return errno_error(err, "connecting to " + address);
+    }
+    int flags = ::fcntl(fd.get(), F_GETFL);
+    ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
+    tune_tcp(fd.get());
+    return fd;
+}
+
+Result<UniqueFd> unix_listen(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "UNIX socket path " + path};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return last_errno("socket for " + path);
+    ::unlink(path.c_str());
+    // Created 0600 from the start (umask), not chmod-ed after: no window in
+    // which another user could connect.
+    mode_t old = ::umask(0177);
+    int rc = ::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    int saved = errno;
+    ::umask(old);
+    if (rc < 0) return errno_error(saved, "binding " + path);
+    if (::listen(fd.get(), 16) < 0) return last_errno("listening on " + path);
+    return fd;
+}
+
+Result<UniqueFd> unix_connect(const std::string& path) {
+    sockaddr_un addr{};
+    if (path.size() >= sizeof addr.sun_path) return Error{ENAMETOOLONG, "UNIX socket path " + path};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid()) return last_errno("socket for " + path);
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) < 0)
+        return last_errno("connecting to " + path);
+    return fd;
+}
+
+Status read_full(int fd, std::span<std::uint8_t> out) {
+    std::size_t done = 0;
+    while (done < out.size()) {
+        ssize_t n = ::recv(fd, out.data() + done, out.size() - done, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_errno("receiving");
+        }
+        if (n == 0)
+            return Error{ECONNRESET,
+                         done ? "receiving: connection closed mid-message" : "receiving: connection closed"};
+        done += static_cast<std::size_t>(n);
+    }
+    return {};
+}
+
+Status write_full(int fd, std::span<const std::uint8_t> data) {
+    struct iovec iov {
+        const_cast<std::uint8_t*>(data.data()), data.size()
+    };
+    return writev_full(fd, &iov, 1);
+}
+
+Status writev_full(int fd, struct iovec* iov, int count) {
+    // Bounded: each pass sends at least one byte or returns.
+    while (count > 0) {
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<std::size_t>(count);
+        ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_errno("sending");
+        }
+        auto left = static_cast<std::size_t>(n);
+        while (count > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            ++iov;
+            --count;
+        }
+        if (count > 0) {
+            iov->iov_base = static_cast<std::uint8_t*>(iov->iov_base) + left;
+            iov->iov_len -= left;
+        }
+    }
+    return {};
+}
+
+void set_recv_timeout(int fd, int ms) {
+    timeval tv{ms / 1000, (ms % 1000) * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+}  // namespace sanagent::replicator

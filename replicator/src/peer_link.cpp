@@ -1,0 +1,537 @@
+#include "sanagent/replicator/peer_link.h"
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+#include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_io.h"
+
+namespace sanagent::replicator {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr std::uint64_t kMaxRunBytes = 1 << 20;
+void log(const std::string& s) {
+    std::fprintf(stderr, "sanrepd: peer: %s\n", s.c_str());
+}
+}  // namespace
+
+std::string_view to_string(PeerState s) {
+    switch (s) {
+        case PeerState::Connecting:
+            return "connecting";
+        case PeerState::InSync:
+            return "in-sync";
+        case PeerState::Resyncing:
+            return "resyncing";
+        case PeerState::OutOfSync:
+            return "out-of-sync";
+        case PeerState::SplitBrain:
+            return "split-brain";
+        case PeerState::PeerNewer:
+            return "peer-newer";
+        case PeerState::Unrelated:
+            return "unrelated";
+        case PeerState::Refused:
+            return "refused";
+    }
+    return "unknown";
+}
+
+// One TCP connection to the peer: sends with increasing seq, a receiver
+// thread matching acks to callbacks, and a watchdog on the oldest unacked op.
+class PeerLink::Session {
+public:
+    using Callback = std::function<void(int error)>;
+
+    Session(UniqueFd fd, int ack_timeout_ms) : fd_(std::move(fd)), ack_timeout_ms_(ack_timeout_ms) {
+        set_recv_timeout(fd_.get(), 250);  // the watchdog's tick
+        receiver_ = std::thread([this] { receive_loop(); });
+    }
+    ~Session() {
+        kill();
+        receiver_.join();
+    }
+
+    // Calls cb exactly once: with the peer's ack, or with an error.
+    void send(peer::Type type, std::uint16_t flags, std::span<const std::uint8_t> body, Callback cb,
+              std::shared_ptr<AlignedBuffer> write_data = nullptr, std::uint64_t write_offset = 0,
+              std::size_t write_length = 0) {
+        std::lock_guard send_lock(send_mu_);
+        std::uint64_t seq;
+        {
+            std::lock_guard lock(pend_mu_);
+            if (dead_) {
+                cb(ECONNRESET);
+                return;
+            }
+            seq = next_seq_++;
+            pending_.emplace(seq, Pending{std::move(cb), Clock::now()});
+        }
+        Status st = type == peer::Type::Write
+                        ? peer::send_write(fd_.get(), flags, seq, write_offset, write_data->span().first(write_length))
+                        : peer::send(fd_.get(), type, flags, seq, body);
+        if (!st) kill();  // the receiver fails every pending callback, this one included
+    }
+
+    void kill() { ::shutdown(fd_.get(), SHUT_RDWR); }
+    bool dead() const {
+        std::lock_guard lock(pend_mu_);
+        return dead_;
+    }
+    void wait_dead_for(const std::atomic<bool>& stopping, std::chrono::milliseconds bound) {
+        auto until = Clock::now() + bound;
+        std::unique_lock lock(pend_mu_);
+        while (!dead_ && !stopping && Clock::now() < until) dead_cv_.wait_for(lock, std::chrono::milliseconds(200));
+    }
+
+private:
+    struct Pending {
+        Callback cb;
+        Clock::time_point sent;
+    };
+
+    void receive_loop() {
+        std::string why;
+        for (;;) {
+            auto m = peer::receive(fd_.get());
+            if (!m) {
+                if (m.error().code == EAGAIN || m.error().code == EWOULDBLOCK) {
+                    if (overdue()) {
+                        why = "no ack within " + std::to_string(ack_timeout_ms_) + " ms";
+                        break;
+                    }
+                    continue;
+                }
+                why = m.error().message;
+                break;
+            }
+            if (m->header.type != peer::Type::Ack) {
+                why = "unexpected message type " + std::to_string(static_cast<int>(m->header.type));
+                break;
+            }
+            auto err = peer::decode_ack(m->body);
+            if (!err) {
+                why = err.error().message;
+                break;
+            }
+            Callback cb;
+            {
+                std::lock_guard lock(pend_mu_);
+                auto it = pending_.find(m->header.seq);
+                if (it == pending_.end()) {
+                    why = "ack for unknown seq " + std::to_string(m->header.seq);
+                    break;
+                }
+                cb = std::move(it->second.cb);
+                pending_.erase(it);
+            }
+            if (*err != 0) {
+                // The peer could not apply it: its copy is now behind.
+                cb(*err);
+                why = std::string("peer failed an op: ") + std::strerror(*err);
+                break;
+            }
+            cb(0);
+        }
+        // A timeout mid-message would leave the stream unframed: any receive
+        // error ends the session.
+        kill();
+        std::map<std::uint64_t, Pending> failed;
+        {
+            std::lock_guard lock(pend_mu_);
+            dead_ = true;
+            failed.swap(pending_);
+        }
+        if (!why.empty()) log("link down: " + why);
+        for (auto& [seq, p] : failed) p.cb(ECONNRESET);
+        dead_cv_.notify_all();
+    }
+
+    bool overdue() const {
+        std::lock_guard lock(pend_mu_);
+        return !pending_.empty() &&
+               Clock::now() - pending_.begin()->second.sent > std::chrono::milliseconds(ack_timeout_ms_);
+    }
+
+    UniqueFd fd_;
+    int ack_timeout_ms_;
+    std::mutex send_mu_;
+    mutable std::mutex pend_mu_;
+    std::condition_variable dead_cv_;
+    std::map<std::uint64_t, Pending> pending_;
+    std::uint64_t next_seq_ = 1;
+    bool dead_ = false;
+    std::thread receiver_;
+};
+
+PeerLink::PeerLink(PeerLinkOptions options, Volume& volume, MetadataFile& meta, WorkerPool& pool)
+    : options_(std::move(options)), volume_(volume), meta_(meta), pool_(pool) {}
+
+PeerLink::~PeerLink() {
+    stop();
+}
+
+void PeerLink::start() {
+    // Extents left active by a crash may differ between the replicas: they
+    // become dirty (starting a new generation), so the peer gets a bitmap
+    // resync of just those extents.
+    auto active = meta_.active_ranges();
+    if (!active.empty()) {
+        log("activity log holds " + std::to_string(active.size()) +
+            " extents from an unclean stop: marking them for resync");
+        for (auto [off, len] : active) record_dirty(off, len);
+        if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(r.error().message);
+    }
+    manager_ = std::thread([this] { manage(); });
+}
+
+int PeerLink::send_and_wait(const std::shared_ptr<Session>& s, int type, std::vector<std::uint8_t> body) {
+    std::mutex mu;
+    std::condition_variable cv;
+    int result = -1;
+    s->send(static_cast<peer::Type>(type), 0, body, [&](int err) {
+        std::lock_guard lock(mu);
+        result = err;
+        cv.notify_all();
+    });
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return result >= 0; });  // bounded: the session's ack watchdog fails it
+    return result;
+}
+
+void PeerLink::retire_activity(const std::shared_ptr<Session>& s) {
+    if (meta_.active_ranges().empty() || volume_.range_lock().size() != 0) return;
+    // Epoch first, then make every write completed so far durable on both
+    // sides; the log is cleared only if no write activated meanwhile.
+    auto epoch = meta_.activity_epoch();
+    if (!volume_.replica().flush()) return;
+    if (send_and_wait(s, static_cast<int>(peer::Type::Flush), {}) != 0) return;
+    if (auto r = meta_.retire_activity(epoch); !r) log(r.error().message);
+}
+
+void PeerLink::stop() {
+    stopping_ = true;
+    pause_cv_.notify_all();
+    std::shared_ptr<Session> s;
+    {
+        std::lock_guard lock(state_mu_);
+        s = session_;
+    }
+    if (s) s->kill();
+    if (manager_.joinable()) manager_.join();
+    std::lock_guard lock(state_mu_);
+    session_.reset();
+}
+
+void PeerLink::pause(int ms) {
+    std::unique_lock lock(pause_mu_);
+    pause_cv_.wait_for(lock, std::chrono::milliseconds(ms), [this] { return stopping_.load(); });
+}
+
+void PeerLink::set_state(PeerState s, const std::string& detail) {
+    std::lock_guard lock(state_mu_);
+    if (s != state_)
+        log(std::string(to_string(state_)) + " -> " + std::string(to_string(s)) +
+            (detail.empty() ? "" : ": " + detail));
+    state_ = s;
+    detail_ = detail;
+}
+
+PeerStatus PeerLink::status() const {
+    std::lock_guard lock(state_mu_);
+    return PeerStatus{state_, detail_, resync_total_.load(), resync_done_.load(), resync_bytes_.load()};
+}
+
+void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
+    if (auto st = meta_.mark_dirty(offset, length); !st) {
+        // Without the record a later resync would miss this range: that is
+        // silent divergence, worse than stopping.
+        log("FATAL: cannot record dirty range: " + st.error().message);
+        std::abort();
+    }
+}
+
+void PeerLink::replicate(const Op& op, std::function<void()> done) {
+    if (op.type == OpType::Read) {
+        done();
+        return;
+    }
+    std::shared_ptr<Session> s;
+    {
+        // Deciding and recording under state_mu_: once the manager switches to
+        // resyncing, every range recorded before is in the bitmap it scans.
+        std::lock_guard lock(state_mu_);
+        if ((state_ == PeerState::InSync || state_ == PeerState::Resyncing) && session_) {
+            s = session_;
+        } else if (op.type != OpType::Flush) {
+            record_dirty(op.offset, op.length);
+        }
+    }
+    if (!s) {
+        done();
+        return;
+    }
+    if (op.type != OpType::Flush) {
+        // The activity log first: if this node dies with the op in flight,
+        // its extent is where the replicas may differ.
+        if (auto st = meta_.activate(op.offset, op.length); !st) {
+            log("FATAL: cannot record activity: " + st.error().message);
+            std::abort();
+        }
+    }
+    auto cb = [this, type = op.type, offset = op.offset, length = op.length, done = std::move(done)](int err) {
+        if (err && type != OpType::Flush) record_dirty(offset, length);
+        done();
+    };
+    std::uint16_t flags = op.fua ? peer::kFlagFua : 0;
+    switch (op.type) {
+        case OpType::Write:
+            s->send(peer::Type::Write, flags, {}, std::move(cb), op.data, op.offset, op.length);
+            break;
+        case OpType::Flush:
+            s->send(peer::Type::Flush, 0, {}, std::move(cb));
+            break;
+        case OpType::Trim:
+            s->send(peer::Type::Trim, flags, peer::encode_range({op.offset, op.length}), std::move(cb));
+            break;
+        case OpType::Zero:
+            s->send(peer::Type::Zero, flags | (op.may_punch ? peer::kFlagMayPunch : 0),
+                    peer::encode_range({op.offset, op.length}), std::move(cb));
+            break;
+        case OpType::Read:
+            break;
+    }
+}
+
+Result<SyncDecision> PeerLink::handshake(int fd) {
+    set_recv_timeout(fd, options_.ack_timeout_ms);
+    auto meta = meta_.get();
+    peer::Hello mine;
+    mine.primary = true;
+    mine.consistent = meta.consistent();
+    mine.volume_id = meta.volume_id;
+    mine.volume = options_.volume;
+    mine.size = volume_.size();
+    mine.granularity = meta.granularity;
+    mine.gens = meta.gens;
+    if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return st.error();
+    auto m = peer::receive(fd);
+    if (!m) return m.error().context("reading the peer's HELLO");
+    if (m->header.type == peer::Type::Refuse) return Error{EPERM, "refused: " + *peer::decode_refuse(m->body)};
+    if (m->header.type != peer::Type::Hello) return Error{EPROTO, "expected HELLO"};
+    auto theirs = peer::decode_hello(m->body);
+    if (!theirs) return theirs.error();
+    std::string refusal;
+    peer::VolumeId blank{};
+    if (theirs->volume != options_.volume)
+        refusal = "wrong volume " + theirs->volume;
+    else if (theirs->primary)
+        refusal = "the peer is primary too";
+    else if (theirs->volume_id != blank && theirs->volume_id != meta.volume_id)
+        refusal = "volume id differs: other data";
+    else if (theirs->size != volume_.size())
+        refusal = "size " + std::to_string(theirs->size) + " differs from ours";
+    if (!refusal.empty()) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(refusal));
+        return Error{EPERM, refusal};
+    }
+    auto decision = decide(meta.gens, theirs->gens);
+    if (decision == SyncDecision::None && !theirs->consistent) decision = SyncDecision::FullFromPrimary;
+    if (auto st = peer::send(fd, peer::Type::Decision, 0, 0, peer::encode_decision(decision)); !st) return st.error();
+    auto reply = peer::receive(fd);
+    if (!reply) return reply.error().context("reading the peer's answer to " + std::string(to_string(decision)));
+    if (reply->header.type == peer::Type::Refuse) {
+        if (decision == SyncDecision::SplitBrain || decision == SyncDecision::PeerNewer ||
+            decision == SyncDecision::Unrelated)
+            return decision;
+        return Error{EPERM,
+                     "peer refused " + std::string(to_string(decision)) + ": " + *peer::decode_refuse(reply->body)};
+    }
+    if (reply->header.type != peer::Type::Ack) return Error{EPROTO, "expected ACK of the decision"};
+    return decision;
+}
+
+Status PeerLink::resync(const std::shared_ptr<Session>& s) {
+    const auto meta = meta_.get();
+    const std::uint64_t g = meta.granularity;
+    const std::uint64_t size = volume_.size();
+    resync_total_ = meta_.dirty_bits();
+    resync_done_ = 0;
+    resync_bytes_ = 0;
+    std::mutex mu;
+    std::condition_variable cv;
+    unsigned outstanding = 0;
+    bool failed = false;
+    // Bounded: each pass copies what is dirty now; new dirty bits appear only
+    // if the link fails, and then the pass ends early.
+    for (int pass = 0; pass < 3 && !stopping_; ++pass) {
+        std::uint64_t from = 0;
+        while (auto bit = meta_.next_dirty(from)) {
+            // A run of contiguous dirty regions travels as one copy of up to
+            // kMaxRunBytes: fewer, larger writes on both disks.
+            std::uint64_t first = *bit, count = 1;
+            while (count * g < kMaxRunBytes && meta_.next_dirty(first + count) == first + count) ++count;
+            from = first + count;
+            {
+                std::unique_lock lock(mu);
+                cv.wait(lock, [&] { return outstanding < options_.resync_window || failed; });
+                if (failed || s->dead() || stopping_) break;
+                ++outstanding;
+            }
+            std::uint64_t off = first * g;
+            std::uint64_t len = std::min(count * g, size - off);
+            // The range is locked from read to ack: an application write to
+            // it waits, so the copy can never land after (and undo) it.
+            volume_.range_lock().acquire(off, len, [&, s, off, len, first, count](RangeLock::Ticket t) {
+                pool_.post([&, s, off, len, first, count, t] {
+                    auto buf = std::make_shared<AlignedBuffer>(len);
+                    auto finish = [&, off, len, first, count, t](int err) {
+                        if (!err) {
+                            for (std::uint64_t b = first; b < first + count; ++b) meta_.clear_bit(b);
+                            resync_done_ += count;
+                            resync_bytes_ += len;
+                        }
+                        volume_.range_lock().release(t);
+                        std::lock_guard lock(mu);
+                        --outstanding;
+                        if (err) failed = true;
+                        cv.notify_all();
+                    };
+                    if (auto st = volume_.replica().read(off, buf->span()); !st) {
+                        log("resync read: " + st.error().message);
+                        finish(EIO);
+                        return;
+                    }
+                    const auto* p = buf->data();
+                    bool zero = p[0] == 0 && std::memcmp(p, p + 1, len - 1) == 0;
+                    if (zero) {
+                        s->send(peer::Type::Zero, peer::kFlagResync | peer::kFlagMayPunch,
+                                peer::encode_range({off, len}), finish);
+                    } else {
+                        s->send(
+                            peer::Type::Write, peer::kFlagResync, {}, [finish, buf](int err) { finish(err); }, buf, off,
+                            len);
+                    }
+                });
+            });
+        }
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return outstanding == 0; });
+        if (failed || s->dead()) return Error{ECONNRESET, "resync interrupted: link down"};
+        if (meta_.dirty_bits() == 0) break;
+    }
+    if (stopping_) return Error{ECANCELED, "resync stopped"};
+    if (meta_.dirty_bits() != 0) return Error{EAGAIN, "resync did not converge"};
+    if (auto st = meta_.persist_bitmap(); !st) return st;
+
+    // The peer takes the generations we will have once the bitmap retires.
+    auto now = meta_.get();
+    peer::ResyncDone done{now.volume_id, now.gens};
+    if (done.gens.bitmap != 0) {
+        done.gens.history[1] = done.gens.history[0];
+        done.gens.history[0] = done.gens.bitmap;
+        done.gens.bitmap = 0;
+    }
+    int result = send_and_wait(s, static_cast<int>(peer::Type::ResyncDone), peer::encode_resync_done(done));
+    if (result != 0) return errno_error(result, "finishing resync");
+    return meta_.finish_resync();
+}
+
+void PeerLink::manage() {
+    while (!stopping_) {
+        {
+            // An old session's failed ops record their ranges as they fail;
+            // destroying it waits for its receiver, so all are recorded
+            // before the next handshake reads the bitmap.
+            std::shared_ptr<Session> old;
+            {
+                std::lock_guard lock(state_mu_);
+                old.swap(session_);
+            }
+        }
+        auto fd = tcp_connect(options_.address, 2000);
+        if (!fd) {
+            {
+                std::lock_guard lock(state_mu_);
+                if (state_ == PeerState::InSync || state_ == PeerState::Resyncing) state_ = PeerState::OutOfSync;
+            }
+            pause(options_.reconnect_ms);
+            continue;
+        }
+        auto decision = handshake(fd->get());
+        if (!decision) {
+            // EPERM is a refusal on principle (wrong volume, size, id); the
+            // rest are a link that failed mid-handshake: try again soon.
+            bool refusal = decision.error().code == EPERM;
+            set_state(refusal ? PeerState::Refused : PeerState::OutOfSync, decision.error().message);
+            pause(refusal ? options_.refused_retry_ms : options_.reconnect_ms);
+            continue;
+        }
+        PeerState refused = PeerState::Connecting;
+        switch (*decision) {
+            case SyncDecision::SplitBrain:
+                refused = PeerState::SplitBrain;
+                break;
+            case SyncDecision::PeerNewer:
+                refused = PeerState::PeerNewer;
+                break;
+            case SyncDecision::Unrelated:
+                refused = PeerState::Unrelated;
+                break;
+            default:
+                break;
+        }
+        if (refused != PeerState::Connecting) {
+            set_state(refused, "neither replica is overwritten: an admin must choose (docs/replicator.md)");
+            pause(options_.refused_retry_ms);
+            continue;
+        }
+        set_recv_timeout(fd->get(), 0);
+        auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms);
+        if (*decision == SyncDecision::None) {
+            if (meta_.get().gens.bitmap != 0 || meta_.dirty_bits() != 0) {
+                // The peer took our generation before we retired the bitmap.
+                if (auto st = meta_.finish_resync(); !st) log(st.error().message);
+            }
+            std::lock_guard lock(state_mu_);
+            session_ = session;
+            state_ = PeerState::InSync;
+            detail_.clear();
+            log("in-sync");
+        } else {
+            if (*decision == SyncDecision::FullFromPrimary) {
+                meta_.set_all_dirty();
+                if (auto st = meta_.persist_bitmap(); !st) log(st.error().message);
+            }
+            {
+                std::lock_guard lock(state_mu_);
+                session_ = session;
+                state_ = PeerState::Resyncing;
+                detail_ = std::string(to_string(*decision));
+            }
+            log(std::string("resyncing (") + std::string(to_string(*decision)) + ", " +
+                std::to_string(meta_.dirty_bits()) + " regions)");
+            auto st = resync(session);
+            if (!st) {
+                set_state(PeerState::OutOfSync, st.error().message);
+                session->kill();
+                continue;
+            }
+            set_state(PeerState::InSync);
+        }
+        // Bounded by the link's life; now and then, try to retire the
+        // activity log once the volume is idle.
+        while (!stopping_ && !session->dead()) {
+            session->wait_dead_for(stopping_, std::chrono::milliseconds(options_.retire_interval_ms));
+            if (!stopping_ && !session->dead()) retire_activity(session);
+        }
+        if (!stopping_) set_state(PeerState::OutOfSync, "link down");
+    }
+}
+
+}  // namespace sanagent::replicator

@@ -1,0 +1,223 @@
+#include "sanagent/replicator/peer_protocol.h"
+
+#include <cstring>
+
+#include "bytes.h"
+#include "sanagent/replicator/crc32c.h"
+
+namespace sanagent::replicator::peer {
+
+using bytes::load_le;
+using bytes::store_le;
+
+namespace {
+
+class Writer {
+public:
+    template <typename T>
+    void put(T v) {
+        std::uint8_t b[sizeof(T)];
+        store_le(b, v);
+        out.insert(out.end(), b, b + sizeof(T));
+    }
+    void put_bytes(std::span<const std::uint8_t> s) { out.insert(out.end(), s.begin(), s.end()); }
+    std::vector<std::uint8_t> out;
+};
+
+// Reads fields in order; the first short read poisons it, checked once at the end.
+class Reader {
+public:
+    explicit Reader(std::span<const std::uint8_t> s) : s_(s) {}
+    template <typename T>
+    T get() {
+        if (s_.size() - pos_ < sizeof(T)) {
+            bad_ = true;
+            return T{};
+        }
+        T v = load_le<T>(s_.data() + pos_);
+        pos_ += sizeof(T);
+        return v;
+    }
+    void get_bytes(std::uint8_t* out, std::size_t n) {
+        if (s_.size() - pos_ < n) {
+            bad_ = true;
+            return;
+        }
+        std::memcpy(out, s_.data() + pos_, n);
+        pos_ += n;
+    }
+    bool ok() const { return !bad_; }
+    bool at_end() const { return pos_ == s_.size(); }
+
+private:
+    std::span<const std::uint8_t> s_;
+    std::size_t pos_ = 0;
+    bool bad_ = false;
+};
+
+void put_gens(Writer& w, const Generations& g) {
+    w.put(g.current);
+    w.put(g.bitmap);
+    w.put(g.history[0]);
+    w.put(g.history[1]);
+}
+Generations get_gens(Reader& r) {
+    Generations g;
+    g.current = r.get<std::uint64_t>();
+    g.bitmap = r.get<std::uint64_t>();
+    g.history[0] = r.get<std::uint64_t>();
+    g.history[1] = r.get<std::uint64_t>();
+    return g;
+}
+
+bool known_type(std::uint16_t t) {
+    return t >= 1 && t <= 9;
+}
+
+}  // namespace
+
+std::array<std::uint8_t, kHeaderSize> encode_header(Type type, std::uint16_t flags, std::uint64_t seq,
+                                                    std::span<const std::uint8_t> body) {
+    std::array<std::uint8_t, kHeaderSize> h{};
+    store_le<std::uint32_t>(h.data(), kMagic);
+    store_le<std::uint16_t>(h.data() + 4, static_cast<std::uint16_t>(type));
+    store_le<std::uint16_t>(h.data() + 6, flags);
+    store_le<std::uint64_t>(h.data() + 8, seq);
+    store_le<std::uint32_t>(h.data() + 16, static_cast<std::uint32_t>(body.size()));
+    store_le<std::uint32_t>(h.data() + 20, crc32c(body));
+    return h;
+}
+
+Result<Header> decode_header(std::span<const std::uint8_t> b) {
+    if (b.size() != kHeaderSize) return Error{EBADMSG, "peer message: short header"};
+    if (load_le<std::uint32_t>(b.data()) != kMagic) return Error{EBADMSG, "peer message: bad magic"};
+    auto type = load_le<std::uint16_t>(b.data() + 4);
+    if (!known_type(type)) return Error{EBADMSG, "peer message: unknown type " + std::to_string(type)};
+    Header h{static_cast<Type>(type), load_le<std::uint16_t>(b.data() + 6), load_le<std::uint64_t>(b.data() + 8),
+             load_le<std::uint32_t>(b.data() + 16), load_le<std::uint32_t>(b.data() + 20)};
+    if (h.length > kMaxBody) return Error{EMSGSIZE, "peer message: body of " + std::to_string(h.length) + " bytes"};
+    return h;
+}
+
+Status check_body(const Header& header, std::span<const std::uint8_t> body) {
+    if (body.size() != header.length) return Error{EBADMSG, "peer message: body length differs from header"};
+    if (crc32c(body) != header.crc)
+        return Error{EBADMSG, "peer message seq " + std::to_string(header.seq) + ": CRC mismatch"};
+    return {};
+}
+
+std::vector<std::uint8_t> encode_hello(const Hello& h) {
+    Writer w;
+    w.put(h.version);
+    w.put<std::uint8_t>(h.primary ? 1 : 0);
+    w.put<std::uint8_t>(h.consistent ? 1 : 0);
+    w.put_bytes(h.volume_id);
+    w.put<std::uint16_t>(static_cast<std::uint16_t>(h.volume.size()));
+    w.put_bytes({reinterpret_cast<const std::uint8_t*>(h.volume.data()), h.volume.size()});
+    w.put(h.size);
+    w.put(h.granularity);
+    put_gens(w, h.gens);
+    return w.out;
+}
+
+Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
+    Reader r(body);
+    Hello h;
+    h.version = r.get<std::uint16_t>();
+    if (r.ok() && h.version != kVersion)
+        return Error{EPROTO, "peer HELLO: protocol version " + std::to_string(h.version) + ", we speak " +
+                                 std::to_string(kVersion)};
+    // Booleans are 0 or 1 exactly: one encoding per message, so what we
+    // accept is what we would send (the fuzzer's round-trip check).
+    auto primary = r.get<std::uint8_t>();
+    auto consistent = r.get<std::uint8_t>();
+    if (primary > 1 || consistent > 1) return Error{EBADMSG, "peer HELLO: flag byte not 0 or 1"};
+    h.primary = primary == 1;
+    h.consistent = consistent == 1;
+    r.get_bytes(h.volume_id.data(), h.volume_id.size());
+    auto name_len = r.get<std::uint16_t>();
+    if (name_len > kMaxVolumeName) return Error{EBADMSG, "peer HELLO: volume name too long"};
+    h.volume.resize(name_len);
+    r.get_bytes(reinterpret_cast<std::uint8_t*>(h.volume.data()), name_len);
+    h.size = r.get<std::uint64_t>();
+    h.granularity = r.get<std::uint32_t>();
+    h.gens = get_gens(r);
+    if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer HELLO: malformed body"};
+    return h;
+}
+
+std::vector<std::uint8_t> encode_decision(SyncDecision d) {
+    return {static_cast<std::uint8_t>(d)};
+}
+
+Result<SyncDecision> decode_decision(std::span<const std::uint8_t> body) {
+    if (body.size() != 1 || body[0] > static_cast<std::uint8_t>(SyncDecision::Unrelated))
+        return Error{EBADMSG, "peer DECISION: malformed body"};
+    return static_cast<SyncDecision>(body[0]);
+}
+
+std::array<std::uint8_t, 8> encode_write_prefix(std::uint64_t offset) {
+    std::array<std::uint8_t, 8> b{};
+    store_le(b.data(), offset);
+    return b;
+}
+
+Result<std::uint64_t> decode_write_prefix(std::span<const std::uint8_t> body) {
+    if (body.size() < 8) return Error{EBADMSG, "peer WRITE: shorter than its offset"};
+    return load_le<std::uint64_t>(body.data());
+}
+
+std::vector<std::uint8_t> encode_range(const Range& range) {
+    Writer w;
+    w.put(range.offset);
+    w.put(range.length);
+    return w.out;
+}
+
+Result<Range> decode_range(std::span<const std::uint8_t> body) {
+    Reader r(body);
+    Range range{r.get<std::uint64_t>(), r.get<std::uint64_t>()};
+    if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer ZERO/TRIM: malformed body"};
+    if (range.offset + range.length < range.offset) return Error{EBADMSG, "peer ZERO/TRIM: range wraps"};
+    return range;
+}
+
+std::vector<std::uint8_t> encode_ack(std::int32_t error) {
+    Writer w;
+    w.put(error);
+    return w.out;
+}
+
+Result<std::int32_t> decode_ack(std::span<const std::uint8_t> body) {
+    Reader r(body);
+    auto e = r.get<std::int32_t>();
+    if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer ACK: malformed body"};
+    return e;
+}
+
+std::vector<std::uint8_t> encode_resync_done(const ResyncDone& d) {
+    Writer w;
+    w.put_bytes(d.volume_id);
+    put_gens(w, d.gens);
+    return w.out;
+}
+
+Result<ResyncDone> decode_resync_done(std::span<const std::uint8_t> body) {
+    Reader r(body);
+    ResyncDone d;
+    r.get_bytes(d.volume_id.data(), d.volume_id.size());
+    d.gens = get_gens(r);
+    if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer RESYNC_DONE: malformed body"};
+    return d;
+}
+
+std::vector<std::uint8_t> encode_refuse(const std::string& reason) {
+    return {reason.begin(), reason.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(reason.size(), 1024))};
+}
+
+Result<std::string> decode_refuse(std::span<const std::uint8_t> body) {
+    if (body.size() > 1024) return Error{EBADMSG, "peer REFUSE: reason too long"};
+    return std::string(body.begin(), body.end());
+}
+
+}  // namespace sanagent::replicator::peer

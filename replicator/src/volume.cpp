@@ -1,0 +1,112 @@
+#include "sanagent/replicator/volume.h"
+
+#include <cstdio>
+
+namespace sanagent::replicator {
+
+namespace {
+
+// Joins the local write and the replication stage: the last one to finish
+// completes the request.
+struct Join {
+    std::atomic<int> pending;
+    std::atomic<int> error{0};
+    std::function<void()> finish;
+    explicit Join(int n) : pending(n) {}
+    void arrive() {
+        if (pending.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+        // finish captures this Join; moving it out breaks the cycle.
+        auto f = std::move(finish);
+        finish = nullptr;
+        f();
+    }
+};
+
+int status_errno(const Status& st) {
+    if (st.ok()) return 0;
+    std::fprintf(stderr, "sanrepd: %s\n", st.error().message.c_str());
+    return st.error().code ? st.error().code : EIO;
+}
+
+}  // namespace
+
+void Volume::submit(Op op, Completion done) {
+    if (auto work = submit_inline(std::move(op), std::move(done))) pool_.post(std::move(work));
+}
+
+std::function<void()> Volume::submit_inline(Op op, Completion done) {
+    auto shared = std::make_shared<Op>(std::move(op));
+    switch (shared->type) {
+        case OpType::Read:
+            // Reads are not ordered against writes: the NBD spec leaves a read
+            // racing an overlapping write undefined, as a disk does.
+            return [this, shared, done = std::move(done)] {
+                int err = status_errno(replica_.read(shared->offset, shared->data->span()));
+                counters_.reads++;
+                counters_.bytes_read += shared->length;
+                if (err) counters_.errors++;
+                done(err, shared->data);
+            };
+        case OpType::Flush:
+            // Not range-locked: a flush covers writes already completed, and those
+            // have left the lock.
+            return [this, done = std::move(done), shared] {
+                auto join = std::make_shared<Join>(replication_ ? 2 : 1);
+                join->finish = [this, join, done] {
+                    counters_.flushes++;
+                    done(join->error.load(), nullptr);
+                };
+                if (replication_) replication_->replicate(*shared, [join] { join->arrive(); });
+                if (int err = status_errno(replica_.flush())) join->error = err;
+                join->arrive();
+            };
+        case OpType::Write:
+        case OpType::Trim:
+        case OpType::Zero:
+            break;
+    }
+    std::function<void(RangeLock::Ticket)> later = [this, shared, done](RangeLock::Ticket ticket) mutable {
+        pool_.post(
+            [this, shared, ticket, done = std::move(done)]() mutable { run_locked(shared, ticket, std::move(done)); });
+    };
+    auto ticket = lock_.take_or_queue(shared->offset, shared->length, later);
+    if (!ticket) return {};
+    return [this, shared, t = *ticket, done = std::move(done)]() mutable { run_locked(shared, t, std::move(done)); };
+}
+
+void Volume::run_locked(std::shared_ptr<Op> op, RangeLock::Ticket ticket, Completion done) {
+    auto join = std::make_shared<Join>(replication_ ? 2 : 1);
+    join->finish = [this, join, op, ticket, done = std::move(done)] {
+        lock_.release(ticket);
+        done(join->error.load(), nullptr);
+    };
+    // Replication first: for an absent peer it makes the dirty bit durable
+    // before the local write below is issued.
+    if (replication_) replication_->replicate(*op, [join] { join->arrive(); });
+    Status st;
+    switch (op->type) {
+        case OpType::Write:
+            st = replica_.write(op->offset, op->data->span().first(op->length), op->fua);
+            counters_.writes++;
+            counters_.bytes_written += op->length;
+            break;
+        case OpType::Trim:
+            st = replica_.trim(op->offset, op->length);
+            if (st && op->fua) st = replica_.flush();
+            counters_.trims++;
+            break;
+        case OpType::Zero:
+            st = replica_.zero(op->offset, op->length, op->may_punch, op->fua);
+            counters_.zeroes++;
+            break;
+        default:
+            break;
+    }
+    if (int err = status_errno(st)) {
+        counters_.errors++;
+        join->error = err;
+    }
+    join->arrive();
+}
+
+}  // namespace sanagent::replicator

@@ -1,0 +1,309 @@
+// sanrepd on the host: real daemons on loopback, a real NBD client, real
+// files compared byte for byte. Bounded: every loop has a fixed count and
+// every wait a deadline; the Cluster fixture kills and removes all it made.
+#define BOOST_TEST_MODULE replicator_host
+#include <sys/stat.h>
+
+#include <boost/test/unit_test.hpp>
+
+#include "cluster.h"
+#include "sanagent/process.h"
+
+using namespace sanrep_test;
+
+namespace {
+
+constexpr std::uint64_t kSize = 32ull << 20;
+const std::string kSizeArg = "32M";
+
+void write_and_log(NbdClient& c, AckedLog& log, std::mt19937_64& rng, int batches, int per_batch) {
+    for (int b = 0; b < batches; ++b) {
+        auto writes = random_writes(rng, kSize, per_batch);
+        auto errs = c.write_batch(writes);
+        BOOST_TEST_REQUIRE(errs.ok(), (errs.ok() ? "" : errs.error().message));
+        for (std::size_t i = 0; i < writes.size(); ++i) {
+            BOOST_TEST_REQUIRE((*errs)[i] == 0u);
+            log.acked(writes[i].first, writes[i].second);
+        }
+    }
+}
+
+bool have(const std::string& tool) {
+    sanagent::SystemCommandRunner run;
+    auto r = run.run(sanagent::Command({"sh", "-c", "command -v \"$0\"", tool}, std::chrono::seconds(5)));
+    return r.ok() && r->exit_code == 0;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    BOOST_TEST(c->size() == kSize);
+    std::mt19937_64 rng(1);
+    AckedLog log(kSize);
+    write_and_log(*c, log, rng, 10, 16);
+    BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Flush, 0, 0) == 0u);
+    // Zeroes and trims replicate too.
+    BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::WriteZeroes, 1 << 20, 1 << 20) == 0u);
+    BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Trim, 4 << 20, 1 << 20) == 0u);
+    std::fill(log.model.begin() + (1 << 20), log.model.begin() + (2 << 20), 0);
+    std::fill(log.model.begin() + (4 << 20), log.model.begin() + (5 << 20), 0);
+    std::vector<std::uint8_t> back;
+    BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Read, 0, 1 << 20, &back) == 0u);
+    BOOST_TEST((back == std::vector<std::uint8_t>(log.model.begin(), log.model.begin() + (1 << 20))));
+    // Past the end is EINVAL, and the connection stays usable.
+    BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Read, kSize - 512, 4096) ==
+               sanagent::replicator::nbd::kErrInval);
+    c->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    auto a = read_file(k.path("a.img"));
+    auto b = read_file(k.path("b.img"));
+    BOOST_TEST(a.size() == kSize);
+    BOOST_TEST((a == b));
+    BOOST_TEST((a == std::string(log.model.begin(), log.model.end())));
+}
+
+BOOST_AUTO_TEST_CASE(peer_killed_during_writes_is_resynced_from_the_bitmap) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    std::mt19937_64 rng(2);
+    AckedLog log(kSize);
+    write_and_log(*c, log, rng, 4, 16);
+    // Crash the peer while a batch is in flight.
+    std::thread killer([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        k.stop("b", SIGKILL);
+    });
+    write_and_log(*c, log, rng, 6, 16);
+    killer.join();
+    BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
+    write_and_log(*c, log, rng, 4, 16);  // degraded: recorded in the bitmap
+    auto st = k.status("a");
+    std::uint64_t dirty = st["dirty_bytes"];
+    BOOST_TEST(dirty > 0u);
+    BOOST_TEST(st["generations"]["bitmap"] != "0000000000000000");
+    k.start_secondary("b", "vol", port, kSizeArg);
+    std::size_t before = log.entries.size();
+    write_and_log(*c, log, rng, 4, 16);  // writes continue while the peer resyncs
+    // Those may land before the reconnect and be dirty too: at most their
+    // length plus a region at each end.
+    std::uint64_t racing = 0;
+    for (std::size_t i = before; i < log.entries.size(); ++i) racing += log.entries[i].length + 2 * 65536;
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    auto done = k.status("a");
+    std::uint64_t sent = done["peer"]["resync"]["bytes_sent"];
+    BOOST_TEST_MESSAGE("dirty before reconnect " << dirty << " bytes, resync sent " << sent << " bytes");
+    // Only dirty regions travel, not the volume.
+    BOOST_TEST(sent <= dirty + racing);
+    BOOST_TEST(sent < kSize);
+    BOOST_TEST(done["dirty_bytes"] == 0u);
+    write_and_log(*c, log, rng, 2, 16);
+    BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Flush, 0, 0) == 0u);
+    c->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    auto a = read_file(k.path("a.img"));
+    auto b = read_file(k.path("b.img"));
+    BOOST_TEST(log.lost_in(a) == 0u);
+    BOOST_TEST(log.lost_in(b) == 0u);
+    BOOST_TEST((a == b));
+    BOOST_TEST((a == std::string(log.model.begin(), log.model.end())));
+}
+
+BOOST_AUTO_TEST_CASE(primary_crash_is_healed_from_the_activity_log) {
+    Cluster k;
+    int port = free_port();
+    // The activity log is never retired here, so the crash below certainly
+    // leaves the extents of the last writes active.
+    const std::vector<std::string> no_retire = {"--activity-retire-ms", "600000"};
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg, no_retire);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::mt19937_64 rng(3);
+    AckedLog log(kSize);
+    {
+        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 6, 16);
+    }
+    k.stop("a", SIGKILL);
+    // Every acked write reached the secondary before its ack.
+    BOOST_TEST(log.lost_in(read_file(k.path("b.img"))) == 0u);
+    // Stage what a power loss can leave: a write that reached the primary's
+    // disk but not the peer, inside an active extent.
+    auto last = log.entries.back();
+    std::vector<std::uint8_t> flipped = {static_cast<std::uint8_t>(log.model[last.offset] ^ 0xff)};
+    {
+        std::fstream f(k.path("a.img"), std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(static_cast<std::streamoff>(last.offset));
+        f.put(static_cast<char>(flipped[0]));
+    }
+    log.acked(last.offset, flipped);  // the primary's data is the truth the peer must get
+    k.start_primary("a", "vol", port, kSizeArg, no_retire);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST(read_file(k.path("a.log")).find("activity log holds") != std::string::npos);
+    auto st = k.status("a");
+    std::uint64_t sent = st["peer"]["resync"]["bytes_sent"];
+    BOOST_TEST(sent > 0u);
+    BOOST_TEST(sent <= kSize);  // the active extents, not more
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    write_and_log(*c, log, rng, 2, 16);
+    c->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    auto a = read_file(k.path("a.img"));
+    BOOST_TEST(log.lost_in(a) == 0u);
+    BOOST_TEST((a == read_file(k.path("b.img"))));
+    BOOST_TEST((a == std::string(log.model.begin(), log.model.end())));
+}
+
+BOOST_AUTO_TEST_CASE(split_brain_is_detected_and_nothing_is_overwritten) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::mt19937_64 rng(4);
+    AckedLog log_a(kSize), log_b(kSize);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
+    {
+        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log_a, rng, 2, 8);  // A moves on without B
+    }
+    BOOST_TEST(k.stop("a") == 0);
+    // B is promoted by hand while A is down (the mistake a cluster manager
+    // with quorum prevents), and written to.
+    int nowhere = free_port();
+    k.start_primary("b", "vol", nowhere, kSizeArg);
+    {
+        auto c = NbdClient::connect(k.path("b.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log_b, rng, 2, 8);
+    }
+    BOOST_TEST(k.stop("b") == 0);
+    auto a_before = read_file(k.path("a.img"));
+    auto b_before = read_file(k.path("b.img"));
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg);
+    BOOST_TEST(k.wait_state("a", "split-brain"));
+    BOOST_TEST(k.wait_state("b", "split-brain"));
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST((read_file(k.path("a.img")) == a_before));
+    BOOST_TEST((read_file(k.path("b.img")) == b_before));
+    BOOST_TEST(log_a.lost_in(a_before) == 0u);
+    BOOST_TEST(log_b.lost_in(b_before) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_volume_peer_is_refused) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "other", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg);
+    BOOST_TEST(k.wait_state("a", "refused"));
+    BOOST_TEST(k.status("a")["peer"]["detail"].get<std::string>().find("wrong volume") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {
+    Cluster k;
+    k.start_primary("a", "vol", 0, kSizeArg);
+    auto bad = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(bad.ok());
+    std::vector<std::uint8_t> junk(28, 0x5a);
+    BOOST_TEST(write_full(bad->fd(), junk).ok());
+    std::uint8_t b;
+    BOOST_TEST(::recv(bad->fd(), &b, 1, 0) == 0);  // closed by the server
+    // An oversized write is refused by closing, too.
+    auto big = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(big.ok());
+    auto h = nbd::encode_request({0, nbd::CommandType::Write, 1, 0, 64u << 20});
+    BOOST_TEST(write_full(big->fd(), h).ok());
+    BOOST_TEST(::recv(big->fd(), &b, 1, 0) == 0);
+    auto good = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(good.ok());
+    BOOST_TEST(*good->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+    BOOST_TEST(read_file(k.path("a.log")).find("closing") != std::string::npos);
+    BOOST_TEST(k.peer_state("a") == "standalone");
+    // Both sockets are owner-only from the moment they exist.
+    struct stat st {};
+    BOOST_TEST(::stat(k.path("a.ctl").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u);
+    BOOST_TEST(::stat(k.path("a.nbd").c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0600u);
+}
+
+BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
+    if (!have("qemu-io") || !have("nbdinfo") || !have("nbdcopy")) {
+        BOOST_TEST_MESSAGE("skipped: qemu-utils or libnbd-bin not installed (./run deps installs them)");
+        return;
+    }
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::string uri = "nbd+unix:///vol?socket=" + k.path("a.nbd");
+    sanagent::SystemCommandRunner run;
+    auto qemu = run.run(sanagent::Command({"qemu-io", "-f",
+                                           "raw",     uri,
+                                           "-c",      "write -P 0xab 0 1M",
+                                           "-c",      "read -P 0xab 0 1M",
+                                           "-c",      "write -P 0x11 1000 3000",
+                                           "-c",      "read -P 0x11 1000 3000",
+                                           "-c",      "write -z 2M 1M",
+                                           "-c",      "read -P 0 2M 1M",
+                                           "-c",      "write -f -P 0x22 4M 64k",
+                                           "-c",      "discard 8M 64k",
+                                           "-c",      "flush"},
+                                          std::chrono::seconds(60)));
+    BOOST_TEST_REQUIRE(qemu.ok());
+    BOOST_TEST(qemu->exit_code == 0);
+    BOOST_TEST(qemu->out.find("Pattern verification failed") == std::string::npos, qemu->out);
+    auto info = run.run(sanagent::Command({"nbdinfo", "--json", uri}, std::chrono::seconds(30)));
+    BOOST_TEST_REQUIRE(info.ok());
+    BOOST_TEST(info->exit_code == 0);
+    auto j = nlohmann::json::parse(info->out, nullptr, false);
+    BOOST_TEST_REQUIRE(!j.is_discarded());
+    BOOST_TEST(j["exports"][0]["export-size"] == kSize);
+    BOOST_TEST(j["exports"][0]["can_flush"] == true);
+    BOOST_TEST(j["exports"][0]["can_fua"] == true);
+    // nbdcopy: a file in, then the volume out again, with its multiple
+    // connections and parallel requests.
+    std::string src = k.path("src.img"), out = k.path("out.img");
+    {
+        std::mt19937_64 rng(5);
+        std::string data(kSize, '\0');
+        for (std::size_t i = 0; i < data.size(); i += 8) {
+            auto v = rng();
+            std::memcpy(&data[i], &v, 8);
+        }
+        std::ofstream(src, std::ios::binary) << data;
+    }
+    auto in = run.run(sanagent::Command({"nbdcopy", src, uri}, std::chrono::seconds(60)));
+    BOOST_TEST_REQUIRE(in.ok());
+    BOOST_TEST(in->exit_code == 0, in->err);
+    auto back = run.run(sanagent::Command({"nbdcopy", uri, out}, std::chrono::seconds(60)));
+    BOOST_TEST_REQUIRE(back.ok());
+    BOOST_TEST(back->exit_code == 0, back->err);
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    auto expected = read_file(src);
+    BOOST_TEST((read_file(out) == expected));
+    BOOST_TEST((read_file(k.path("a.img")) == expected));
+    BOOST_TEST((read_file(k.path("b.img")) == expected));
+}
