@@ -1,5 +1,7 @@
 #include "sanagent/agent/observe.h"
 
+#include "sanagent/agent/units.h"
+
 #include <sys/utsname.h>
 
 #include <cstdio>
@@ -86,21 +88,6 @@ nlohmann::json to_json(const Observation& o) {
     return result;
 }
 
-namespace {
-std::string human_bytes(std::uint64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1024 && u < 5) {
-        v /= 1024;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-    return buf;
-}
-}  // namespace
-
 std::string to_text(const Observation& o) {
     std::ostringstream s;
     s << "kernel " << o.kernel_release << "\n\nnetwork links:\n";
@@ -145,10 +132,10 @@ std::string to_text(const Observation& o) {
         s << " " << o.volume_groups.size() << " volume group(s), " << o.logical_volumes.size()
           << " logical volume(s)\n";
         for (const auto& vg : o.volume_groups)
-            s << "  vg " << vg.name << "  " << human_bytes(vg.size_bytes) << ", " << human_bytes(vg.free_bytes)
+            s << "  vg " << vg.name << "  " << human_size(vg.size_bytes) << ", " << human_size(vg.free_bytes)
               << " free\n";
         for (const auto& lv : o.logical_volumes) {
-            s << "  lv " << lv.vg << "/" << lv.name << "  " << human_bytes(lv.size_bytes) << "  " << lv.attr;
+            s << "  lv " << lv.vg << "/" << lv.name << "  " << human_size(lv.size_bytes) << "  " << lv.attr;
             if (lv.data_percent) s << "  data " << *lv.data_percent << "%";
             if (lv.metadata_percent) s << "  metadata " << *lv.metadata_percent << "%";
             s << "\n";

@@ -2,26 +2,12 @@
 
 #include <cerrno>
 
+#include "bytes.h"
+
 namespace sanagent::replicator::nbd {
 
-namespace {
-
-template <typename T>
-T load_be(const std::uint8_t* p) {
-    T v = 0;
-    for (std::size_t i = 0; i < sizeof(T); ++i) v = static_cast<T>((v << 8) | p[i]);
-    return v;
-}
-
-template <typename T>
-void store_be(std::uint8_t* p, T v) {
-    for (std::size_t i = sizeof(T); i-- > 0;) {
-        p[i] = static_cast<std::uint8_t>(v & 0xff);
-        v = static_cast<T>(v >> 8);
-    }
-}
-
-}  // namespace
+using bytes::load_be;
+using bytes::store_be;
 
 Result<Request> decode_request(std::span<const std::uint8_t, kRequestSize> bytes) {
     const std::uint8_t* p = bytes.data();

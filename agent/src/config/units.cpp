@@ -1,5 +1,7 @@
 #include "sanagent/agent/units.h"
 
+#include <cstdio>
+
 #include <cctype>
 #include <limits>
 
@@ -123,6 +125,19 @@ bool is_safe_name(std::string_view name) {
     for (char c : name)
         if (!lower_or_digit(c) && c != '.' && c != '-') return false;
     return true;
+}
+
+std::string human_size(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 5) {
+        v /= 1024;
+        ++u;
+    }
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    return buf;
 }
 
 }  // namespace sanagent::agent

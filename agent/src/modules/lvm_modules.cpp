@@ -1,5 +1,7 @@
 #include "sanagent/agent/lvm_modules.h"
 
+#include "sanagent/agent/units.h"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -57,19 +59,6 @@ std::string percent_text(std::optional<double> p) {
     if (!p) return "-";
     char buf[16];
     std::snprintf(buf, sizeof buf, "%.1f%%", *p);
-    return buf;
-}
-
-std::string human(std::uint64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
     return buf;
 }
 
@@ -232,7 +221,7 @@ std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownersh
             const double warn = static_cast<double>(config.get_integer("pool", pool->name, "warn_at"));
             const double crit = static_cast<double>(config.get_integer("pool", pool->name, "critical_at"));
             const double data = thin->data_percent.value_or(0), meta = thin->metadata_percent.value_or(0);
-            s.actual = "thin pool " + human(thin->size_bytes) + ", data " + percent_text(thin->data_percent) +
+            s.actual = "thin pool " + human_size(thin->size_bytes) + ", data " + percent_text(thin->data_percent) +
                        ", metadata " + percent_text(thin->metadata_percent);
             std::uint64_t provisioned = 0;
             for (const auto& lv : view.lvs)
@@ -358,13 +347,13 @@ std::vector<ObjectStatus> VolumeModule::status(const Config& config, const Owner
         auto pool = pool_spec(config, pool_of_volume(config, volume->name));
         const auto size = config.get_size("volume", volume->name, "size");
         const auto provisioning = config.get_string("volume", volume->name, "provisioning");
-        ObjectStatus s{object, provisioning + " " + human(size), "absent", Health::degraded, "not created yet"};
+        ObjectStatus s{object, provisioning + " " + human_size(size), "absent", Health::degraded, "not created yet"};
         if (const auto* lv = find_lv(view, pool.vg, volume->name)) {
-            s.actual = std::string(lv->is_thin_volume() ? "thin " : "full ") + human(lv->size_bytes);
+            s.actual = std::string(lv->is_thin_volume() ? "thin " : "full ") + human_size(lv->size_bytes);
             if (lv->is_thin_volume()) s.actual += ", uses " + percent_text(lv->data_percent);
             if (!lv->origin.empty()) s.actual += ", clone of " + lv->origin;
             const auto replication = static_cast<unsigned>(config.get_integer("volume", volume->name, "replication"));
-            s.actual += ", reserves " + human(lvm::reserved_bytes(*lv, replication));
+            s.actual += ", reserves " + human_size(lvm::reserved_bytes(*lv, replication));
             s.health = Health::ok;
             s.detail.clear();
             if (!tagged(lv->tags) && !owned.owns(object)) {

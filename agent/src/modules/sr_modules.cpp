@@ -64,19 +64,6 @@ Result<std::string> new_uuid() {
     return uuid;
 }
 
-std::string human(std::uint64_t bytes) {
-    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = static_cast<double>(bytes);
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        ++u;
-    }
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
-    return buf;
-}
-
 fs::path detached_mark(const Config& config, const std::string& sr) {
     return fs::path(config.get_string("agent", "", "state_dir")) / "sr" / (sr + ".detached");
 }
@@ -405,7 +392,7 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
             unsigned vdis = 0;
             for (const auto& lv : view_.lvs)
                 if (lv.vg == vg->name && lv.name.starts_with("LV-")) ++vdis;
-            s.actual = vg->name + ", " + human(vg->size_bytes) + ", " + human(vg->free_bytes) + " free, " +
+            s.actual = vg->name + ", " + human_size(vg->size_bytes) + ", " + human_size(vg->free_bytes) + " free, " +
                        std::to_string(vdis) + " VDI(s)";
             std::vector<std::string> warnings;
             if (vdis > 1) warnings.push_back("one VDI per SR is recommended (" + std::to_string(vdis) + " here)");
@@ -460,8 +447,8 @@ std::vector<Step> VdiModule::plan(const Config& config, const Ownership&) {
                 if (lv->size_bytes > size + 4 * 1024 * 1024)
                     steps.push_back(failing(
                         object, "check the VDI's size",
-                        Error{EINVAL, "VDI " + vdi->name + " is " + human(lv->size_bytes) + "; shrinking it to " +
-                                          human(size) + " would lose the data past the new end: refused"}));
+                        Error{EINVAL, "VDI " + vdi->name + " is " + human_size(lv->size_bytes) + "; shrinking it to " +
+                                          human_size(size) + " would lose the data past the new end: refused"}));
                 continue;
             }
             Step grow;
@@ -518,7 +505,7 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
     for (const auto* vdi : config.objects("vdi")) {
         const std::string sr = config.get_string("vdi", vdi->name, "sr");
         const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
-        ObjectStatus s{"vdi/" + vdi->name, human(size) + " in SR " + sr, "absent", Health::degraded, "not created yet"};
+        ObjectStatus s{"vdi/" + vdi->name, human_size(size) + " in SR " + sr, "absent", Health::degraded, "not created yet"};
         const auto* vg = sr_vg(view_, sr);
         std::error_code ec;
         if (!vg) {
@@ -526,7 +513,7 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
             s.actual = detached ? "SR detached" : "SR not attached";
             s.detail = detached ? "sanctl sr attach " + sr + " plugs it again" : "its SR is not attached";
         } else if (const auto* lv = vdi_lv(view_, vg->name, vdi->name)) {
-            s.actual = lv->name + ", " + human(lv->size_bytes) + (lv->is_active() ? ", active" : ", inactive");
+            s.actual = lv->name + ", " + human_size(lv->size_bytes) + (lv->is_active() ? ", active" : ", inactive");
             s.health = lv->size_bytes >= size && lv->is_active() ? Health::ok : Health::degraded;
             s.detail = s.health == Health::ok ? "" : lv->is_active() ? "smaller than configured" : "inactive";
         }

@@ -22,6 +22,8 @@ Result<int> parse_percent(std::string_view text);
 
 // The shortest exact spelling: 10737418240 -> "10G", 1536 -> "1536" (bytes).
 std::string format_size(std::uint64_t bytes);
+// For people, rounded: 10737418240 -> "10.0 GiB", 512 -> "512.0 B".
+std::string human_size(std::uint64_t bytes);
 // 60000 -> "60s", 1500 -> "1500ms", 120000 -> "2m".
 std::string format_duration(std::chrono::milliseconds duration);
 
