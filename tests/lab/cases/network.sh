@@ -77,6 +77,15 @@ check "and the bond was not touched" bash -c "ip netns exec a grep -q 'IEEE 802.
 rm -r "$base/a/fake-target/iscsi"
 check "without the portal it is rebuilt as active-backup" bash -c "$(declare -f nsx apply); sanctl=$sanctl base=$base; apply a > /dev/null && ip netns exec a grep -q 'fault-tolerance (active-backup)' /proc/net/bonding/san0 && [[ \$(ip netns exec a grep -c '^Slave Interface' /proc/net/bonding/san0) -eq 2 ]]"
 
+config b 192.168.79.2/24 active-backup
+check "b follows to active-backup" bash -c "$(declare -f nsx apply); sanctl=$sanctl base=$base; apply b > /dev/null && ip netns exec b grep -q 'fault-tolerance (active-backup)' /proc/net/bonding/san0"
+check "active-backup carries traffic" wait_for 20 nsx a busybox ping -c 1 -W 1 192.168.79.2
+active=$(ip netns exec a sed -n 's/^Currently Active Slave: //p' /proc/net/bonding/san0)
+check "the active port ($active) goes down" ip -n a link set "$active" down
+check "active-backup fails over and traffic still crosses" wait_for 20 nsx a busybox ping -c 1 -W 1 192.168.79.2
+check "status names the lost port" bash -c "$(declare -f nsx status); sanctl=$sanctl base=$base; status a | grep -E '^degraded  bond/san0' | grep -q 'port $active lost its link'"
+ip -n a link set "$active" up
+
 cat >> $base/b/conf/sanagent.conf << CONF
 [bond.san1]
 slaves = ["b2"]
