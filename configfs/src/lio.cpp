@@ -28,14 +28,14 @@ std::string auth_value(const ConfigfsTree& tree, const fs::path& path) {
 
 }  // namespace
 
-LioState observe_lio(const ConfigfsTree& tree) {
+LioState observe_lio(const ConfigfsTree& tree, LioDepth depth) {
     LioState state;
     state.present = tree.exists("");
     if (!state.present) return state;
     state.version = tree.read_attr("version").value_or("");
     state.dbroot = tree.read_attr("dbroot").value_or("");
     state.iscsi_fabric = tree.exists("iscsi");
-    if (state.iscsi_fabric) {
+    if (state.iscsi_fabric && depth == LioDepth::full) {
         const fs::path da = fs::path("iscsi") / "discovery_auth";
         state.discovery_auth.enforce = tree.read_attr(da / "enforce_discovery_auth").value_or("0") == "1";
         state.discovery_auth.chap.userid = auth_value(tree, da / "userid");
@@ -53,6 +53,10 @@ LioState observe_lio(const ConfigfsTree& tree) {
             so.plugin = plugin_of(hba);
             so.hba = hba;
             so.name = name;
+            if (depth == LioDepth::core) {
+                state.storage_objects.push_back(std::move(so));
+                continue;
+            }
             so.enabled = tree.read_attr(dir / "enable").value_or("0") == "1";
             so.udev_path = tree.read_attr(dir / "udev_path").value_or("");
             so.serial = strip_serial(tree.read_attr(dir / "wwn" / "vpd_unit_serial").value_or(""));
@@ -62,6 +66,7 @@ LioState observe_lio(const ConfigfsTree& tree) {
         }
     }
 
+    if (depth == LioDepth::core) return state;
     for (const auto& iqn : tree.list_dirs("iscsi")) {
         if (iqn == "discovery_auth") continue;
         TargetState target;

@@ -1,12 +1,12 @@
 #include "sanagent/configfs/tree.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
+#include <memory>
 
 #include "sanagent/fd.h"
 
@@ -20,13 +20,22 @@ bool ConfigfsTree::exists(const fs::path& relative) const {
 }
 
 namespace {
+// readdir's d_type, which configfs fills in, saves an lstat per entry (the
+// tree is read whole at every pass; each syscall counts).
 std::vector<std::string> list_entries(const fs::path& dir, bool links) {
     std::vector<std::string> names;
-    std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(dir, ec)) {
-        std::error_code ec2;
-        auto st = entry.symlink_status(ec2);
-        if (links ? fs::is_symlink(st) : fs::is_directory(st)) names.push_back(entry.path().filename().string());
+    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
+    if (!d) return names;
+    while (const dirent* e = ::readdir(d.get())) {
+        const std::string name = e->d_name;
+        if (name == "." || name == "..") continue;
+        unsigned char type = e->d_type;
+        if (type == DT_UNKNOWN) {
+            struct stat st {};
+            if (::lstat((dir / name).c_str(), &st) != 0) continue;
+            type = S_ISLNK(st.st_mode) ? DT_LNK : S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+        }
+        if (links ? type == DT_LNK : type == DT_DIR) names.push_back(name);
     }
     std::sort(names.begin(), names.end());
     return names;
@@ -42,12 +51,20 @@ std::vector<std::string> ConfigfsTree::list_links(const fs::path& relative) cons
 }
 
 std::optional<std::string> ConfigfsTree::read_attr(const fs::path& relative) const {
-    std::ifstream in(path(relative));
-    if (!in) return std::nullopt;
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) return std::nullopt;
-    std::string value = ss.str();
+    // One open and read: configfs attributes are at most a page.
+    UniqueFd fd(::open(path(relative).c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return std::nullopt;
+    std::string value;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::nullopt;
+        }
+        if (n == 0) break;
+        value.append(buf, static_cast<std::size_t>(n));
+    }
     while (!value.empty() && (value.back() == '\n' || value.back() == '\0')) value.pop_back();
     return value;
 }

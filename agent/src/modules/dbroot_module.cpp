@@ -35,7 +35,8 @@ void DbrootModule::validate(const Config& config, Diagnostics& diagnostics) cons
 }
 
 Status DbrootModule::observe() {
-    observed_ = configfs::observe_lio(*tree_);
+    // Only whether LIO is there, its dbroot and whether any device exists.
+    observed_ = configfs::observe_lio(*tree_, configfs::LioDepth::core);
     return {};
 }
 

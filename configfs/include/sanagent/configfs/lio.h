@@ -86,8 +86,15 @@ inline constexpr const char* kManagedTpgAttributes[] = {"authentication", "gener
                                                         "demo_mode_write_protect", "demo_mode_discovery"};
 inline constexpr const char* kManagedStorageAttributes[] = {"emulate_tpu", "emulate_tpws"};
 
-// Reads the whole tree in one pass (each directory listed once).
-LioState observe_lio(const ConfigfsTree& tree);
+// How much of the tree to read. Every configfs read is a syscall round trip
+// (and slow under emulation), so callers that only need the core ask for it.
+enum class LioDepth {
+    core,  // present, version, dbroot, storage objects by name (no attributes, no fabric)
+    full,  // everything: storage objects with attributes, iSCSI targets, ACLs, CHAP
+};
+
+// Reads the tree in one pass (each directory listed once).
+LioState observe_lio(const ConfigfsTree& tree, LioDepth depth = LioDepth::full);
 
 const StorageObjectState* find_storage_object(const LioState& state, const std::string& hba, const std::string& name);
 const TargetState* find_target(const LioState& state, const std::string& iqn);
