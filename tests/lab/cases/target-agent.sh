@@ -106,6 +106,12 @@ check "data written through iSCSI lands on the LV" bash -c "
     cmp <(head -c 1048576 /dev/sanpool/vol1) /run/lab/pattern"
 check "the initiator sees the volume's serial" bash -c "grep -qi \$(cat $t/core/iblock_57/vol1/wwn/vpd_unit_serial | sed 's/.*: //') <(sg_inq -p 0x80 $d1 2>/dev/null; cat /sys/block/${d1#/dev/}/device/vpd_pg80 2>/dev/null)"
 check "an unassigned initiator is refused" bash -c "! iscsi-inq -i $prefix:intruder iscsi://127.0.0.1/$prefix:lab:vol1/0"
+# Growing a volume (the volume module's lvextend) reaches a logged-in
+# initiator: LIO's iblock reads the device's size at each READ CAPACITY, so a
+# rescan shows it, with no logout and the data in place.
+grown() { [[ $(blockdev --getsize64 "$1") == 100663296 ]]; }
+check "a grown LV shows its new size to the logged-in initiator after a rescan" bash -c "$(declare -f grown wait_for); lvextend -q -L 96M sanpool/vol1 && iscsiadm -m session -R > /dev/null && wait_for 15 grown $d1"
+check "and what was written before is still there" bash -c "cmp <(dd if=$d1 bs=64k count=16 iflag=direct status=none) /run/lab/pattern"
 
 # Assign vol3 to this node too and take host2 off vol2: only those two change.
 volumes vol1:me vol2:me vol3:other,me
