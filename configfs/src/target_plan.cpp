@@ -45,7 +45,10 @@ struct OpList {
     void unlink(fs::path p, std::string why = {}) { ops.push_back({Kind::RemoveLink, std::move(p), {}, {}, false, std::move(why)}); }
 };
 
-fs::path storage_dir(const StorageObjectSpec& s) { return fs::path("core") / sanagent_hba(s.plugin) / s.name; }
+// Paths are built as strings and become fs::path only in an op: a no-change
+// plan over 1000 volumes builds none, and parsing paths into components was
+// a visible part of it.
+std::string storage_dir(const StorageObjectSpec& s) { return "core/" + sanagent_hba(s.plugin) + "/" + s.name; }
 
 std::map<std::string, std::string> wanted_storage_attributes(const StorageObjectSpec& s) {
     // Thin volumes advertise UNMAP and WRITE SAME with UNMAP, so guests' discards
@@ -68,46 +71,45 @@ std::map<std::string, std::string> wanted_tpg_attributes(const TargetSpec& spec)
 
 void plan_storage_object(const StorageObjectSpec& spec, const LioState& observed, OpList& out) {
     const auto hba = sanagent_hba(spec.plugin);
-    const fs::path dir = storage_dir(spec);
+    const std::string dir = storage_dir(spec);
     const StorageObjectState* so = find_storage_object(observed, hba, spec.name);
-    bool hba_exists = std::any_of(observed.storage_objects.begin(), observed.storage_objects.end(),
-                                  [&](const StorageObjectState& s) { return s.hba == hba; });
+    const bool hba_exists = has_hba(observed, hba);
     if (!so) {
         // The HBA directory may exist without storage objects; mkdir of an
         // existing one is EEXIST, so the apply step tolerates that only here.
-        if (!hba_exists) out.mkdir(fs::path("core") / hba, "sanagent's " + spec.plugin + " HBA");
+        if (!hba_exists) out.mkdir("core/" + hba, "sanagent's " + spec.plugin + " HBA");
         out.mkdir(dir, "storage object for " + spec.name);
         if (spec.plugin == "fileio") {
-            out.write(dir / "control",
+            out.write(dir + "/control",
                       "fd_dev_name=" + spec.device + ",fd_dev_size=" + std::to_string(spec.size_bytes),
                       "backing file");
         } else {
-            out.write(dir / "control", "udev_path=" + spec.device, "backing device");
+            out.write(dir + "/control", "udev_path=" + spec.device, "backing device");
         }
-        out.write(dir / "udev_path", spec.device, "device path shown to targetcli and udev");
-        out.write(dir / "enable", "1", "open the backing device");
+        out.write(dir + "/udev_path", spec.device, "device path shown to targetcli and udev");
+        out.write(dir + "/enable", "1", "open the backing device");
         if (!spec.serial.empty())
-            out.write(dir / "wwn" / "vpd_unit_serial", spec.serial, "stable SCSI serial, set before export");
-        for (const auto& [attr, value] : wanted_storage_attributes(spec)) out.write(dir / "attrib" / attr, value);
+            out.write(dir + "/wwn/vpd_unit_serial", spec.serial, "stable SCSI serial, set before export");
+        for (const auto& [attr, value] : wanted_storage_attributes(spec)) out.write(dir + "/attrib/" + attr, value);
         return;
     }
     if (!spec.serial.empty() && so->serial != spec.serial)
-        out.write(dir / "wwn" / "vpd_unit_serial", spec.serial, "stable SCSI serial");
+        out.write(dir + "/wwn/vpd_unit_serial", spec.serial, "stable SCSI serial");
     for (const auto& [attr, value] : wanted_storage_attributes(spec)) {
         auto it = so->attributes.find(attr);
-        if (it == so->attributes.end() || it->second != value) out.write(dir / "attrib" / attr, value);
+        if (it == so->attributes.end() || it->second != value) out.write(dir + "/attrib/" + attr, value);
     }
 }
 
-// `auth` is the subdirectory holding the CHAP attributes: "auth" under an
+// `auth` is the subdirectory holding the CHAP attributes: "auth/" under an
 // ACL, none under discovery_auth.
-void plan_chap(const fs::path& acl_dir, const std::optional<ChapSpec>& chap, const ChapState& have, OpList& out,
-               const char* auth = "auth") {
+void plan_chap(const std::string& acl_dir, const std::optional<ChapSpec>& chap, const ChapState& have, OpList& out,
+               const char* auth = "auth/") {
     // "NULL" is how LIO unsets a CHAP value.
     ChapState want;
     if (chap) want = {chap->userid, chap->password, chap->mutual_userid, chap->mutual_password};
     auto set = [&](const char* attr, const std::string& w, const std::string& h, bool secret) {
-        if (w != h) out.write(acl_dir / auth / attr, w.empty() ? "NULL" : w, "CHAP", secret);
+        if (w != h) out.write(acl_dir + "/" + auth + attr, w.empty() ? "NULL" : w, "CHAP", secret);
     };
     set("userid", want.userid, have.userid, false);
     set("password", want.password, have.password, true);
@@ -133,9 +135,9 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
     OpList out;
     plan_storage_object(spec.storage, observed, out);
 
-    const fs::path tdir = fs::path("iscsi") / spec.iqn;
-    const fs::path tpg = tdir / kTpg;
-    const fs::path lun = tpg / "lun" / kLun;
+    const std::string tdir = "iscsi/" + spec.iqn;
+    const std::string tpg = tdir + "/" + kTpg;
+    const std::string lun = tpg + "/lun/" + kLun;
     const TargetState* target = find_target(observed, spec.iqn);
     const TpgState* have = nullptr;
     if (target)
@@ -154,7 +156,7 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
             auto it = have->attributes.find(attr);
             if (it != have->attributes.end()) current = it->second;
         }
-        if (current != value) out.write(tpg / "attrib" / attr, value);
+        if (current != value) out.write(tpg + "/attrib/" + attr, value);
     }
 
     const std::string so_ref = sanagent_hba(spec.storage.plugin) + "/" + spec.storage.name;
@@ -164,16 +166,19 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
             if (l.name == kLun) have_lun = &l;
     if (!have_lun) {
         out.mkdir(lun, "LUN 0");
-        out.link(storage_dir(spec.storage), lun / spec.storage.name, "LUN 0 is the volume");
+        out.link(storage_dir(spec.storage), lun + "/" + spec.storage.name, "LUN 0 is the volume");
+    } else if (have_lun->link_name.empty()) {
+        // Someone unlinked the device from the LUN: the initiators see no disk.
+        out.link(storage_dir(spec.storage), lun + "/" + spec.storage.name, "LUN 0 is the volume");
     }
 
     std::set<std::string> want_portals(spec.portals.begin(), spec.portals.end());
     std::set<std::string> have_portals;
     if (have) have_portals.insert(have->portals.begin(), have->portals.end());
     for (const auto& p : have_portals)
-        if (!want_portals.count(p)) out.rmdir(tpg / "np" / p, "portal no longer configured");
+        if (!want_portals.count(p)) out.rmdir(tpg + "/np/" + p, "portal no longer configured");
     for (const auto& p : want_portals)
-        if (!have_portals.count(p)) out.mkdir(tpg / "np" / p, "portal");
+        if (!have_portals.count(p)) out.mkdir(tpg + "/np/" + p, "portal");
 
     std::map<std::string, const AclState*> have_acls;
     if (have)
@@ -182,33 +187,33 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
     for (const auto& acl : spec.acls) want_acls.insert(acl.initiator_iqn);
     for (const auto& [iqn, acl] : have_acls) {
         if (want_acls.count(iqn)) continue;
-        const fs::path acl_dir = tpg / "acls" / iqn;
+        const std::string acl_dir = tpg + "/acls/" + iqn;
         for (const auto& m : acl->mapped_luns) {
-            if (!m.link_name.empty()) out.unlink(acl_dir / m.name / m.link_name, "server no longer assigned");
-            out.rmdir(acl_dir / m.name);
+            if (!m.link_name.empty()) out.unlink(acl_dir + "/" + m.name + "/" + m.link_name, "server no longer assigned");
+            out.rmdir(acl_dir + "/" + m.name);
         }
         out.rmdir(acl_dir, "server " + iqn + " no longer assigned");
     }
     for (const auto& acl : spec.acls) {
-        const fs::path acl_dir = tpg / "acls" / acl.initiator_iqn;
+        const std::string acl_dir = tpg + "/acls/" + acl.initiator_iqn;
         auto it = have_acls.find(acl.initiator_iqn);
         if (it == have_acls.end()) {
             out.mkdir(acl_dir, "ACL for server " + acl.initiator_iqn);
-            out.mkdir(acl_dir / kLun);
-            out.link(lun, acl_dir / kLun / "map", "server sees LUN 0");
+            out.mkdir(acl_dir + "/" + kLun);
+            out.link(lun, acl_dir + "/" + kLun + "/map", "server sees LUN 0");
             plan_chap(acl_dir, acl.chap, ChapState{}, out);
         } else {
             bool mapped = std::any_of(it->second->mapped_luns.begin(), it->second->mapped_luns.end(),
                                       [](const MappedLunState& m) { return m.name == kLun; });
             if (!mapped) {
-                out.mkdir(acl_dir / kLun);
-                out.link(lun, acl_dir / kLun / "map", "server sees LUN 0");
+                out.mkdir(acl_dir + "/" + kLun);
+                out.link(lun, acl_dir + "/" + kLun + "/map", "server sees LUN 0");
             }
             plan_chap(acl_dir, acl.chap, it->second->chap, out);
         }
     }
 
-    if (!have || !have->enabled) out.write(tpg / "enable", "1", "enable the TPG last");
+    if (!have || !have->enabled) out.write(tpg + "/enable", "1", "enable the TPG last");
     return out.ops;
 }
 

@@ -14,69 +14,172 @@ namespace sanagent::configfs {
 
 namespace fs = std::filesystem;
 
-bool ConfigfsTree::exists(const fs::path& relative) const {
-    std::error_code ec;
-    return fs::exists(fs::symlink_status(path(relative), ec));
+std::string ConfigfsTree::full(const std::string& relative) const {
+    std::string out = root_.native();
+    if (!relative.empty()) {
+        if (out.empty() || out.back() != '/') out += '/';
+        out += relative;
+    }
+    return out;
+}
+
+bool ConfigfsTree::exists(const std::string& relative) const {
+    struct stat st {};
+    return ::lstat(full(relative).c_str(), &st) == 0;
 }
 
 namespace {
-// readdir's d_type, which configfs fills in, saves an lstat per entry (the
-// tree is read whole at every pass; each syscall counts).
-std::vector<std::string> list_entries(const fs::path& dir, bool links) {
+// A directory's entries of one kind, read with getdents64 into one buffer:
+// opendir would add an fstat per directory, and an lstat per entry is saved
+// by d_type, which configfs fills in. The tree is read whole at every pass,
+// so each syscall counts.
+// nullopt when the directory cannot be opened (absent).
+std::optional<std::vector<std::string>> entries(int at, const std::string& dir, bool links) {
     std::vector<std::string> names;
-    std::unique_ptr<DIR, int (*)(DIR*)> d(::opendir(dir.c_str()), ::closedir);
-    if (!d) return names;
-    while (const dirent* e = ::readdir(d.get())) {
-        const std::string name = e->d_name;
-        if (name == "." || name == "..") continue;
-        unsigned char type = e->d_type;
-        if (type == DT_UNKNOWN) {
-            struct stat st {};
-            if (::lstat((dir / name).c_str(), &st) != 0) continue;
-            type = S_ISLNK(st.st_mode) ? DT_LNK : S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+    UniqueFd fd(::openat(at, dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd.valid()) return std::nullopt;
+    alignas(8) char buf[16384];
+    for (;;) {
+        const ssize_t n = ::getdents64(fd.get(), buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        for (ssize_t off = 0; off < n;) {
+            const auto* e = reinterpret_cast<const struct dirent64*>(buf + off);
+            off += e->d_reclen;
+            const std::string_view name = e->d_name;
+            if (name == "." || name == "..") continue;
+            unsigned char type = e->d_type;
+            if (type == DT_UNKNOWN) {
+                struct stat st {};
+                if (::fstatat(fd.get(), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+                type = S_ISLNK(st.st_mode) ? DT_LNK : S_ISDIR(st.st_mode) ? DT_DIR : DT_REG;
+            }
+            if (links ? type == DT_LNK : type == DT_DIR) names.emplace_back(name);
         }
-        if (links ? type == DT_LNK : type == DT_DIR) names.push_back(name);
     }
     std::sort(names.begin(), names.end());
     return names;
 }
-}  // namespace
 
-std::vector<std::string> ConfigfsTree::list_dirs(const fs::path& relative) const {
-    return list_entries(path(relative), false);
+std::vector<std::string> list_entries(int at, const std::string& dir, bool links) {
+    return entries(at, dir, links).value_or(std::vector<std::string>{});
 }
 
-std::vector<std::string> ConfigfsTree::list_links(const fs::path& relative) const {
-    return list_entries(path(relative), true);
-}
-
-std::optional<std::string> ConfigfsTree::read_attr(const fs::path& relative) const {
-    // One open and read: configfs attributes are at most a page.
-    UniqueFd fd(::open(path(relative).c_str(), O_RDONLY | O_CLOEXEC));
+std::optional<std::string> read_attr_at(int at, const std::string& relative) {
+    // One open and, as a rule, one read: a configfs attribute is at most a
+    // page and comes whole from the first read; only a full buffer asks for more.
+    UniqueFd fd(::openat(at, relative.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd.valid()) return std::nullopt;
     std::string value;
-    char buf[4096];
+    char buf[8192];
     for (;;) {
         ssize_t n = ::read(fd.get(), buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
             return std::nullopt;
         }
-        if (n == 0) break;
         value.append(buf, static_cast<std::size_t>(n));
+        if (static_cast<std::size_t>(n) < sizeof buf) break;
     }
     while (!value.empty() && (value.back() == '\n' || value.back() == '\0')) value.pop_back();
     return value;
 }
 
-std::optional<fs::path> ConfigfsTree::read_link(const fs::path& relative) const {
-    std::error_code ec;
-    fs::path target = fs::read_symlink(path(relative), ec);
-    if (ec) return std::nullopt;
-    if (target.is_relative()) target = (path(relative).parent_path() / target).lexically_normal();
-    auto rel = target.lexically_relative(root_);
-    if (!rel.empty() && *rel.begin() != "..") return rel;
-    return target;
+// "a/b/../c/./d" -> "a/c/d" (absolute paths keep their leading '/'), by
+// string: std::filesystem's lexical functions split every component into a
+// path object, thousands of times per pass.
+std::string normalize(std::string_view path) {
+    std::vector<std::string_view> parts;
+    const bool absolute = !path.empty() && path.front() == '/';
+    std::size_t i = 0;
+    while (i <= path.size()) {
+        std::size_t j = path.find('/', i);
+        if (j == std::string_view::npos) j = path.size();
+        std::string_view part = path.substr(i, j - i);
+        if (part == "..") {
+            if (!parts.empty() && parts.back() != "..") parts.pop_back();
+            else if (!absolute) parts.push_back(part);
+        } else if (!part.empty() && part != ".") {
+            parts.push_back(part);
+        }
+        i = j + 1;
+    }
+    std::string out = absolute ? "/" : "";
+    for (std::size_t k = 0; k < parts.size(); ++k) {
+        if (k) out += '/';
+        out += parts[k];
+    }
+    return out;
+}
+
+// `name` is read relative to `at`; `link` is the link's full path.
+std::optional<fs::path> read_link_at(int at, const std::string& name, const std::string& root,
+                                     const std::string& link) {
+    char buf[4096];
+    const ssize_t n = ::readlinkat(at, name.c_str(), buf, sizeof buf);
+    if (n < 0 || static_cast<std::size_t>(n) >= sizeof buf) return std::nullopt;
+    std::string target(buf, static_cast<std::size_t>(n));
+    if (target.empty()) return std::nullopt;
+    // A relative target is relative to the link's own directory.
+    if (target.front() != '/') target = link.substr(0, link.rfind('/') + 1) + target;
+    target = normalize(target);
+    const std::string base = normalize(root);
+    if (target.size() > base.size() && target.compare(0, base.size(), base) == 0 && target[base.size()] == '/')
+        return fs::path(target.substr(base.size() + 1));
+    return fs::path(target);
+}
+}  // namespace
+
+ConfigfsTree::Dir ConfigfsTree::open_dir(const std::string& relative) const {
+    return Dir(this, relative, ::open(full(relative).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+}
+
+ConfigfsTree::Dir ConfigfsTree::Dir::open_dir(const std::string& relative) const {
+    const std::string path = relative_.empty() ? relative : relative_ + "/" + relative;
+    if (!valid()) return Dir(tree_, path, -1);
+    return Dir(tree_, path, ::openat(fd_.get(), relative.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+}
+
+std::vector<std::string> ConfigfsTree::Dir::list_dirs(const std::string& relative) const {
+    if (!valid()) return {};
+    return list_entries(fd_.get(), relative, false);
+}
+
+std::vector<std::string> ConfigfsTree::Dir::list_links(const std::string& relative) const {
+    if (!valid()) return {};
+    return list_entries(fd_.get(), relative, true);
+}
+
+std::optional<std::vector<std::string>> ConfigfsTree::Dir::links_in(const std::string& relative) const {
+    if (!valid()) return std::nullopt;
+    return entries(fd_.get(), relative, true);
+}
+
+std::optional<std::string> ConfigfsTree::Dir::read_attr(const std::string& relative) const {
+    if (!valid()) return std::nullopt;
+    return read_attr_at(fd_.get(), relative);
+}
+
+std::optional<fs::path> ConfigfsTree::Dir::read_link(const std::string& relative) const {
+    if (!valid()) return std::nullopt;
+    return read_link_at(fd_.get(), relative, tree_->root().native(), tree_->full(relative_.empty() ? relative : relative_ + "/" + relative));
+}
+
+std::vector<std::string> ConfigfsTree::list_dirs(const std::string& relative) const {
+    return list_entries(AT_FDCWD, full(relative), false);
+}
+
+std::vector<std::string> ConfigfsTree::list_links(const std::string& relative) const {
+    return list_entries(AT_FDCWD, full(relative), true);
+}
+
+std::optional<std::string> ConfigfsTree::read_attr(const std::string& relative) const {
+    return read_attr_at(AT_FDCWD, full(relative));
+}
+
+std::optional<fs::path> ConfigfsTree::read_link(const std::string& relative) const {
+    const std::string link = full(relative);
+    return read_link_at(AT_FDCWD, link, root_.native(), link);
 }
 
 Status ConfigfsTree::make_dir(const fs::path& relative) {

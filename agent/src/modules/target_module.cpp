@@ -125,12 +125,21 @@ std::optional<std::string> check_chap(const Config& config, const ConfigObject& 
 }
 
 Result<std::optional<configfs::ChapSpec>> chap_of(const Config& config, std::string_view section,
-                                                  const std::string& name, const std::string& prefix) {
+                                                  const std::string& name, const std::string& prefix,
+                                                  TargetModule::SecretCache* cache = nullptr) {
     const std::string user = config.get_string(section, name, prefix + "chap_user");
     if (user.empty()) return std::optional<configfs::ChapSpec>{};
     configfs::ChapSpec chap;
     chap.userid = user;
-    auto secret = read_secret(config.get_string(section, name, prefix + "chap_secret_file"));
+    const std::string file = config.get_string(section, name, prefix + "chap_secret_file");
+    Result<std::string> secret = std::string();
+    if (cache) {
+        auto it = cache->find(file);
+        if (it == cache->end()) it = cache->emplace(file, read_secret(file)).first;
+        secret = it->second;
+    } else {
+        secret = read_secret(file);
+    }
     if (!secret)
         return secret.error().context("reading the CHAP secret of [" + std::string(section) + "." + name + "]");
     chap.password = std::move(secret.value());
@@ -327,7 +336,8 @@ std::string TargetModule::target_iqn(const Config& config, const std::string& vo
     return config.get_string("group", "", "iqn_prefix") + ":" + config.get_string("group", "", "name") + ":" + volume;
 }
 
-Result<configfs::TargetSpec> TargetModule::target_spec(const Config& config, const std::string& volume) {
+Result<configfs::TargetSpec> TargetModule::target_spec(const Config& config, const std::string& volume,
+                                                       SecretCache* secrets) {
     configfs::TargetSpec spec;
     spec.iqn = target_iqn(config, volume);
     spec.storage.plugin = config.get_string("volume", volume, "backstore");
@@ -344,10 +354,10 @@ Result<configfs::TargetSpec> TargetModule::target_spec(const Config& config, con
     for (const auto& server : config.get_list("volume", volume, "servers")) {
         configfs::AclSpec acl;
         acl.initiator_iqn = config.get_string("server", server, "iqn");
-        auto chap = chap_of(config, "server", server, "");
+        auto chap = chap_of(config, "server", server, "", secrets);
         if (!chap) return chap.error();
         acl.chap = std::move(chap.value());
-        auto mutual = chap_of(config, "server", server, "mutual_");
+        auto mutual = chap_of(config, "server", server, "mutual_", secrets);
         if (!mutual) return mutual.error();
         if (acl.chap && mutual.value()) {
             acl.chap->mutual_userid = mutual.value()->userid;
@@ -457,7 +467,8 @@ void TargetModule::validate(const Config& config, Diagnostics& diagnostics) cons
 }
 
 Status TargetModule::observe() {
-    observed_ = configfs::observe_lio(*tree_);
+    // Only what plan and status compare, but all of that, at every pass.
+    observed_ = configfs::observe_lio(*tree_, configfs::LioDepth::plan);
     return {};
 }
 
@@ -493,9 +504,10 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
                 (op.path.parent_path() == "core" &&
                  op.path.filename().string().ends_with("_" + std::to_string(configfs::kSanagentHbaIndex))));
     };
+    SecretCache secrets;
     for (const auto* vol : config.objects("volume")) {
         const std::string object = object_of(vol->name);
-        auto spec = target_spec(config, vol->name);
+        auto spec = target_spec(config, vol->name, &secrets);
         if (!spec) {
             // Nothing can be planned without the secrets; the apply reports why.
             steps.push_back({object,
@@ -563,10 +575,11 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
 std::vector<ObjectStatus> TargetModule::status(const Config& config, const Ownership& owned) {
     std::vector<ObjectStatus> out;
     if (!wanted(config)) return out;
+    SecretCache secrets;
     for (const auto* vol : config.objects("volume")) {
         const std::string object = object_of(vol->name);
         ObjectStatus s{object, target_iqn(config, vol->name), "absent", Health::ok, {}};
-        auto spec = target_spec(config, vol->name);
+        auto spec = target_spec(config, vol->name, &secrets);
         const configfs::TargetState* target = spec ? configfs::find_target(observed_, spec->iqn) : nullptr;
         if (!observed_.present) {
             s.actual = "(LIO not loaded)";

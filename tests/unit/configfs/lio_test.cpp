@@ -71,6 +71,60 @@ BOOST_FIXTURE_TEST_CASE(reads_a_target_with_lun_and_acl, FakeTargetRoot) {
     BOOST_TEST(t.tpgs[0].acls[0].mapped_luns[0].target_lun == "lun_0");
 }
 
+// LioDepth::plan reads less (no storage object enable/udev_path; sanagent's
+// "map" links settle an ACL) but sees the same targets, ACLs, CHAP and links;
+// a mapped LUN made by targetcli (random link name) falls back to listing.
+BOOST_FIXTURE_TEST_CASE(plan_depth_sees_what_the_plan_compares, FakeTargetRoot) {
+    write("core/fileio_1/v1/enable", "1");
+    write("core/fileio_1/v1/udev_path", "/srv/v1.img");
+    write("core/fileio_1/v1/wwn/vpd_unit_serial", "T10 VPD Unit Serial Number: 0a1b");
+    write("core/fileio_1/v1/attrib/emulate_tpu", "1");
+    const fs::path tpg = "iscsi/iqn.2026-11.org.example:g:v1/tpgt_1";
+    write(tpg / "enable", "1");
+    write(tpg / "attrib/authentication", "1");
+    fs::create_directories(root / tpg / "np" / "127.0.0.1:3260");
+    fs::create_directories(root / tpg / "lun" / "lun_0");
+    // configfs answers readlink with a relative target.
+    fs::create_symlink("../../../../../core/fileio_1/v1", root / tpg / "lun/lun_0/v1");
+    const std::string a = "iqn.2026-11.org.example:a", b = "iqn.2026-11.org.example:b";
+    write(tpg / "acls" / a / "auth/userid", "a");
+    write(tpg / "acls" / a / "auth/password", "NULL");
+    fs::create_directories(root / tpg / "acls" / a / "lun_0");
+    fs::create_symlink("../../../lun/lun_0", root / tpg / "acls" / a / "lun_0/map");
+    fs::create_directories(root / tpg / "acls" / b / "lun_0");
+    fs::create_symlink("../../../lun/lun_0", root / tpg / "acls" / b / "lun_0/3f2a1b9c");
+
+    const auto full = observe_lio(tree, LioDepth::full);
+    const auto plan = observe_lio(tree, LioDepth::plan);
+    BOOST_TEST(full.storage_objects.at(0).udev_path == "/srv/v1.img");
+    BOOST_TEST(plan.storage_objects.at(0).udev_path.empty());
+    BOOST_TEST(plan.storage_objects.at(0).serial == "0a1b");
+    BOOST_TEST(plan.storage_objects.at(0).attributes.at("emulate_tpu") == "1");
+    for (const auto* state : {&full, &plan}) {
+        const auto* t = find_target(*state, "iqn.2026-11.org.example:g:v1");
+        BOOST_TEST_REQUIRE(t);
+        BOOST_TEST_REQUIRE(t->tpgs.size() == 1u);
+        const auto& g = t->tpgs[0];
+        BOOST_TEST(g.enabled);
+        BOOST_TEST(g.attributes.at("authentication") == "1");
+        BOOST_TEST_REQUIRE(g.luns.size() == 1u);
+        BOOST_TEST(g.luns[0].storage_object == "fileio_1/v1");
+        BOOST_TEST_REQUIRE(g.acls.size() == 2u);
+        BOOST_TEST(g.acls[0].chap.userid == "a");
+        BOOST_TEST(g.acls[0].chap.password.empty());  // "NULL" is unset
+        for (const auto& acl : g.acls) {
+            BOOST_TEST_REQUIRE(acl.mapped_luns.size() == 1u);
+            BOOST_TEST(acl.mapped_luns[0].name == "lun_0");
+            BOOST_TEST(acl.mapped_luns[0].target_lun == "lun_0");
+        }
+        BOOST_TEST(g.acls[1].mapped_luns[0].link_name == "3f2a1b9c");
+        BOOST_TEST(find_storage_object(*state, "fileio_1", "v1"));
+        BOOST_TEST(!find_storage_object(*state, "fileio_1", "v2"));
+        BOOST_TEST(has_hba(*state, "fileio_1"));
+        BOOST_TEST(!has_hba(*state, "fileio_"));
+    }
+}
+
 BOOST_FIXTURE_TEST_CASE(errors_name_the_path_and_errno, FakeTargetRoot) {
     BOOST_TEST_REQUIRE(tree.make_dir("iscsi").ok());
     auto again = tree.make_dir("iscsi");

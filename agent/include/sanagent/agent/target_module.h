@@ -19,6 +19,8 @@
 // steps' closures, and shown as "(secret)".
 #pragma once
 
+#include <map>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -67,8 +69,13 @@ public:
     std::vector<Step> plan(const Config& config, const Ownership& owned) override;
     std::vector<ObjectStatus> status(const Config& config, const Ownership& owned) override;
 
+    // Secret files already read in one pass, by path: every volume assigned to
+    // a server carries that server's secret, and 1000 volumes need not read
+    // the same file 1000 times.
+    using SecretCache = std::map<std::string, Result<std::string>>;
     // The export of one volume as the config says, with the secrets read.
-    static Result<configfs::TargetSpec> target_spec(const Config& config, const std::string& volume);
+    static Result<configfs::TargetSpec> target_spec(const Config& config, const std::string& volume,
+                                                    SecretCache* secrets = nullptr);
     static std::string target_iqn(const Config& config, const std::string& volume);
 
 private:

@@ -79,6 +79,12 @@ struct LioState {
     std::vector<StorageObjectState> storage_objects;
     std::vector<TargetState> iscsi_targets;
     DiscoveryAuthState discovery_auth;
+    // Where each target (by IQN) and storage object ("<hba>/<name>") sits in
+    // the vectors above, so a plan over n volumes looks each up in log n.
+    // Built by observe_lio (or index_lio); a state assembled by hand without
+    // it is searched linearly.
+    std::map<std::string, std::size_t> target_index;
+    std::map<std::string, std::size_t> storage_object_index;
 };
 
 // The attributes sanagent sets and therefore reads back (others are left alone).
@@ -90,13 +96,24 @@ inline constexpr const char* kManagedStorageAttributes[] = {"emulate_tpu", "emul
 // (and slow under emulation), so callers that only need the core ask for it.
 enum class LioDepth {
     core,  // present, version, dbroot, storage objects by name (no attributes, no fabric)
+    // What plan_target and plan_discovery_auth compare, every value of it read
+    // (so a change made behind sanagent's back is seen), and no more: storage
+    // objects without enable/udev_path; a target whose tpgt_1 exists is read
+    // as that one TPG, with only its lun_0 if that exists; an ACL whose lun_0
+    // is mapped through a link named "map" (sanagent's) is not listed further.
+    // Anything else is read as with full.
+    plan,
     full,  // everything: storage objects with attributes, iSCSI targets, ACLs, CHAP
 };
 
 // Reads the tree in one pass (each directory listed once).
 LioState observe_lio(const ConfigfsTree& tree, LioDepth depth = LioDepth::full);
+// (Re)builds state's lookup indexes after its vectors changed.
+void index_lio(LioState& state);
 
 const StorageObjectState* find_storage_object(const LioState& state, const std::string& hba, const std::string& name);
 const TargetState* find_target(const LioState& state, const std::string& iqn);
+// Whether any storage object lives under the HBA directory `hba` ("fileio_1").
+bool has_hba(const LioState& state, const std::string& hba);
 
 }  // namespace sanagent::configfs
