@@ -45,35 +45,66 @@ std::vector<std::string> DbrootModule::desired_objects(const Config& config) con
     return {kObject};
 }
 
+namespace {
+
+// The kernel writes under dbroot but never makes directories there: every
+// PERSISTENT RESERVE OUT rewrites <dbroot>/pr/aptpl_<serial>
+// (core_scsi3_update_and_write_aptpl, also with APTPL off), and fails with
+// LOGICAL UNIT COMMUNICATION FAILURE when pr/ is missing, so SCSI-3
+// reservations (clustered hosts) would not work at all. ALUA keeps its
+// metadata under alua/. targetcli's packaging makes both under /etc/target.
+std::vector<std::string> missing_dirs(const std::string& dbroot) {
+    std::vector<std::string> out;
+    for (const std::string& d : {dbroot, dbroot + "/pr", dbroot + "/alua"}) {
+        std::error_code ec;
+        if (!fs::is_directory(d, ec)) out.push_back(d);
+    }
+    return out;
+}
+
+Step make_dirs_step(const std::vector<std::string>& dirs) {
+    std::string list;
+    for (const auto& d : dirs) list += (list.empty() ? "" : ", ") + d;
+    return {DbrootModule::kObject,
+            "create directory " + list + " (mode 0700)",
+            [dirs]() -> Status {
+                for (const auto& d : dirs) {
+                    std::error_code mk;
+                    fs::create_directories(d, mk);
+                    if (mk) return Error{mk.value(), "creating " + d + ": " + mk.message()};
+                    fs::permissions(d, fs::perms::owner_all, mk);
+                }
+                return {};
+            },
+            [dirs]() -> Status {
+                // Only what this step made, deepest first; they are still empty.
+                for (auto it = dirs.rbegin(); it != dirs.rend(); ++it) {
+                    std::error_code rm;
+                    fs::remove(*it, rm);
+                    if (rm) return Error{rm.value(), "removing " + *it + ": " + rm.message()};
+                }
+                return {};
+            },
+            false,
+            {}};
+}
+
+}  // namespace
+
 std::vector<Step> DbrootModule::plan(const Config& config, const Ownership& owned) {
     std::vector<Step> steps;
     if (!wanted(config) || !observed_.present) return steps;
     const std::string desired = config.get_string("node", "", "target_dbroot");
     const std::string actual = observed_.dbroot;
-    if (actual == desired) return steps;
+    const auto missing = missing_dirs(desired);
+    if (actual == desired) {
+        if (!missing.empty()) steps.push_back(make_dirs_step(missing));
+        return steps;
+    }
     if (!observed_.storage_objects.empty()) return steps;                  // the kernel would refuse: status says why
     if (!is_kernel_default(actual) && !owned.owns(kObject)) return steps;  // foreign
 
-    std::error_code ec;
-    if (!fs::is_directory(desired, ec)) {
-        steps.push_back({kObject,
-                         "create directory " + desired + " (mode 0700)",
-                         [desired]() -> Status {
-                             std::error_code mk;
-                             fs::create_directories(desired, mk);
-                             if (mk) return Error{mk.value(), "creating " + desired + ": " + mk.message()};
-                             fs::permissions(desired, fs::perms::owner_all, mk);
-                             return {};
-                         },
-                         [desired]() -> Status {
-                             std::error_code rm;
-                             fs::remove(desired, rm);  // only the leaf; it was made empty by this run
-                             if (rm) return Error{rm.value(), "removing " + desired + ": " + rm.message()};
-                             return {};
-                         },
-                         false,
-                         {}});
-    }
+    if (!missing.empty()) steps.push_back(make_dirs_step(missing));
     auto tree = tree_;
     steps.push_back({kObject,
                      "set LIO dbroot to " + desired + " (was " + actual + ")",
@@ -92,6 +123,9 @@ std::vector<ObjectStatus> DbrootModule::status(const Config& config, const Owner
     if (!observed_.present) {
         s.health = Health::degraded;
         s.detail = "target_core_mod is not loaded or configfs is not mounted";
+    } else if (observed_.dbroot == desired && !missing_dirs(desired).empty()) {
+        s.health = Health::degraded;
+        s.detail = "pr/ or alua/ missing under dbroot: persistent reservations fail until apply makes them";
     } else if (observed_.dbroot != desired) {
         if (!observed_.storage_objects.empty()) {
             s.health = Health::degraded;

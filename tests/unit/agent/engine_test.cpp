@@ -198,17 +198,30 @@ BOOST_AUTO_TEST_CASE(dbroot_is_written_once_and_only_before_devices) {
     BOOST_TEST_REQUIRE(agent.reload(diagnostics), diagnostics.text());
     auto plan = agent.plan();
     BOOST_TEST_REQUIRE(plan.steps.size() == 2u);
-    BOOST_TEST(plan.steps[0].action == "create directory " + wanted + " (mode 0700)");
+    BOOST_TEST(plan.steps[0].action ==
+               "create directory " + wanted + ", " + wanted + "/pr, " + wanted + "/alua (mode 0700)");
     BOOST_TEST(plan.steps[1].action == "set LIO dbroot to " + wanted + " (was /var/target)");
     auto first = agent.apply();
     BOOST_TEST(first.outcome == Outcome::ok, to_text(first));
     BOOST_TEST(*tree->read_attr("dbroot") == wanted);
     BOOST_TEST(std::filesystem::is_directory(wanted));
+    // The kernel writes APTPL files to <dbroot>/pr/ but never makes it.
+    BOOST_TEST(std::filesystem::is_directory(wanted + "/pr"));
+    BOOST_TEST(std::filesystem::is_directory(wanted + "/alua"));
     const auto mutations = tree->mutations();
     auto second = agent.apply();
     BOOST_TEST(second.changes == 0u);
     BOOST_TEST(tree->mutations() == mutations);
     BOOST_TEST(agent.status()[0].health == Health::ok);
+
+    // pr/ removed behind sanagent's back: reported, and made again.
+    std::filesystem::remove(wanted + "/pr");
+    BOOST_TEST(agent.status()[0].health == Health::degraded);
+    auto third = agent.plan();
+    BOOST_TEST_REQUIRE(third.steps.size() == 1u);
+    BOOST_TEST(third.steps[0].action == "create directory " + wanted + "/pr (mode 0700)");
+    BOOST_TEST(agent.apply().outcome == Outcome::ok);
+    BOOST_TEST(std::filesystem::is_directory(wanted + "/pr"));
 
     // Someone else's dbroot is foreign; with a device registered nothing can change.
     dir.write("target/dbroot", "/srv/elsewhere\n");
