@@ -145,6 +145,23 @@ acls = {t[\"wwn\"].split(\":\")[-1]: sorted(a[\"node_wwn\"] for a in t[\"tpgs\"]
 assert acls[\"vol1\"] == [\"$me\"] and acls[\"vol2\"] == [\"$me\"] and acls[\"vol3\"] == sorted([\"$me\", \"$other\"]), acls
 '"
 
+# Changes made behind sanagent's back with targetcli (an ACL deleted, a CHAP
+# secret, a TPG attribute, a mapped LUN) are seen by the next pass, which
+# observes only what the plan compares, and put back.
+v3=$prefix:lab:vol3
+check "targetcli changes vol3 behind sanagent's back" bash -c "targetcli /iscsi/$v3/tpg1/acls delete $other > /dev/null &&
+    targetcli /iscsi/$v3/tpg1/acls/$me set auth password=changed-by-hand-01 > /dev/null &&
+    targetcli /iscsi/$v3/tpg1/acls/$me delete 0 > /dev/null &&
+    targetcli /iscsi/$v3/tpg1 set attribute demo_mode_discovery=1 > /dev/null"
+check "the next plan puts each of them back" bash -c "'$sanctl' plan --direct --config-dir $conf > /run/lab/plan-drift.txt; cat /run/lab/plan-drift.txt;
+    grep -q 'mkdir iscsi/$v3/tpgt_1/acls/$other ' /run/lab/plan-drift.txt &&
+    grep -q 'write iscsi/$v3/tpgt_1/acls/$me/auth/password = (secret)' /run/lab/plan-drift.txt &&
+    grep -q 'ln -s iscsi/$v3/tpgt_1/lun/lun_0 iscsi/$v3/tpgt_1/acls/$me/lun_0/map' /run/lab/plan-drift.txt &&
+    grep -q 'write iscsi/$v3/tpgt_1/attrib/demo_mode_discovery = \"0\"' /run/lab/plan-drift.txt"
+check "and apply repairs them, then has nothing left to do" bash -c "$(declare -f apply); sanctl=$sanctl conf=$conf; apply | tail -1 | grep -q '^ok:' &&
+    [[ -e $t/iscsi/$v3/tpgt_1/acls/$other/lun_0/map && \$(cat $t/iscsi/$v3/tpgt_1/attrib/demo_mode_discovery) == 0 ]] &&
+    apply | tail -1 | grep -qx 'ok: 0 change(s)'"
+
 # "Reboot": sessions out, the tree cleared, the modules reloaded, apply again.
 serials_before=$(cat $t/core/iblock_57/vol{1,2,3}/wwn/vpd_unit_serial | md5sum)
 check "logout" iscsiadm -m node --logoutall=all
