@@ -210,4 +210,31 @@ BOOST_FIXTURE_TEST_CASE(discovery_and_mutual_chap, TargetAgent) {
     BOOST_TEST(diagnostics.text().find("expected a secret different from chap_secret_file's") != std::string::npos);
 }
 
+// RFC 3720 asks for at least 96 bits; LIO keeps at most 255 bytes; some
+// initiators stop at 16: 12..255 is accepted, above 16 with a warning in
+// status (lengths only, never the secret), outside it a clear error.
+BOOST_FIXTURE_TEST_CASE(chap_secret_lengths, TargetAgent) {
+    const std::string long_ok(40, 'k');
+    secret("xs01", long_ok);
+    configure(base(volume("vol1")));
+    BOOST_TEST_REQUIRE((agent->apply().outcome == Outcome::ok));
+    auto s = status_of(TargetModule::object_of("vol1"));
+    BOOST_TEST_REQUIRE(s.has_value());
+    BOOST_TEST((s->health == Health::ok));
+    BOOST_TEST(s->detail.find("holds 40 bytes; some initiators accept at most 16") != std::string::npos, s->detail);
+    BOOST_TEST(s->detail.find(long_ok) == std::string::npos);
+
+    secret("xs01", std::string(12, 'm'));  // the shortest accepted, no warning
+    configure(base(volume("vol1")));
+    BOOST_TEST(status_of(TargetModule::object_of("vol1"))->detail.find("at most 16") == std::string::npos);
+
+    const std::string too_long(256, 'x');
+    secret("xs01", too_long);
+    Diagnostics diagnostics;
+    BOOST_TEST(!configure(base(volume("vol1")), diagnostics));
+    BOOST_TEST(diagnostics.text().find("expected a secret of 12 to 255 bytes") != std::string::npos, diagnostics.text());
+    BOOST_TEST(diagnostics.text().find("got 256 bytes") != std::string::npos);
+    BOOST_TEST(diagnostics.text().find(too_long) == std::string::npos);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
