@@ -81,7 +81,8 @@ TpgState read_tpg(const Dir& tree, unsigned tag, std::optional<std::string> enab
                 // core/<hba>/<name>
                 const std::string& to = target_path->native();
                 const auto slash = to.find('/', 5);
-                if (to.rfind("core/", 0) == 0 && slash != std::string::npos && to.find('/', slash + 1) == std::string::npos)
+                if (to.rfind("core/", 0) == 0 && slash != std::string::npos &&
+                    to.find('/', slash + 1) == std::string::npos)
                     lun.storage_object = to.substr(5);
             }
         }

@@ -189,7 +189,8 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
         if (want_acls.count(iqn)) continue;
         const std::string acl_dir = tpg + "/acls/" + iqn;
         for (const auto& m : acl->mapped_luns) {
-            if (!m.link_name.empty()) out.unlink(acl_dir + "/" + m.name + "/" + m.link_name, "server no longer assigned");
+            if (!m.link_name.empty())
+                out.unlink(acl_dir + "/" + m.name + "/" + m.link_name, "server no longer assigned");
             out.rmdir(acl_dir + "/" + m.name);
         }
         out.rmdir(acl_dir, "server " + iqn + " no longer assigned");

@@ -97,8 +97,10 @@ std::string normalize(std::string_view path) {
         if (j == std::string_view::npos) j = path.size();
         std::string_view part = path.substr(i, j - i);
         if (part == "..") {
-            if (!parts.empty() && parts.back() != "..") parts.pop_back();
-            else if (!absolute) parts.push_back(part);
+            if (!parts.empty() && parts.back() != "..")
+                parts.pop_back();
+            else if (!absolute)
+                parts.push_back(part);
         } else if (!part.empty() && part != ".") {
             parts.push_back(part);
         }
@@ -162,7 +164,8 @@ std::optional<std::string> ConfigfsTree::Dir::read_attr(const std::string& relat
 
 std::optional<fs::path> ConfigfsTree::Dir::read_link(const std::string& relative) const {
     if (!valid()) return std::nullopt;
-    return read_link_at(fd_.get(), relative, tree_->root().native(), tree_->full(relative_.empty() ? relative : relative_ + "/" + relative));
+    return read_link_at(fd_.get(), relative, tree_->root().native(),
+                        tree_->full(relative_.empty() ? relative : relative_ + "/" + relative));
 }
 
 std::vector<std::string> ConfigfsTree::list_dirs(const std::string& relative) const {

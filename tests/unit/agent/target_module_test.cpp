@@ -232,7 +232,8 @@ BOOST_FIXTURE_TEST_CASE(chap_secret_lengths, TargetAgent) {
     secret("xs01", too_long);
     Diagnostics diagnostics;
     BOOST_TEST(!configure(base(volume("vol1")), diagnostics));
-    BOOST_TEST(diagnostics.text().find("expected a secret of 12 to 255 bytes") != std::string::npos, diagnostics.text());
+    BOOST_TEST(diagnostics.text().find("expected a secret of 12 to 255 bytes") != std::string::npos,
+               diagnostics.text());
     BOOST_TEST(diagnostics.text().find("got 256 bytes") != std::string::npos);
     BOOST_TEST(diagnostics.text().find(too_long) == std::string::npos);
 }

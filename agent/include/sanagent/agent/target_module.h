@@ -19,9 +19,8 @@
 // steps' closures, and shown as "(secret)".
 #pragma once
 
-#include <map>
-
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>

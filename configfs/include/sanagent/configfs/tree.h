@@ -66,7 +66,8 @@ public:
 
     private:
         friend class ConfigfsTree;
-        Dir(const ConfigfsTree* tree, std::string relative, int fd) : tree_(tree), relative_(std::move(relative)), fd_(fd) {}
+        Dir(const ConfigfsTree* tree, std::string relative, int fd)
+            : tree_(tree), relative_(std::move(relative)), fd_(fd) {}
         const ConfigfsTree* tree_;
         std::string relative_;  // from the tree's root; "" for the root itself
         UniqueFd fd_;
