@@ -204,10 +204,14 @@ std::vector<ConfigfsOp> plan_target(const TargetSpec& spec, const LioState& obse
             out.link(lun, acl_dir + "/" + kLun + "/map", "server sees LUN 0");
             plan_chap(acl_dir, acl.chap, ChapState{}, out);
         } else {
-            bool mapped = std::any_of(it->second->mapped_luns.begin(), it->second->mapped_luns.end(),
-                                      [](const MappedLunState& m) { return m.name == kLun; });
-            if (!mapped) {
+            const auto& mapped_luns = it->second->mapped_luns;
+            auto mapped = std::find_if(mapped_luns.begin(), mapped_luns.end(),
+                                       [](const MappedLunState& m) { return m.name == kLun; });
+            if (mapped == mapped_luns.end()) {
                 out.mkdir(acl_dir + "/" + kLun);
+                out.link(lun, acl_dir + "/" + kLun + "/map", "server sees LUN 0");
+            } else if (mapped->link_name.empty()) {
+                // The mapping's link was removed by hand: the server sees no disk.
                 out.link(lun, acl_dir + "/" + kLun + "/map", "server sees LUN 0");
             }
             plan_chap(acl_dir, acl.chap, it->second->chap, out);

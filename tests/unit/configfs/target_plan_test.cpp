@@ -119,6 +119,27 @@ BOOST_FIXTURE_TEST_CASE(changing_a_chap_secret_writes_only_the_secret, TempRoot)
     BOOST_TEST(ops[0].secret);
 }
 
+// What a pass at LioDepth::plan (the target module's) sees of changes made by
+// hand: each comes back as exactly the op that repairs it.
+BOOST_FIXTURE_TEST_CASE(changes_made_by_hand_are_planned_back_at_plan_depth, TempRoot) {
+    auto spec = volume_spec();
+    BOOST_TEST_REQUIRE(apply_ops(tree, plan_target(spec, observe_lio(tree, LioDepth::plan)), "v").ok());
+    const std::string tpg = "iscsi/" + spec.iqn + "/tpgt_1";
+    fs::remove(root / tpg / "lun/lun_0/xpsp2-01");  // the device unlinked from the LUN
+    fs::remove(root / tpg / "acls/iqn.2026-11.org.example:xenserver-01/lun_0/map");
+    BOOST_TEST_REQUIRE(tree.write_attr(tpg + "/attrib/demo_mode_discovery", "1").ok());
+    BOOST_TEST_REQUIRE(tree.write_attr("core/iblock_57/xpsp2-01/attrib/emulate_tpu", "0").ok());
+    auto ops = plan_target(spec, observe_lio(tree, LioDepth::plan));
+    for (const auto& op : ops) BOOST_TEST_MESSAGE(op.describe());
+    BOOST_TEST(ops.size() == 4u);
+    BOOST_TEST(index_of(ops, "lun/lun_0/xpsp2-01", Kind::MakeLink) >= 0);
+    BOOST_TEST(index_of(ops, "xenserver-01/lun_0/map", Kind::MakeLink) >= 0);
+    BOOST_TEST(index_of(ops, "attrib/demo_mode_discovery", Kind::Write) >= 0);
+    BOOST_TEST(index_of(ops, "attrib/emulate_tpu", Kind::Write) >= 0);
+    BOOST_TEST_REQUIRE(apply_ops(tree, ops, "v").ok());
+    BOOST_TEST(plan_target(spec, observe_lio(tree, LioDepth::plan)).empty());
+}
+
 BOOST_FIXTURE_TEST_CASE(discovery_auth_is_set_credentials_first_and_then_left_alone, TempRoot) {
     fs::create_directories(root / "iscsi" / "discovery_auth");
     const ChapSpec chap{"disc", "discovery-secret-01", "", ""};
