@@ -276,9 +276,10 @@ int cmd_sr_probe(const std::vector<std::string>& args) {
     if (!sanagent::lvm::is_valid_portal(request.portal)) return usage_error("sr probe: expected PORTAL as IPv4[:PORT]");
     if (request.target && !sanagent::lvm::is_valid_iqn(*request.target))
         return usage_error("sr probe: --target expects an IQN");
-    if (!scsi_id.empty() && (scsi_id.size() > 128 || scsi_id.find_first_not_of(
-                                                        "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.:-") !=
-                                                        std::string::npos))
+    if (!scsi_id.empty() &&
+        (scsi_id.size() > 128 ||
+         scsi_id.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.:-") !=
+             std::string::npos))
         return usage_error("sr probe: --scsi-id expects a SCSI id such as 36001405...");
     if (chap_user.empty() != chap_file.empty())
         return usage_error("sr probe: --chap-user and --chap-secret-file go together");

@@ -106,8 +106,8 @@ Status log_in(HostSeams& seams, const SrSpec& spec) {
         auto targets = initiator.discover(portal);
         if (!targets) return targets.error().context("SR " + spec.name);
         if (std::find(targets->begin(), targets->end(), spec.target) == targets->end())
-            return Error{ENOENT, "SR " + spec.name + ": target " + spec.target + " is not offered by portal " +
-                                     portal + " (offered: " + std::to_string(targets->size()) + " other target(s))"};
+            return Error{ENOENT, "SR " + spec.name + ": target " + spec.target + " is not offered by portal " + portal +
+                                     " (offered: " + std::to_string(targets->size()) + " other target(s))"};
         if (auto c = initiator.configure(spec.target, portal, settings); !c)
             return c.error().context("SR " + spec.name);
         if (auto l = initiator.login(spec.target, portal); !l) {
@@ -164,10 +164,10 @@ Result<std::string> stable_device(HostSeams& seams, const SrSpec& spec, const st
     const auto deadline = std::chrono::steady_clock::now() + seams.device_wait;
     while (!leads_to_disk()) {
         if (std::chrono::steady_clock::now() >= deadline)
-            return Error{ENOENT, "SR " + spec.name + ": " + link.string() + " does not lead to " + disk + " (SCSI id " +
-                                     id + ")" +
-                                     (spec.multipath ? ": multipathd made no map for it (see multipath -ll)"
-                                                     : ": is udev running?")};
+            return Error{
+                ENOENT,
+                "SR " + spec.name + ": " + link.string() + " does not lead to " + disk + " (SCSI id " + id + ")" +
+                    (spec.multipath ? ": multipathd made no map for it (see multipath -ll)" : ": is udev running?")};
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
     return link.string();
@@ -312,7 +312,6 @@ Step failing(const std::string& object, const std::string& action, Error e) {
     return s;
 }
 
-
 // An IPv4 address as a host-order number; nullopt for anything else.
 std::optional<std::uint32_t> ipv4(const std::string& text) {
     in_addr a{};
@@ -327,15 +326,16 @@ Status create_vdi_lv(HostSeams& seams, const std::string& sr, const std::string&
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context("VDI " + name);
     const auto* group = sr_vg(*view, sr);
-    if (!group) return Error{ENOENT, "VDI " + name + ": SR " + sr + " is not attached (no VG tagged sr_name=" + sr + ")"};
+    if (!group)
+        return Error{ENOENT, "VDI " + name + ": SR " + sr + " is not attached (no VG tagged sr_name=" + sr + ")"};
     if (vdi_lv(*view, group->name, name)) return {};
     auto uuid = new_uuid();
     if (!uuid) return uuid.error();
     const std::string lv_name = "LV-" + *uuid;
     if (auto s = run_checked(*seams.runner,
                              Command({"lvm", "lvcreate", "--yes", "--wipesignatures", "y", "-L",
-                                      std::to_string(size) + "b", "-n", lv_name, "--addtag", lvm::kOwnerTag,
-                                      "--addtag", std::string(lvm::kVdiNameTag) + name, group->name}),
+                                      std::to_string(size) + "b", "-n", lv_name, "--addtag", lvm::kOwnerTag, "--addtag",
+                                      std::string(lvm::kVdiNameTag) + name, group->name}),
                              "VDI " + name + ": creating " + group->name + "/" + lv_name);
         !s)
         return s;
@@ -533,7 +533,8 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
             s.actual = vg->name + ", " + human_size(vg->size_bytes) + ", " + human_size(vg->free_bytes) + " free, " +
                        std::to_string(vdis) + " VDI(s)";
             if (snapshots) s.actual += ", " + std::to_string(snapshots) + " snapshot(s)";
-            if (spec.multipath) s.actual += ", multipath: " + std::to_string(session_count(sessions_, spec)) + " path(s)";
+            if (spec.multipath)
+                s.actual += ", multipath: " + std::to_string(session_count(sessions_, spec)) + " path(s)";
             std::vector<std::string> warnings;
             if (vdis > 1) warnings.push_back("one VDI per SR is recommended (" + std::to_string(vdis) + " here)");
             auto more = sr_config_warnings(config, spec);
@@ -624,7 +625,8 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
     for (const auto* vdi : config.objects("vdi")) {
         const std::string sr = config.get_string("vdi", vdi->name, "sr");
         const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
-        ObjectStatus s{"vdi/" + vdi->name, human_size(size) + " in SR " + sr, "absent", Health::degraded, "not created yet"};
+        ObjectStatus s{"vdi/" + vdi->name, human_size(size) + " in SR " + sr, "absent", Health::degraded,
+                       "not created yet"};
         const auto* vg = sr_vg(view_, sr);
         std::error_code ec;
         if (!vg) {
@@ -727,7 +729,9 @@ Result<FoundVdi> find_vdi(const LvmView& view, const Config& config, const std::
     return found;
 }
 
-std::string vdi_uuid(const lvm::LogicalVolumeState& lv) { return lv.name.substr(3); }
+std::string vdi_uuid(const lvm::LogicalVolumeState& lv) {
+    return lv.name.substr(3);
+}
 
 // The VDIs made from `lv` by snapshot or clone (LVM's origin field).
 std::vector<std::string> copies_of(const LvmView& view, const lvm::LogicalVolumeState& lv) {
@@ -793,7 +797,8 @@ Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& requ
     auto found = find_vdi(*view, config, request.name, request.sr);
     if (!found) return found.error().context("deleting");
     if (auto copies = copies_of(*view, *found->lv); !copies.empty())
-        return Error{EBUSY, what + ": its snapshots or clones depend on it (" + joined(copies) + "); delete them first"};
+        return Error{EBUSY,
+                     what + ": its snapshots or clones depend on it (" + joined(copies) + "); delete them first"};
     auto open = open_vdis(*seams.runner, found->vg->name, found->lv->name);
     if (!open) return open.error().context(what);
     if (!open->empty())
@@ -811,14 +816,16 @@ Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& requ
 Status resize_vdi(HostSeams& seams, const Config& config, const VdiRequest& request) {
     const std::string what = "resizing VDI " + request.name;
     if (config.find("vdi", request.name))
-        return Error{EPERM, what + ": its size is [vdi." + request.name + "] size in the config; change it there and apply"};
+        return Error{EPERM,
+                     what + ": its size is [vdi." + request.name + "] size in the config; change it there and apply"};
     if (request.size < 4 * 1024 * 1024) return Error{EINVAL, what + ": expected a size of at least 4M"};
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context(what);
     auto found = find_vdi(*view, config, request.name, request.sr);
     if (!found) return found.error().context("resizing");
     const auto& lv = *found->lv;
-    if (!lv.origin.empty()) return Error{EPERM, what + ": it is a snapshot or clone of " + lv.origin + "; LVM cannot resize it here"};
+    if (!lv.origin.empty())
+        return Error{EPERM, what + ": it is a snapshot or clone of " + lv.origin + "; LVM cannot resize it here"};
     if (auto copies = copies_of(*view, lv); !copies.empty())
         return Error{EBUSY, what + ": it has snapshots or clones (" + joined(copies) +
                                 "), and LVM resizes a snapshot origin only while inactive; delete them first"};
@@ -827,9 +834,9 @@ Status resize_vdi(HostSeams& seams, const Config& config, const VdiRequest& requ
     if (request.size == lv.size_bytes) return {};
     if (request.size < lv.size_bytes) {
         if (!request.force)
-            return Error{EPERM, what + ": shrinking it from " + human_size(lv.size_bytes) + " to " +
-                                    human_size(request.size) +
-                                    " loses the data past the new end; refused (--force if the data there is not needed)"};
+            return Error{EPERM,
+                         what + ": shrinking it from " + human_size(lv.size_bytes) + " to " + human_size(request.size) +
+                             " loses the data past the new end; refused (--force if the data there is not needed)"};
     }
     const bool shrink = request.size < lv.size_bytes;
     Command change = shrink ? Command({"lvm", "lvreduce", "--yes", "-L", bytes, path})
@@ -847,11 +854,11 @@ Status copy_vdi(HostSeams& seams, const Config& config, const VdiRequest& origin
     if (!view) return view.error().context(what);
     auto found = find_vdi(*view, config, origin.name, origin.sr);
     if (!found) return found.error().context(what);
-    if (find_vdi(*view, config, copy, ""))
-        return Error{EEXIST, what + ": a VDI named " + copy + " exists already"};
+    if (find_vdi(*view, config, copy, "")) return Error{EEXIST, what + ": a VDI named " + copy + " exists already"};
     const auto& lv = *found->lv;
     if (!lv.origin.empty())
-        return Error{EPERM, what + ": it is itself a snapshot or clone; LVM cannot snapshot a snapshot (copy its origin)"};
+        return Error{EPERM,
+                     what + ": it is itself a snapshot or clone; LVM cannot snapshot a snapshot (copy its origin)"};
     if (!lv.is_active()) return Error{ENXIO, what + ": " + lv.name + " is not active (is the SR attached?)"};
     // As large as the origin: a thick snapshot that fills up is invalidated.
     if (found->vg->free_bytes < lv.size_bytes)
@@ -860,13 +867,13 @@ Status copy_vdi(HostSeams& seams, const Config& config, const VdiRequest& origin
     auto uuid = new_uuid();
     if (!uuid) return uuid.error();
     const std::string lv_name = "LV-" + *uuid;
-    if (auto s = run_checked(
-            *seams.runner,
-            Command({"lvm", "lvcreate", "--yes", "--snapshot", "--permission", writable ? "rw" : "r", "-L",
-                     std::to_string(lv.size_bytes) + "b", "-n", lv_name, "--addtag", lvm::kOwnerTag, "--addtag",
-                     std::string(lvm::kVdiNameTag) + copy, "--addtag",
-                     std::string(writable ? kCloneOfTag : kSnapshotOfTag) + origin.name, found->vg->name + "/" + lv.name}),
-            what + ": creating " + found->vg->name + "/" + lv_name);
+    if (auto s = run_checked(*seams.runner,
+                             Command({"lvm", "lvcreate", "--yes", "--snapshot", "--permission", writable ? "rw" : "r",
+                                      "-L", std::to_string(lv.size_bytes) + "b", "-n", lv_name, "--addtag",
+                                      lvm::kOwnerTag, "--addtag", std::string(lvm::kVdiNameTag) + copy, "--addtag",
+                                      std::string(writable ? kCloneOfTag : kSnapshotOfTag) + origin.name,
+                                      found->vg->name + "/" + lv.name}),
+                             what + ": creating " + found->vg->name + "/" + lv_name);
         !s)
         return s;
     return write_mgt_vdi(seams, found->vg->name, *uuid,
@@ -881,7 +888,8 @@ bool multipath_running(CommandRunner& runner) {
     Command c({"multipathd", "show", "daemon"});
     c.timeout = std::chrono::seconds(10);
     auto r = runner.run(c);
-    return r && r->exit_code == 0 && r->out.find("running") != std::string::npos;
+    // "pid 1234 idle" (or running, configure); anything else is no daemon.
+    return r && r->exit_code == 0 && r->out.starts_with("pid ") && r->out.find("shutdown") == std::string::npos;
 }
 
 std::vector<std::string> sr_config_warnings(const Config& config, const SrSpec& spec) {

@@ -29,7 +29,7 @@ public:
         if (c.display() == lvm::lvs_report_command().display())
             return CommandOutput{0, "{\"report\": [{\"lv\": [" + lvs_rows + "]}]}", ""};
         if (c.display() == "multipathd show daemon")
-            return multipathd ? CommandOutput{0, "pid 42 running\n", ""} : CommandOutput{1, "", "cannot connect\n"};
+            return multipathd ? CommandOutput{0, "pid 42 idle\n", ""} : CommandOutput{1, "", "cannot connect\n"};
         if (c.display().starts_with("lvm lvs --reportformat json -o lv_name,lv_device_open,lv_tags"))
             return CommandOutput{0, "{\"report\": [{\"lv\": [" + open_rows + "]}]}", ""};
         if (c.display() == "iscsiadm -m session")
@@ -39,7 +39,7 @@ public:
         return CommandOutput{};
     }
     static std::string lv_row(const std::string& name, const std::string& size, const std::string& tags,
-                          const std::string& origin = "", const std::string& attr = "-wi-a-----") {
+                              const std::string& origin = "", const std::string& attr = "-wi-a-----") {
         return std::string("{\"vg_name\":\"") + kVg + "\", \"lv_name\":\"" + name +
                "\", \"lv_uuid\":\"x\", \"lv_attr\":\"" + attr + "\", \"lv_size\":\"" + size +
                "\", \"pool_lv\":\"\", \"origin\":\"" + origin +
@@ -232,7 +232,9 @@ struct OpsFixture : Fixture {
     std::string message(const Status& s) { return s ? std::string("(ok)") : s.error().message; }
 };
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -291,7 +293,8 @@ BOOST_FIXTURE_TEST_CASE(vdi_snapshot_and_clone_are_tagged_lvm_snapshots, OpsFixt
 
     BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "extra", false)), "exists already"));
     BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "../x", false)), "expected a name"));
-    runner->lvs_rows += ", " + FakeHost::lv_row("LV-5", "67108864", "sanagent,vdi_name=snap", "LV-8d1e0000-0000-4000-8000-000000000001");
+    runner->lvs_rows += ", " + FakeHost::lv_row("LV-5", "67108864", "sanagent,vdi_name=snap",
+                                                "LV-8d1e0000-0000-4000-8000-000000000001");
     BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "snap"}, "snap2", false)), "cannot snapshot a snapshot"));
     runner->vgs_rows.replace(runner->vgs_rows.find("989855744"), 9, "1048576");
     BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "big", false)), "needs 64.0 MiB free"));
@@ -300,8 +303,8 @@ BOOST_FIXTURE_TEST_CASE(vdi_snapshot_and_clone_are_tagged_lvm_snapshots, OpsFixt
 BOOST_FIXTURE_TEST_CASE(vdi_create_outside_the_config_needs_sr_and_size, OpsFixture) {
     BOOST_TEST(has(message(create_vdi(seams, config, {.name = "new"})), "--sr SR --size SIZE"));
     BOOST_TEST(has(message(create_vdi(seams, config, {.name = "vm1", .size = 1u << 30})), "change it there"));
-    BOOST_TEST(has(message(create_vdi(seams, config, {.name = "extra", .sr = "vm1", .size = 16u << 20})),
-                   "exists already"));
+    BOOST_TEST(
+        has(message(create_vdi(seams, config, {.name = "extra", .sr = "vm1", .size = 16u << 20})), "exists already"));
     BOOST_TEST(create_vdi(seams, config, {.name = "new", .sr = "vm1", .size = 16u << 20}).ok());
     BOOST_TEST_REQUIRE(runner->changes.size() == 1u);
     BOOST_TEST(has(runner->changes[0], "-L 16777216b -n LV-"));
@@ -319,8 +322,9 @@ BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
     BOOST_TEST_REQUIRE(!steps.empty());
     BOOST_TEST(steps[0].action == "log in to iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260 (node.startup automatic)");
     steps = two(true);
-    BOOST_TEST(steps[0].action == "log in to iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260, 10.0.0.2:3260 "
-                                  "(node.startup automatic, multipath, replacement_timeout 15 s)");
+    BOOST_TEST(steps[0].action ==
+               "log in to iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260, 10.0.0.2:3260 "
+               "(node.startup automatic, multipath, replacement_timeout 15 s)");
     // One session is not enough under multipath: the second path is logged in to.
     runner->attached();
     steps = two(true);

@@ -121,10 +121,10 @@ Result<std::string> vdi_path(HostSeams& seams, const Config& config, const std::
 //    so it can never overflow; clone: the same, writable, tagged clone_of.
 struct VdiRequest {
     std::string name{};
-    std::string sr{};           // optional: which SR
-    std::uint64_t size = 0;     // create, resize
-    bool force = false;         // resize: allow shrinking
-    bool destroy = false;       // remove
+    std::string sr{};        // optional: which SR
+    std::uint64_t size = 0;  // create, resize
+    bool force = false;      // resize: allow shrinking
+    bool destroy = false;    // remove
 };
 Status create_vdi(HostSeams& seams, const Config& config, const VdiRequest& request);
 Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& request);
