@@ -102,19 +102,33 @@ Status log_in(HostSeams& seams, const SrSpec& spec) {
     Status problem;
     auto settings = node_settings(spec, seams.secret_owner, problem);
     if (!problem) return problem.error().context("SR " + spec.name);
-    for (const auto& portal : wanted_portals(spec)) {
+    auto one = [&](const std::string& portal) -> Status {
         auto targets = initiator.discover(portal);
-        if (!targets) return targets.error().context("SR " + spec.name);
+        if (!targets) return targets.error();
         if (std::find(targets->begin(), targets->end(), spec.target) == targets->end())
-            return Error{ENOENT, "SR " + spec.name + ": target " + spec.target + " is not offered by portal " + portal +
+            return Error{ENOENT, "target " + spec.target + " is not offered by portal " + portal +
                                      " (offered: " + std::to_string(targets->size()) + " other target(s))"};
-        if (auto c = initiator.configure(spec.target, portal, settings); !c)
-            return c.error().context("SR " + spec.name);
+        if (auto c = initiator.configure(spec.target, portal, settings); !c) return c;
         if (auto l = initiator.login(spec.target, portal); !l) {
             (void)initiator.forget(spec.target, portal);
-            return l.error().context("SR " + spec.name);
+            return l;
         }
+        return {};
+    };
+    // Under multipath a path that is down must not keep the SR from being
+    // plugged through the others: the SR needs one path; status says how many.
+    std::optional<Error> first_failure;
+    unsigned logged_in = 0;
+    for (const auto& portal : wanted_portals(spec)) {
+        if (auto st = one(portal); !st) {
+            if (!spec.multipath) return st.error().context("SR " + spec.name);
+            if (!first_failure) first_failure = st.error();
+            continue;
+        }
+        ++logged_in;
     }
+    if (logged_in == 0 && first_failure)
+        return first_failure->context("SR " + spec.name + ": no path could be logged in to");
     return {};
 }
 
@@ -208,9 +222,20 @@ fs::path lv_path(const HostSeams& seams, const std::string& vg, const std::strin
 Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context("SR " + spec.name);
-    if (const auto* vg = sr_vg(*view, spec.name))
+    if (const auto* vg = sr_vg(*view, spec.name)) {
+        // Under multipath the map must exist before the VG is activated, or
+        // LVM takes one path's disk and multipathd cannot have it.
+        if (spec.multipath) {
+            lvm::Initiator paths(*seams.runner, seams.node_db, seams.sysfs);
+            auto disk = wait_for_device(seams, spec);
+            if (!disk) return disk.error();
+            auto id = paths.device_scsi_id(*disk);
+            if (!id) return id.error().context("SR " + spec.name);
+            if (auto map = stable_device(seams, spec, *disk, *id); !map) return map.error();
+        }
         return run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "y", vg->name}),
                            "SR " + spec.name + ": activating " + vg->name);
+    }
     auto device = wait_for_device(seams, spec);
     if (!device) return device.error();
     lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
@@ -513,7 +538,8 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
         spec.multipath = multipath_;
         ObjectStatus s{"sr/" + sr->name, "attached, LUN 0 of " + spec.target, "", Health::ok, {}};
         const auto* vg = sr_vg(view_, sr->name);
-        const bool up = session_up(sessions_, spec);
+        const unsigned paths = session_count(sessions_, spec);
+        const bool up = paths > 0;
         std::error_code ec;
         const bool detached = fs::exists(detached_mark(config, sr->name), ec);
         if (!up) {
@@ -533,9 +559,13 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
             s.actual = vg->name + ", " + human_size(vg->size_bytes) + ", " + human_size(vg->free_bytes) + " free, " +
                        std::to_string(vdis) + " VDI(s)";
             if (snapshots) s.actual += ", " + std::to_string(snapshots) + " snapshot(s)";
-            if (spec.multipath)
-                s.actual += ", multipath: " + std::to_string(session_count(sessions_, spec)) + " path(s)";
+            if (spec.multipath) s.actual += ", multipath: " + std::to_string(paths) + " path(s)";
             std::vector<std::string> warnings;
+            if (spec.multipath && paths < spec.portals.size()) {
+                s.health = Health::degraded;
+                warnings.push_back("only " + std::to_string(paths) + " of " + std::to_string(spec.portals.size()) +
+                                   " paths are logged in (the next apply tries the others again)");
+            }
             if (vdis > 1) warnings.push_back("one VDI per SR is recommended (" + std::to_string(vdis) + " here)");
             auto more = sr_config_warnings(config, spec);
             warnings.insert(warnings.end(), more.begin(), more.end());

@@ -279,6 +279,15 @@ CONF
     check "multipath -ll shows the dead path failed" bash -c "$(declare -f wait_for);
         wait_for 90 bash -c 'multipath -ll | grep -Eq \"(failed|faulty)\"'; multipath -ll > /run/lab/sr/mpll2.txt 2>&1; grep -Eq '(failed|faulty)' /run/lab/sr/mpll2.txt"
     sed 's/^/# /' /run/lab/sr/mpll2.txt
+    check "detach flushes the multipath map and logs out of both paths" bash -c "
+        '$sanctl' sr detach mp --config-dir $conf && ! multipath -ll 2> /dev/null | grep -q LIO-ORG &&
+        ! iscsiadm -m session 2> /dev/null | grep -q '$prefix:mp '"
+    check "attach with one portal gone plugs the SR through the other, data intact" bash -c "
+        '$sanctl' sr attach mp --config-dir $conf && [[ \$(iscsiadm -m session | grep -c '$prefix:mp ') == 1 ]] &&
+        multipath -ll | grep -q LIO-ORG && cmp -n 4194304 '$mpvdi' /run/lab/sr/p4"
+    check "status: the SR is degraded, one of two paths" bash -c "
+        '$sanctl' status --direct --config-dir $conf > /run/lab/sr/status-mp.txt; cat /run/lab/sr/status-mp.txt; grep -E '^degraded +sr/mp' /run/lab/sr/status-mp.txt | grep -q 'only 1 of 2 paths are logged in'"
+    grep 'sr/mp' /run/lab/sr/status-mp.txt | sed 's/^/# /'
     touch $shared/host-done
 }
 

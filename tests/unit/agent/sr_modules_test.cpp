@@ -312,11 +312,14 @@ BOOST_FIXTURE_TEST_CASE(vdi_create_outside_the_config_needs_sr_and_size, OpsFixt
 }
 
 BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
-    auto two = [&](bool multipath) {
-        runner->multipathd = multipath;
+    auto two_portals = [&]() {
         std::string text = conf();
         text.replace(text.find("portals = [\"10.0.0.1\"]"), 22, "portals = [\"10.0.0.1\", \"10.0.0.2\"]");
-        return plan(parse(text));
+        return text;
+    };
+    auto two = [&](bool multipath) {
+        runner->multipathd = multipath;
+        return plan(parse(two_portals()));
     };
     auto steps = two(false);
     BOOST_TEST_REQUIRE(!steps.empty());
@@ -330,6 +333,9 @@ BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
     steps = two(true);
     BOOST_TEST_REQUIRE(!steps.empty());
     BOOST_TEST(steps[0].action.starts_with("log in to"));
+    auto degraded = sr.status(parse(two_portals()), owned);
+    BOOST_TEST(health_name(degraded[0].health) == "degraded");
+    BOOST_TEST(has(degraded[0].detail, "only 1 of 2 paths are logged in"), degraded[0].detail);
     runner->sessions += std::string("tcp: [2] 10.0.0.2:3260,1 ") + kTarget + " (non-flash)\n";
     BOOST_TEST(two(true).empty());
     auto status = sr.status(parse(conf()), owned);
