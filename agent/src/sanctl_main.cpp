@@ -11,6 +11,7 @@
 #include "sanagent/agent/observe.h"
 #include "sanagent/agent/report.h"
 #include "sanagent/agent/sr_modules.h"
+#include "sanagent/agent/units.h"
 #include "sanagent/agent/volume_commands.h"
 #include "sanagent/lvm/initiator.h"
 #include "sanagent/lvm/iscsi_probe.h"
@@ -37,15 +38,27 @@ commands:
   observe [--json] [--target-root DIR]
                                what sanagent sees of this machine: links,
                                the LIO target tree, LVM
-  sr probe PORTAL [--target IQN] [--initiator IQN] [--chap-user U --chap-secret-file F] [--json]
-                               the targets and LUNs behind a portal: vendor, serial,
-                               SCSI id, size, and what each LUN holds (read with
-                               libiscsi; no kernel login)
+  sr probe PORTAL [--target IQN] [--scsi-id ID] [--initiator IQN]
+           [--chap-user U --chap-secret-file F] [--json]
+                               staged, read with libiscsi (no kernel login):
+                               PORTAL alone: the target IQNs; --target: its LUNs
+                               with vendor, serial, SCSI id, size and what each
+                               holds; --scsi-id: the SRs (VG, uuid, name) on it
   sr attach NAME               PBD plug: log in, activate the SR's volume group
   sr detach NAME [--force]     PBD unplug: deactivate, log out; refused while a
                                VDI is open unless --force; apply leaves it
                                detached until sr attach
   vdi path NAME                the block device of a VDI, to give a VM
+  vdi create NAME [--sr SR --size SIZE]
+                               make a VDI: from [vdi.NAME], or one the config
+                               does not list
+  vdi delete NAME --yes-destroy-data [--sr SR]
+                               remove a VDI not in the config; refused while open
+                               or while it has snapshots or clones
+  vdi resize NAME SIZE [--force] [--sr SR]
+                               grow a VDI not in the config (shrink with --force)
+  vdi snapshot NAME SNAPSHOT   read-only LVM snapshot, a VDI of its own
+  vdi clone NAME CLONE         writable LVM snapshot, a VDI of its own
   version                      print the version
 
 options:
@@ -237,7 +250,7 @@ nlohmann::json to_json(const sanagent::lvm::TargetReport& t) {
 
 int cmd_sr_probe(const std::vector<std::string>& args) {
     sanagent::lvm::ProbeRequest request;
-    std::string chap_user, chap_file;
+    std::string chap_user, chap_file, scsi_id;
     bool json = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
         const auto& a = args[i];
@@ -246,6 +259,8 @@ int cmd_sr_probe(const std::vector<std::string>& args) {
             json = true;
         } else if (a == "--target" && has_value) {
             request.target = args[++i];
+        } else if (a == "--scsi-id" && has_value) {
+            scsi_id = args[++i];
         } else if (a == "--initiator" && has_value) {
             request.initiator = args[++i];
         } else if (a == "--chap-user" && has_value) {
@@ -261,6 +276,11 @@ int cmd_sr_probe(const std::vector<std::string>& args) {
     if (!sanagent::lvm::is_valid_portal(request.portal)) return usage_error("sr probe: expected PORTAL as IPv4[:PORT]");
     if (request.target && !sanagent::lvm::is_valid_iqn(*request.target))
         return usage_error("sr probe: --target expects an IQN");
+    if (!scsi_id.empty() &&
+        (scsi_id.size() > 128 ||
+         scsi_id.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_.:-") !=
+             std::string::npos))
+        return usage_error("sr probe: --scsi-id expects a SCSI id such as 36001405...");
     if (chap_user.empty() != chap_file.empty())
         return usage_error("sr probe: --chap-user and --chap-secret-file go together");
     if (request.initiator.empty()) {
@@ -279,10 +299,67 @@ int cmd_sr_probe(const std::vector<std::string>& args) {
         }
         request.chap = sanagent::lvm::ChapCredentials{chap_user, *secret};
     }
+    // Staged like XenServer's probe: portal -> targets; + target -> LUNs;
+    // + SCSI id -> the SRs on that LUN.
+    if (!request.target && scsi_id.empty()) {
+        auto targets = sanagent::lvm::discover_targets(request);
+        if (!targets) {
+            std::cerr << "sanctl: " << targets.error().message << "\n";
+            return 1;
+        }
+        if (json) {
+            nlohmann::json out = nlohmann::json::array();
+            for (const auto& t : *targets) out.push_back({{"target", t.iqn}, {"portals", t.portals}});
+            std::cout << out.dump(2) << "\n";
+        } else {
+            for (const auto& t : *targets) {
+                std::cout << "target " << t.iqn;
+                for (const auto& p : t.portals) std::cout << "  " << p;
+                std::cout << "\n";
+            }
+        }
+        return 0;
+    }
     auto targets = sanagent::lvm::probe_portal(request);
     if (!targets) {
         std::cerr << "sanctl: " << targets.error().message << "\n";
         return 1;
+    }
+    if (!scsi_id.empty()) {
+        nlohmann::json out = nlohmann::json::array();
+        bool seen = false;
+        for (const auto& t : *targets)
+            for (const auto& l : t.luns) {
+                if (l.scsi_id != scsi_id) continue;
+                seen = true;
+                const auto& c = l.content;
+                if (c.vg.empty()) {
+                    if (!json)
+                        std::cout << "no SR on " << scsi_id << " (LUN " << l.lun << " of " << t.iqn
+                                  << "): " << (l.error.empty() ? c.describe() : "error: " + l.error) << "\n";
+                    continue;
+                }
+                out.push_back({{"target", t.iqn},
+                               {"lun", l.lun},
+                               {"scsi_id", scsi_id},
+                               {"vg", c.vg},
+                               {"vg_uuid", c.vg_uuid},
+                               {"sr_name", c.sr_name},
+                               {"sr_uuid", c.sr_uuid}});
+                if (!json) {
+                    if (c.sr_uuid.empty())
+                        std::cout << "vg " << c.vg << " (uuid " << c.vg_uuid << "): not an SR\n";
+                    else
+                        std::cout << "sr " << c.sr_name << "  uuid " << c.sr_uuid << "  vg " << c.vg << " (uuid "
+                                  << c.vg_uuid << ")  LUN " << l.lun << " of " << t.iqn << "\n";
+                }
+            }
+        if (json) std::cout << out.dump(2) << "\n";
+        if (!seen) {
+            std::cerr << "sanctl: no LUN with SCSI id " << scsi_id << " behind " << request.portal << "\n";
+            return 1;
+        }
+        return 0;
     }
     if (json) {
         nlohmann::json out = nlohmann::json::array();
@@ -317,13 +394,36 @@ int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
     if (kind == "sr" && args[0] == "probe") return cmd_sr_probe({args.begin() + 1, args.end()});
     if (args.size() < 2 || args[1].starts_with("-")) return usage_error(kind + " " + args[0] + " needs a NAME");
     const std::string op = args[0], name = args[1];
-    bool force = false;
+    VdiRequest request;
+    request.name = name;
+    std::string second;  // resize: SIZE; snapshot, clone: the new VDI's name
     std::vector<std::string> rest;
     for (std::size_t i = 2; i < args.size(); ++i) {
-        if (args[i] == "--force" && kind == "sr" && op == "detach")
-            force = true;
-        else
-            rest.push_back(args[i]);
+        const auto& a = args[i];
+        const bool has_value = i + 1 < args.size();
+        if (a == "--force" && ((kind == "sr" && op == "detach") || (kind == "vdi" && op == "resize"))) {
+            request.force = true;
+        } else if (a == "--yes-destroy-data" && kind == "vdi" && op == "delete") {
+            request.destroy = true;
+        } else if (a == "--sr" && has_value && kind == "vdi") {
+            request.sr = args[++i];
+        } else if (a == "--size" && has_value && kind == "vdi" && op == "create") {
+            auto size = parse_size(args[++i]);
+            if (!size) return usage_error("vdi create: --size: " + size.error().message);
+            request.size = *size;
+        } else if (second.empty() && !a.starts_with("-") && kind == "vdi" &&
+                   (op == "resize" || op == "snapshot" || op == "clone")) {
+            second = a;
+        } else {
+            rest.push_back(a);
+        }
+    }
+    if (kind == "vdi" && (op == "resize" || op == "snapshot" || op == "clone") && second.empty())
+        return usage_error("vdi " + op + " NAME needs " + (op == "resize" ? "a SIZE" : "the new VDI's NAME"));
+    if (op == "resize") {
+        auto size = parse_size(second);
+        if (!size) return usage_error("vdi resize: SIZE: " + size.error().message);
+        request.size = *size;
     }
     Options o;
     if (!parse_options(rest, o)) return 2;
@@ -337,6 +437,7 @@ int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
     // The detached marks live where the sr module looks for them: [agent] state_dir.
     const std::filesystem::path state_dir = config.get_string("agent", "", "state_dir");
     sanagent::Status done;
+    std::string said;
     if (kind == "vdi" && op == "path") {
         auto path = vdi_path(seams, config, name);
         if (!path) {
@@ -346,17 +447,32 @@ int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
         std::cout << *path << "\n";
         return 0;
     }
-    if (kind == "sr" && op == "attach")
+    if (kind == "sr" && op == "attach") {
         done = attach_sr(seams, config, name, state_dir);
-    else if (kind == "sr" && op == "detach")
-        done = detach_sr(seams, config, name, state_dir, force);
-    else
+        said = "SR " + name + " attached";
+    } else if (kind == "sr" && op == "detach") {
+        done = detach_sr(seams, config, name, state_dir, request.force);
+        said = "SR " + name + " detached";
+    } else if (kind == "vdi" && op == "create") {
+        done = create_vdi(seams, config, request);
+        said = "VDI " + name + " created";
+    } else if (kind == "vdi" && op == "delete") {
+        done = remove_vdi(seams, config, request);
+        said = "VDI " + name + " deleted";
+    } else if (kind == "vdi" && op == "resize") {
+        done = resize_vdi(seams, config, request);
+        said = "VDI " + name + " is " + format_size(request.size);
+    } else if (kind == "vdi" && (op == "snapshot" || op == "clone")) {
+        done = copy_vdi(seams, config, request, second, op == "clone");
+        said = "VDI " + second + (op == "clone" ? " is a writable clone of " : " is a read-only snapshot of ") + name;
+    } else {
         return usage_error("unknown " + kind + " command '" + op + "'");
+    }
     if (!done) {
         std::cerr << "sanctl: " << done.error().message << "\n";
         return 1;
     }
-    std::cout << "SR " << name << (op == "attach" ? " attached" : " detached") << "\n";
+    std::cout << said << "\n";
     return 0;
 }
 

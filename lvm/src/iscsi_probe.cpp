@@ -226,6 +226,7 @@ Result<LunContent> classify_lun(const std::vector<std::uint8_t>& head, std::uint
     auto vg = parse_vg_metadata(std::string_view(reinterpret_cast<const char*>(text->data()), text->size()));
     if (!vg) return vg.error();
     content.vg = vg->name;
+    content.vg_uuid = vg->uuid;
     if (vg->name.starts_with(kSrVgPrefix)) {
         content.sr_uuid = tag_value(vg->tags, kSrUuidTag);
         content.sr_name = tag_value(vg->tags, kSrNameTag);
@@ -246,6 +247,17 @@ Result<std::vector<TargetReport>> probe_portal(const ProbeRequest& request) {
     if (request.target && out.empty())
         return Error{ENOENT, "target " + *request.target + " is not offered by portal " + request.portal};
     return out;
+}
+
+Result<std::vector<TargetReport>> discover_targets(const ProbeRequest& request) {
+    auto targets = discover(request);
+    if (!targets) return targets;
+    if (request.target) {
+        std::erase_if(*targets, [&](const TargetReport& t) { return t.iqn != *request.target; });
+        if (targets->empty())
+            return Error{ENOENT, "target " + *request.target + " is not offered by portal " + request.portal};
+    }
+    return targets;
 }
 
 Result<std::string> read_initiator_name(const std::string& path) {

@@ -59,7 +59,9 @@ start_iscsid() {
     mkdir -p /run/lock/iscsi /etc/iscsi
     # Each guest is its own initiator (the host's file is shared read-only below the overlay).
     echo "InitiatorName=iqn.2026-11.org.sanagent.lab:$(hostname)" > /etc/iscsi/initiatorname.iscsi
-    iscsid -f > /run/lab/iscsid.log 2>&1 &
+    # Its own session: iscsid's shutdown does killpg(0, SIGTERM), which would
+    # take the case script down with it when a case stops iscsid.
+    setsid iscsid -f > /run/lab/iscsid.log 2>&1 &
     wait_for 10 pgrep -x iscsid
 }
 

@@ -330,7 +330,7 @@ const std::vector<SectionSpec>& schema() {
               .type = T::string_list,
               .default_value = "[]",
               .doc = "IP[:PORT] portals; from the [cluster] nodes' addresses when `volume` is set. Without "
-                     "multipath only the first is logged in to."},
+                     "multipath only the first is logged in to; with multipathd running every portal is a path."},
              {.key = "chap_user",
               .type = T::string,
               .default_value = "",

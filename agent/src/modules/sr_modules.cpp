@@ -1,5 +1,6 @@
 #include "sanagent/agent/sr_modules.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -21,6 +22,9 @@ namespace {
 
 constexpr const char* kMgtLv = "MGT";
 constexpr std::uint64_t kMgtBytes = 4 * 1024 * 1024;
+// Tags of a VDI made from another by `sanctl vdi snapshot|clone`: the origin's name.
+constexpr std::string_view kSnapshotOfTag = "snapshot_of=";
+constexpr std::string_view kCloneOfTag = "clone_of=";
 
 Result<LvmView> read_view(CommandRunner& runner) {
     lvm::LvmReporter reporter(runner);
@@ -70,8 +74,10 @@ fs::path detached_mark(const Config& config, const std::string& sr) {
 
 lvm::NodeSettings node_settings(const SrSpec& spec, uid_t owner, Result<void>& problem) {
     lvm::NodeSettings settings;
-    // No multipath here: ride out a storage node's restart instead of failing I/O after 15 s.
-    settings.replacement_timeout = std::chrono::seconds(120);
+    // With multipath a dead path must fail fast so dm-multipath moves I/O to
+    // the other one; without it, ride out a storage node's restart instead
+    // (XenServer's 15 s and 120 s).
+    settings.replacement_timeout = std::chrono::seconds(spec.multipath ? 15 : 120);
     if (!spec.chap_secret_file.empty()) {
         auto secret = lvm::read_secret_file(spec.chap_secret_file, owner);
         if (!secret) {
@@ -83,23 +89,46 @@ lvm::NodeSettings node_settings(const SrSpec& spec, uid_t owner, Result<void>& p
     return settings;
 }
 
+// The portals an SR logs in to: all of them as paths under multipath, else
+// only the first (two sessions without dm-multipath would show LVM one PV twice).
+std::vector<std::string> wanted_portals(const SrSpec& spec) {
+    if (spec.multipath || spec.portals.empty()) return spec.portals;
+    return {spec.portals.front()};
+}
+
 // Discover, write the node record, log in: PBD plug's first half.
 Status log_in(HostSeams& seams, const SrSpec& spec) {
     lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
-    const std::string& portal = spec.portals.front();
     Status problem;
     auto settings = node_settings(spec, seams.secret_owner, problem);
     if (!problem) return problem.error().context("SR " + spec.name);
-    auto targets = initiator.discover(portal);
-    if (!targets) return targets.error().context("SR " + spec.name);
-    if (std::find(targets->begin(), targets->end(), spec.target) == targets->end())
-        return Error{ENOENT, "SR " + spec.name + ": target " + spec.target + " is not offered by portal " + portal +
-                                 " (offered: " + std::to_string(targets->size()) + " other target(s))"};
-    if (auto c = initiator.configure(spec.target, portal, settings); !c) return c.error().context("SR " + spec.name);
-    if (auto l = initiator.login(spec.target, portal); !l) {
-        (void)initiator.forget(spec.target, portal);
-        return l.error().context("SR " + spec.name);
+    auto one = [&](const std::string& portal) -> Status {
+        auto targets = initiator.discover(portal);
+        if (!targets) return targets.error();
+        if (std::find(targets->begin(), targets->end(), spec.target) == targets->end())
+            return Error{ENOENT, "target " + spec.target + " is not offered by portal " + portal +
+                                     " (offered: " + std::to_string(targets->size()) + " other target(s))"};
+        if (auto c = initiator.configure(spec.target, portal, settings); !c) return c;
+        if (auto l = initiator.login(spec.target, portal); !l) {
+            (void)initiator.forget(spec.target, portal);
+            return l;
+        }
+        return {};
+    };
+    // Under multipath a path that is down must not keep the SR from being
+    // plugged through the others: the SR needs one path; status says how many.
+    std::optional<Error> first_failure;
+    unsigned logged_in = 0;
+    for (const auto& portal : wanted_portals(spec)) {
+        if (auto st = one(portal); !st) {
+            if (!spec.multipath) return st.error().context("SR " + spec.name);
+            if (!first_failure) first_failure = st.error();
+            continue;
+        }
+        ++logged_in;
     }
+    if (logged_in == 0 && first_failure)
+        return first_failure->context("SR " + spec.name + ": no path could be logged in to");
     return {};
 }
 
@@ -123,6 +152,39 @@ Result<std::string> wait_for_device(HostSeams& seams, const SrSpec& spec) {
         if (std::chrono::steady_clock::now() >= deadline) return dev.error().context("SR " + spec.name);
         std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
+}
+
+// The SR's LUN by a stable name, never a /dev/sdX that may be another disk
+// after the next boot: the multipath map of its SCSI id when multipath is in
+// use (made here if multipathd has not yet: `multipath -a` whitelists the
+// WWID for find_multipaths, `multipath DEV` builds the map), else udev's
+// /dev/disk/by-id/scsi-<id>. Either is checked to lead to the disk found
+// through the session (`disk`, "/dev/sdb").
+Result<std::string> stable_device(HostSeams& seams, const SrSpec& spec, const std::string& disk,
+                                  const std::string& id) {
+    const std::string sd = fs::path(disk).filename().string();
+    const fs::path link = spec.multipath ? seams.dev / "mapper" / id : seams.dev / "disk/by-id" / ("scsi-" + id);
+    auto leads_to_disk = [&]() {
+        std::error_code ec;
+        auto real = fs::canonical(link, ec);
+        if (ec) return false;
+        if (!spec.multipath) return real.filename() == sd;
+        return fs::exists(seams.sysfs / "block" / real.filename() / "slaves" / sd, ec);
+    };
+    if (spec.multipath && !leads_to_disk()) {
+        (void)seams.runner->run(Command({"multipath", "-a", disk}));
+        (void)seams.runner->run(Command({"multipath", disk}));
+    }
+    const auto deadline = std::chrono::steady_clock::now() + seams.device_wait;
+    while (!leads_to_disk()) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return Error{
+                ENOENT,
+                "SR " + spec.name + ": " + link.string() + " does not lead to " + disk + " (SCSI id " + id + ")" +
+                    (spec.multipath ? ": multipathd made no map for it (see multipath -ll)" : ": is udev running?")};
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return link.string();
 }
 
 Status write_mgt(const fs::path& device, const nlohmann::json& record) {
@@ -160,14 +222,28 @@ fs::path lv_path(const HostSeams& seams, const std::string& vg, const std::strin
 Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context("SR " + spec.name);
-    if (const auto* vg = sr_vg(*view, spec.name))
+    if (const auto* vg = sr_vg(*view, spec.name)) {
+        // Under multipath the map must exist before the VG is activated, or
+        // LVM takes one path's disk and multipathd cannot have it.
+        if (spec.multipath) {
+            lvm::Initiator paths(*seams.runner, seams.node_db, seams.sysfs);
+            auto disk = wait_for_device(seams, spec);
+            if (!disk) return disk.error();
+            auto id = paths.device_scsi_id(*disk);
+            if (!id) return id.error().context("SR " + spec.name);
+            if (auto map = stable_device(seams, spec, *disk, *id); !map) return map.error();
+        }
         return run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "y", vg->name}),
                            "SR " + spec.name + ": activating " + vg->name);
+    }
     auto device = wait_for_device(seams, spec);
     if (!device) return device.error();
     lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
     auto id = initiator.device_scsi_id(*device);
     if (!id) return id.error().context("SR " + spec.name);
+    auto stable = stable_device(seams, spec, *device, *id);
+    if (!stable) return stable.error();
+    device = *stable;
     const std::string lun = "LUN 0 of " + spec.target + " (" + *device + ", SCSI id " + *id + ")";
     auto sigs = seams.probe(*device);
     if (!sigs) return sigs.error().context("SR " + spec.name + ": probing " + lun);
@@ -216,19 +292,41 @@ Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
     return {};
 }
 
-Status update_mgt_vdi(HostSeams& seams, const std::string& vg, const std::string& uuid, const std::string& name,
-                      std::uint64_t size) {
+// Record (or, with a null `record`, forget) VDI `uuid` in the SR's MGT volume.
+Status write_mgt_vdi(HostSeams& seams, const std::string& vg, const std::string& uuid, const nlohmann::json& record) {
     const auto path = lv_path(seams, vg, kMgtLv);
     auto mgt = read_mgt(path);
     if (!mgt) return mgt.error();
-    (*mgt)["vdis"][uuid] = {{"name", name}, {"size", size}};
+    if (record.is_null())
+        (*mgt)["vdis"].erase(uuid);
+    else
+        (*mgt)["vdis"][uuid] = record;
     return write_mgt(path, *mgt);
 }
 
+Status update_mgt_vdi(HostSeams& seams, const std::string& vg, const std::string& uuid, const std::string& name,
+                      std::uint64_t size) {
+    return write_mgt_vdi(seams, vg, uuid, {{"name", name}, {"size", size}});
+}
+
+// The SR's sessions are there: one to any portal without multipath, one to
+// every portal (each a path) with it.
 bool session_up(const std::vector<lvm::Session>& sessions, const SrSpec& spec) {
-    for (const auto& s : sessions)
-        if (s.target == spec.target) return true;
-    return false;
+    auto has = [&](const std::string& portal) {
+        for (const auto& s : sessions)
+            if (s.target == spec.target && (portal.empty() || s.portal == portal)) return true;
+        return false;
+    };
+    if (!spec.multipath) return has("");
+    for (const auto& portal : spec.portals)
+        if (!has(portal)) return false;
+    return true;
+}
+
+unsigned session_count(const std::vector<lvm::Session>& sessions, const SrSpec& spec) {
+    unsigned n = 0;
+    for (const auto& s : sessions) n += s.target == spec.target;
+    return n;
 }
 
 Step failing(const std::string& object, const std::string& action, Error e) {
@@ -237,6 +335,63 @@ Step failing(const std::string& object, const std::string& action, Error e) {
     s.action = action;
     s.apply = [e = std::move(e)]() -> Status { return e; };
     return s;
+}
+
+// An IPv4 address as a host-order number; nullopt for anything else.
+std::optional<std::uint32_t> ipv4(const std::string& text) {
+    in_addr a{};
+    if (::inet_pton(AF_INET, text.c_str(), &a) != 1) return std::nullopt;
+    return ntohl(a.s_addr);
+}
+
+// Make VDI `name` of `size` bytes in SR `sr` as LV-<new uuid>; `made` gets
+// "VG/LV" once the LV exists (for an undo). Nothing when it exists already.
+Status create_vdi_lv(HostSeams& seams, const std::string& sr, const std::string& name, std::uint64_t size,
+                     std::string& made) {
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context("VDI " + name);
+    const auto* group = sr_vg(*view, sr);
+    if (!group)
+        return Error{ENOENT, "VDI " + name + ": SR " + sr + " is not attached (no VG tagged sr_name=" + sr + ")"};
+    if (vdi_lv(*view, group->name, name)) return {};
+    auto uuid = new_uuid();
+    if (!uuid) return uuid.error();
+    const std::string lv_name = "LV-" + *uuid;
+    if (auto s = run_checked(*seams.runner,
+                             Command({"lvm", "lvcreate", "--yes", "--wipesignatures", "y", "-L",
+                                      std::to_string(size) + "b", "-n", lv_name, "--addtag", lvm::kOwnerTag, "--addtag",
+                                      std::string(lvm::kVdiNameTag) + name, group->name}),
+                             "VDI " + name + ": creating " + group->name + "/" + lv_name);
+        !s)
+        return s;
+    made = group->name + "/" + lv_name;
+    if (auto m = update_mgt_vdi(seams, group->name, *uuid, name, size); !m)
+        return m.error().context("VDI " + name + ": recording it in the SR's MGT volume");
+    return {};
+}
+
+// The LVs of `vg` that are open (a VM or a process holds them), as
+// "LV-... (VDI name)", from `lvs -o lv_device_open`.
+Result<std::vector<std::string>> open_vdis(CommandRunner& runner, const std::string& vg,
+                                           const std::string& only_lv = "") {
+    Command open_lvs({"lvm", "lvs", "--reportformat", "json", "-o", "lv_name,lv_device_open,lv_tags", vg});
+    auto r = check_exit(open_lvs, runner.run(open_lvs));
+    if (!r) return r.error();
+    auto j = nlohmann::json::parse(r->out, nullptr, false);
+    std::vector<std::string> open;
+    if (j.is_discarded()) return Error{EPROTO, "reading which LVs of " + vg + " are open: lvs gave no JSON"};
+    for (const auto& report : j.value("report", nlohmann::json::array()))
+        for (const auto& lv : report.value("lv", nlohmann::json::array())) {
+            if (lv.value("lv_device_open", "") != "open") continue;
+            if (!only_lv.empty() && lv.value("lv_name", "") != only_lv) continue;
+            std::string tags = lv.value("lv_tags", "");
+            auto at = tags.find(lvm::kVdiNameTag);
+            std::string vdi = at == std::string::npos ? std::string()
+                                                      : tags.substr(at + lvm::kVdiNameTag.size(),
+                                                                    tags.find(',', at) - at - lvm::kVdiNameTag.size());
+            open.push_back(lv.value("lv_name", "?") + (vdi.empty() ? "" : " (VDI " + vdi + ")"));
+        }
+    return open;
 }
 
 }  // namespace
@@ -321,6 +476,7 @@ Status SrModule::observe() {
     auto sessions = initiator.sessions();
     if (!sessions) return sessions.error();
     sessions_ = std::move(*sessions);
+    multipath_ = multipath_running(*seams_.runner);
     return {};
 }
 
@@ -337,6 +493,7 @@ std::vector<Step> SrModule::plan(const Config& config, const Ownership&) {
     for (const auto* sr : config.objects("sr")) {
         const std::string object = "sr/" + sr->name;
         auto spec = sr_spec(config, sr->name);
+        spec.multipath = multipath_;
         std::error_code ec;
         if (fs::exists(detached_mark(config, sr->name), ec)) continue;  // unplugged by the admin
         const bool up = session_up(sessions_, spec);
@@ -350,8 +507,11 @@ std::vector<Step> SrModule::plan(const Config& config, const Ownership&) {
         if (!up) {
             Step login;
             login.object = object;
-            login.action = "log in to " + spec.target + " at " + spec.portals.front() + " (node.startup automatic" +
-                           (spec.chap_secret_file.empty() ? "" : ", CHAP") + ")";
+            std::string portals;
+            for (const auto& p : wanted_portals(spec)) portals += (portals.empty() ? "" : ", ") + p;
+            login.action = "log in to " + spec.target + " at " + portals + " (node.startup automatic" +
+                           (spec.chap_secret_file.empty() ? "" : ", CHAP") +
+                           (spec.multipath ? ", multipath, replacement_timeout 15 s" : "") + ")";
             login.apply = [seams, spec]() { return log_in(*seams, spec); };
             // A create that fails after this leaves no session and no record behind.
             login.undo = [seams, spec]() { return log_out(*seams, spec, true); };
@@ -375,9 +535,11 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
     if (!is_host(config)) return out;
     for (const auto* sr : config.objects("sr")) {
         auto spec = sr_spec(config, sr->name);
+        spec.multipath = multipath_;
         ObjectStatus s{"sr/" + sr->name, "attached, LUN 0 of " + spec.target, "", Health::ok, {}};
         const auto* vg = sr_vg(view_, sr->name);
-        const bool up = session_up(sessions_, spec);
+        const unsigned paths = session_count(sessions_, spec);
+        const bool up = paths > 0;
         std::error_code ec;
         const bool detached = fs::exists(detached_mark(config, sr->name), ec);
         if (!up) {
@@ -389,16 +551,24 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
             s.health = Health::degraded;
             s.detail = "not created yet";
         } else {
-            unsigned vdis = 0;
+            // Snapshots are copies of a VM's disk, not disks of other VMs: not counted.
+            unsigned vdis = 0, snapshots = 0;
             for (const auto& lv : view_.lvs)
-                if (lv.vg == vg->name && lv.name.starts_with("LV-")) ++vdis;
+                if (lv.vg == vg->name && lv.name.starts_with("LV-"))
+                    ++(lvm::tag_value(lv.tags, kSnapshotOfTag).empty() ? vdis : snapshots);
             s.actual = vg->name + ", " + human_size(vg->size_bytes) + ", " + human_size(vg->free_bytes) + " free, " +
                        std::to_string(vdis) + " VDI(s)";
+            if (snapshots) s.actual += ", " + std::to_string(snapshots) + " snapshot(s)";
+            if (spec.multipath) s.actual += ", multipath: " + std::to_string(paths) + " path(s)";
             std::vector<std::string> warnings;
+            if (spec.multipath && paths < spec.portals.size()) {
+                s.health = Health::degraded;
+                warnings.push_back("only " + std::to_string(paths) + " of " + std::to_string(spec.portals.size()) +
+                                   " paths are logged in (the next apply tries the others again)");
+            }
             if (vdis > 1) warnings.push_back("one VDI per SR is recommended (" + std::to_string(vdis) + " here)");
-            const std::string volume = config.get_string("sr", sr->name, "volume");
-            if (!volume.empty() && volume != sr->name)
-                warnings.push_back("the SR's name differs from its volume's (" + volume + ")");
+            auto more = sr_config_warnings(config, spec);
+            warnings.insert(warnings.end(), more.begin(), more.end());
             for (std::size_t i = 0; i < warnings.size(); ++i) s.detail += (i ? "; " : "warning: ") + warnings[i];
         }
         (void)owned;
@@ -467,27 +637,7 @@ std::vector<Step> VdiModule::plan(const Config& config, const Ownership&) {
         create.action = "create VDI " + vdi->name + " (" + format_size(size) + ") in SR " + sr + " as LV-<new uuid>";
         auto made = std::make_shared<std::string>();  // "VG/LV", for the undo
         create.apply = [seams, sr, name = vdi->name, size, made]() -> Status {
-            auto view = read_view(*seams->runner);
-            if (!view) return view.error().context("VDI " + name);
-            const auto* group = sr_vg(*view, sr);
-            if (!group)
-                return Error{ENOENT,
-                             "VDI " + name + ": SR " + sr + " is not attached (no VG tagged sr_name=" + sr + ")"};
-            if (vdi_lv(*view, group->name, name)) return {};
-            auto uuid = new_uuid();
-            if (!uuid) return uuid.error();
-            const std::string lv_name = "LV-" + *uuid;
-            if (auto s = run_checked(*seams->runner,
-                                     Command({"lvm", "lvcreate", "--yes", "--wipesignatures", "y", "-L",
-                                              std::to_string(size) + "b", "-n", lv_name, "--addtag", lvm::kOwnerTag,
-                                              "--addtag", std::string(lvm::kVdiNameTag) + name, group->name}),
-                                     "VDI " + name + ": creating " + group->name + "/" + lv_name);
-                !s)
-                return s;
-            *made = group->name + "/" + lv_name;
-            if (auto m = update_mgt_vdi(*seams, group->name, *uuid, name, size); !m)
-                return m.error().context("VDI " + name + ": recording it in the SR's MGT volume");
-            return {};
+            return create_vdi_lv(*seams, sr, name, size, *made);
         };
         create.undo = [seams, made]() -> Status {
             if (made->empty()) return {};
@@ -505,7 +655,8 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
     for (const auto* vdi : config.objects("vdi")) {
         const std::string sr = config.get_string("vdi", vdi->name, "sr");
         const std::uint64_t size = config.get_size("vdi", vdi->name, "size");
-        ObjectStatus s{"vdi/" + vdi->name, human_size(size) + " in SR " + sr, "absent", Health::degraded, "not created yet"};
+        ObjectStatus s{"vdi/" + vdi->name, human_size(size) + " in SR " + sr, "absent", Health::degraded,
+                       "not created yet"};
         const auto* vg = sr_vg(view_, sr);
         std::error_code ec;
         if (!vg) {
@@ -527,6 +678,7 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
 Status attach_sr(HostSeams& seams, const Config& config, const std::string& name, const fs::path& state_dir) {
     if (!config.find("sr", name)) return Error{ENOENT, "attaching SR " + name + ": no [sr." + name + "] in the config"};
     auto spec = sr_spec(config, name);
+    spec.multipath = multipath_running(*seams.runner);
     std::error_code ec;
     fs::remove(state_dir / "sr" / (name + ".detached"), ec);
     lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
@@ -544,32 +696,29 @@ Status detach_sr(HostSeams& seams, const Config& config, const std::string& name
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context("detaching SR " + name);
     if (const auto* vg = sr_vg(*view, name)) {
-        Command open_lvs({"lvm", "lvs", "--reportformat", "json", "-o", "lv_name,lv_device_open,lv_tags", vg->name});
-        auto r = check_exit(open_lvs, seams.runner->run(open_lvs));
-        if (!r) return r.error().context("detaching SR " + name);
-        auto j = nlohmann::json::parse(r->out, nullptr, false);
-        std::vector<std::string> open;
-        if (!j.is_discarded())
-            for (const auto& report : j.value("report", nlohmann::json::array()))
-                for (const auto& lv : report.value("lv", nlohmann::json::array()))
-                    if (lv.value("lv_device_open", "") == "open") {
-                        std::string tags = lv.value("lv_tags", "");
-                        auto at = tags.find(lvm::kVdiNameTag);
-                        std::string vdi = at == std::string::npos
-                                              ? std::string()
-                                              : tags.substr(at + lvm::kVdiNameTag.size(),
-                                                            tags.find(',', at) - at - lvm::kVdiNameTag.size());
-                        open.push_back(lv.value("lv_name", "?") + (vdi.empty() ? "" : " (VDI " + vdi + ")"));
-                    }
-        if (!open.empty() && !force) {
+        auto open = open_vdis(*seams.runner, vg->name);
+        if (!open) return open.error().context("detaching SR " + name);
+        if (!open->empty() && !force) {
             std::string list;
-            for (const auto& o : open) list += (list.empty() ? "" : ", ") + o;
+            for (const auto& o : *open) list += (list.empty() ? "" : ", ") + o;
             return Error{EBUSY, "detaching SR " + name + ": in use: " + list +
                                     " is open (a VM or a process uses it); stop it first, or --force"};
         }
+        // The PV's device, read before deactivating: a multipath map is flushed
+        // after, so no map without paths is left queueing I/O forever.
+        Command pvs({"lvm", "pvs", "--noheadings", "-o", "pv_name", "--select", "vg_name=" + vg->name});
+        auto pv = check_exit(pvs, seams.runner->run(pvs));
         auto deact = run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "n", vg->name}),
                                  "detaching SR " + name + ": deactivating " + vg->name);
         if (!deact && !force) return deact;
+        std::string pv_name = pv ? pv->out : "";
+        pv_name.erase(0, pv_name.find_first_not_of(" \t\n"));
+        pv_name.erase(pv_name.find_last_not_of(" \t\n") + 1);
+        if (pv_name.starts_with((seams.dev / "mapper").string() + "/"))
+            if (auto f = run_checked(*seams.runner, Command({"multipath", "-f", fs::path(pv_name).filename().string()}),
+                                     "detaching SR " + name + ": flushing the multipath map " + pv_name);
+                !f && !force)
+                return f;
     }
     if (auto s = log_out(seams, spec, false); !s) return s;
     std::error_code ec;
@@ -579,17 +728,238 @@ Status detach_sr(HostSeams& seams, const Config& config, const std::string& name
     return {};
 }
 
+namespace {
+
+// A VDI by name: in its configured SR, else in `sr_hint`, else in whichever
+// SR holds one of that name (an error when several do).
+struct FoundVdi {
+    const lvm::VolumeGroupState* vg = nullptr;
+    const lvm::LogicalVolumeState* lv = nullptr;
+};
+Result<FoundVdi> find_vdi(const LvmView& view, const Config& config, const std::string& name, std::string sr_hint) {
+    if (config.find("vdi", name)) sr_hint = config.get_string("vdi", name, "sr");
+    FoundVdi found;
+    if (!sr_hint.empty()) {
+        found.vg = sr_vg(view, sr_hint);
+        if (!found.vg) return Error{ENOENT, "VDI " + name + ": SR " + sr_hint + " is not attached"};
+        found.lv = vdi_lv(view, found.vg->name, name);
+        if (!found.lv) return Error{ENOENT, "VDI " + name + ": not in SR " + sr_hint};
+        return found;
+    }
+    for (const auto& vg : view.vgs) {
+        if (!vg.name.starts_with(lvm::kSrVgPrefix) || !has_tag(vg.tags, lvm::kOwnerTag)) continue;
+        if (const auto* lv = vdi_lv(view, vg.name, name)) {
+            if (found.lv)
+                return Error{EEXIST, "VDI " + name + ": in several SRs (" + found.vg->name + ", " + vg.name +
+                                         "); name one with --sr"};
+            found = {&vg, lv};
+        }
+    }
+    if (!found.lv) return Error{ENOENT, "VDI " + name + ": in no attached SR"};
+    return found;
+}
+
+std::string vdi_uuid(const lvm::LogicalVolumeState& lv) {
+    return lv.name.substr(3);
+}
+
+// The VDIs made from `lv` by snapshot or clone (LVM's origin field).
+std::vector<std::string> copies_of(const LvmView& view, const lvm::LogicalVolumeState& lv) {
+    std::vector<std::string> out;
+    for (const auto& other : view.lvs)
+        if (other.vg == lv.vg && other.origin == lv.name) {
+            auto name = lvm::tag_value(other.tags, lvm::kVdiNameTag);
+            out.push_back(name.empty() ? other.name : name);
+        }
+    return out;
+}
+
+std::string joined(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& i : items) out += (out.empty() ? "" : ", ") + i;
+    return out;
+}
+
+}  // namespace
+
 Result<std::string> vdi_path(HostSeams& seams, const Config& config, const std::string& name) {
-    if (!config.find("vdi", name)) return Error{ENOENT, "VDI " + name + ": no [vdi." + name + "] in the config"};
-    const std::string sr = config.get_string("vdi", name, "sr");
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context("VDI " + name);
-    const auto* vg = sr_vg(*view, sr);
-    if (!vg) return Error{ENOENT, "VDI " + name + ": SR " + sr + " is not attached"};
-    const auto* lv = vdi_lv(*view, vg->name, name);
-    if (!lv) return Error{ENOENT, "VDI " + name + ": not created yet in SR " + sr};
-    if (!lv->is_active()) return Error{ENXIO, "VDI " + name + ": " + lv->name + " is not active"};
-    return lv_path(seams, vg->name, lv->name).string();
+    auto found = find_vdi(*view, config, name, "");
+    if (!found) return found.error();
+    if (!found->lv->is_active()) return Error{ENXIO, "VDI " + name + ": " + found->lv->name + " is not active"};
+    return lv_path(seams, found->vg->name, found->lv->name).string();
+}
+
+Status create_vdi(HostSeams& seams, const Config& config, const VdiRequest& request) {
+    VdiRequest r = request;
+    const std::string what = "creating VDI " + r.name;
+    if (!is_safe_name(r.name)) return Error{EINVAL, what + ": expected a name [a-z0-9][a-z0-9.-]*"};
+    if (config.find("vdi", r.name)) {
+        const std::string sr = config.get_string("vdi", r.name, "sr");
+        const std::uint64_t size = config.get_size("vdi", r.name, "size");
+        if ((!r.sr.empty() && r.sr != sr) || (r.size && r.size != size))
+            return Error{EINVAL, what + ": [vdi." + r.name + "] in the config says SR " + sr + ", size " +
+                                     format_size(size) + "; change it there, not here"};
+        r.sr = sr;
+        r.size = size;
+    }
+    if (r.sr.empty() || r.size == 0)
+        return Error{EINVAL, what + ": not in the config; give its SR and size (--sr SR --size SIZE)"};
+    if (r.size < 4 * 1024 * 1024) return Error{EINVAL, what + ": expected a size of at least 4M"};
+    if (!config.find("sr", r.sr)) return Error{ENOENT, what + ": no [sr." + r.sr + "] in the config"};
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context(what);
+    if (find_vdi(*view, config, r.name, ""))
+        return Error{EEXIST, what + ": a VDI of that name exists already (sanctl vdi path " + r.name + ")"};
+    std::string made;
+    return create_vdi_lv(seams, r.sr, r.name, r.size, made);
+}
+
+Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& request) {
+    const std::string what = "deleting VDI " + request.name;
+    if (!request.destroy) return Error{EPERM, what + ": this destroys its data; say so with --yes-destroy-data"};
+    if (config.find("vdi", request.name))
+        return Error{EPERM, what + ": it is still in the config; remove its [vdi." + request.name +
+                                "] first, or the next apply makes it again"};
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context(what);
+    auto found = find_vdi(*view, config, request.name, request.sr);
+    if (!found) return found.error().context("deleting");
+    if (auto copies = copies_of(*view, *found->lv); !copies.empty())
+        return Error{EBUSY,
+                     what + ": its snapshots or clones depend on it (" + joined(copies) + "); delete them first"};
+    auto open = open_vdis(*seams.runner, found->vg->name, found->lv->name);
+    if (!open) return open.error().context(what);
+    if (!open->empty())
+        return Error{EBUSY, what + ": " + found->lv->name + " is open (a VM or a process uses it); stop it first"};
+    const std::string vg = found->vg->name, lv = found->lv->name;
+    if (auto s = run_checked(*seams.runner, Command({"lvm", "lvremove", "--yes", vg + "/" + lv}),
+                             what + ": removing " + vg + "/" + lv);
+        !s)
+        return s;
+    if (auto m = write_mgt_vdi(seams, vg, vdi_uuid(*found->lv), nullptr); !m)
+        return m.error().context(what + ": forgetting it in the SR's MGT volume");
+    return {};
+}
+
+Status resize_vdi(HostSeams& seams, const Config& config, const VdiRequest& request) {
+    const std::string what = "resizing VDI " + request.name;
+    if (config.find("vdi", request.name))
+        return Error{EPERM,
+                     what + ": its size is [vdi." + request.name + "] size in the config; change it there and apply"};
+    if (request.size < 4 * 1024 * 1024) return Error{EINVAL, what + ": expected a size of at least 4M"};
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context(what);
+    auto found = find_vdi(*view, config, request.name, request.sr);
+    if (!found) return found.error().context("resizing");
+    const auto& lv = *found->lv;
+    if (!lv.origin.empty())
+        return Error{EPERM, what + ": it is a snapshot or clone of " + lv.origin + "; LVM cannot resize it here"};
+    if (auto copies = copies_of(*view, lv); !copies.empty())
+        return Error{EBUSY, what + ": it has snapshots or clones (" + joined(copies) +
+                                "), and LVM resizes a snapshot origin only while inactive; delete them first"};
+    const std::string path = found->vg->name + "/" + lv.name;
+    const std::string bytes = std::to_string(request.size) + "b";
+    if (request.size == lv.size_bytes) return {};
+    if (request.size < lv.size_bytes) {
+        if (!request.force)
+            return Error{EPERM,
+                         what + ": shrinking it from " + human_size(lv.size_bytes) + " to " + human_size(request.size) +
+                             " loses the data past the new end; refused (--force if the data there is not needed)"};
+    }
+    const bool shrink = request.size < lv.size_bytes;
+    Command change = shrink ? Command({"lvm", "lvreduce", "--yes", "-L", bytes, path})
+                            : Command({"lvm", "lvextend", "-L", bytes, path});
+    if (auto s = run_checked(*seams.runner, change, what + (shrink ? ": shrinking " : ": growing ") + path); !s)
+        return s;
+    return write_mgt_vdi(seams, found->vg->name, vdi_uuid(lv), {{"name", request.name}, {"size", request.size}});
+}
+
+Status copy_vdi(HostSeams& seams, const Config& config, const VdiRequest& origin, const std::string& copy,
+                bool writable) {
+    const std::string what = std::string(writable ? "cloning" : "snapshotting") + " VDI " + origin.name + " as " + copy;
+    if (!is_safe_name(copy)) return Error{EINVAL, what + ": expected a name [a-z0-9][a-z0-9.-]*"};
+    auto view = read_view(*seams.runner);
+    if (!view) return view.error().context(what);
+    auto found = find_vdi(*view, config, origin.name, origin.sr);
+    if (!found) return found.error().context(what);
+    if (find_vdi(*view, config, copy, "")) return Error{EEXIST, what + ": a VDI named " + copy + " exists already"};
+    const auto& lv = *found->lv;
+    if (!lv.origin.empty())
+        return Error{EPERM,
+                     what + ": it is itself a snapshot or clone; LVM cannot snapshot a snapshot (copy its origin)"};
+    if (!lv.is_active()) return Error{ENXIO, what + ": " + lv.name + " is not active (is the SR attached?)"};
+    // As large as the origin: a thick snapshot that fills up is invalidated.
+    if (found->vg->free_bytes < lv.size_bytes)
+        return Error{ENOSPC, what + ": needs " + human_size(lv.size_bytes) + " free in SR, " + found->vg->name +
+                                 " has " + human_size(found->vg->free_bytes)};
+    auto uuid = new_uuid();
+    if (!uuid) return uuid.error();
+    const std::string lv_name = "LV-" + *uuid;
+    if (auto s = run_checked(*seams.runner,
+                             Command({"lvm", "lvcreate", "--yes", "--snapshot", "--permission", writable ? "rw" : "r",
+                                      "-L", std::to_string(lv.size_bytes) + "b", "-n", lv_name, "--addtag",
+                                      lvm::kOwnerTag, "--addtag", std::string(lvm::kVdiNameTag) + copy, "--addtag",
+                                      std::string(writable ? kCloneOfTag : kSnapshotOfTag) + origin.name,
+                                      found->vg->name + "/" + lv.name}),
+                             what + ": creating " + found->vg->name + "/" + lv_name);
+        !s)
+        return s;
+    return write_mgt_vdi(seams, found->vg->name, *uuid,
+                         {{"name", copy},
+                          {"size", lv.size_bytes},
+                          {writable ? "clone_of" : "snapshot_of", vdi_uuid(lv)},
+                          {"read_only", !writable}});
+}
+
+bool multipath_running(CommandRunner& runner) {
+    // Bounded: multipathd answers at once or is not there.
+    Command c({"multipathd", "show", "daemon"});
+    c.timeout = std::chrono::seconds(10);
+    auto r = runner.run(c);
+    // "pid 1234 idle" (or running, configure); anything else is no daemon.
+    return r && r->exit_code == 0 && r->out.starts_with("pid ") && r->out.find("shutdown") == std::string::npos;
+}
+
+std::vector<std::string> sr_config_warnings(const Config& config, const SrSpec& spec) {
+    std::vector<std::string> warnings;
+    const std::string volume = config.get_string("sr", spec.name, "volume");
+    if (!volume.empty() && volume != spec.name)
+        warnings.push_back("the SR's name differs from its volume's (" + volume + ")");
+    // The storage network is what the config's [bond] and [link] sections
+    // address (sanagent's network sections are the dedicated SAN's). A portal
+    // in none of their subnets is reached through the default route: the
+    // management network, shared with everything else.
+    struct Subnet {
+        std::uint32_t net, mask;
+    };
+    std::vector<Subnet> storage;
+    for (const char* kind : {"bond", "link"})
+        for (const auto* object : config.objects(kind))
+            for (const auto& cidr : config.get_list(kind, object->name, "addresses")) {
+                auto slash = cidr.find('/');
+                auto ip = ipv4(cidr.substr(0, slash));
+                if (!ip || slash == std::string::npos) continue;
+                int bits = std::atoi(cidr.c_str() + slash + 1);
+                if (bits <= 0 || bits > 32) continue;
+                std::uint32_t mask = bits == 32 ? ~0u : ~((1u << (32 - bits)) - 1);
+                storage.push_back({*ip & mask, mask});
+            }
+    std::vector<std::string> outside;
+    for (const auto& portal : spec.portals) {
+        const std::string host = portal.substr(0, portal.rfind(':'));
+        auto ip = ipv4(host);
+        if (!ip) continue;
+        bool on_san = false;
+        for (const auto& n : storage) on_san = on_san || (*ip & n.mask) == n.net;
+        if (!on_san) outside.push_back(host);
+    }
+    if (!outside.empty())
+        warnings.push_back("iSCSI to " + joined(outside) +
+                           " is not on a dedicated storage network (no [bond] or [link] of this config has an "
+                           "address in its subnet): it shares the management network");
+    return warnings;
 }
 
 }  // namespace sanagent::agent

@@ -20,18 +20,31 @@ constexpr const char* kTarget = "iqn.2026-11.org.example:g:vm1";
 // records anything else.
 class FakeHost : public CommandRunner {
 public:
-    std::string vgs_rows, lvs_rows, sessions;
+    std::string vgs_rows, lvs_rows, sessions, open_rows;
+    bool multipathd = false;
     std::vector<std::string> changes;
     Result<CommandOutput> run(const Command& c) override {
         if (c.display() == lvm::vgs_report_command().display())
             return CommandOutput{0, "{\"report\": [{\"vg\": [" + vgs_rows + "]}]}", ""};
         if (c.display() == lvm::lvs_report_command().display())
             return CommandOutput{0, "{\"report\": [{\"lv\": [" + lvs_rows + "]}]}", ""};
+        if (c.display() == "multipathd show daemon")
+            return multipathd ? CommandOutput{0, "pid 42 idle\n", ""} : CommandOutput{1, "", "cannot connect\n"};
+        if (c.display().starts_with("lvm lvs --reportformat json -o lv_name,lv_device_open,lv_tags"))
+            return CommandOutput{0, "{\"report\": [{\"lv\": [" + open_rows + "]}]}", ""};
         if (c.display() == "iscsiadm -m session")
             return sessions.empty() ? CommandOutput{21, "", "iscsiadm: No active sessions.\n"}
                                     : CommandOutput{0, sessions, ""};
         changes.push_back(c.display());
         return CommandOutput{};
+    }
+    static std::string lv_row(const std::string& name, const std::string& size, const std::string& tags,
+                              const std::string& origin = "", const std::string& attr = "-wi-a-----") {
+        return std::string("{\"vg_name\":\"") + kVg + "\", \"lv_name\":\"" + name +
+               "\", \"lv_uuid\":\"x\", \"lv_attr\":\"" + attr + "\", \"lv_size\":\"" + size +
+               "\", \"pool_lv\":\"\", \"origin\":\"" + origin +
+               "\", \"data_percent\":\"\", \"metadata_percent\":\"\", \"lv_tags\":\"" + tags +
+               "\", \"lv_when_full\":\"\"}";
     }
     void attached(const std::string& vdi_size = "67108864", const std::string& attr = "-wi-a-----") {
         sessions = std::string("tcp: [1] 10.0.0.1:3260,1 ") + kTarget + " (non-flash)\n";
@@ -105,7 +118,7 @@ BOOST_FIXTURE_TEST_CASE(a_fresh_host_logs_in_creates_the_sr_then_the_vdi, Fixtur
 
 BOOST_FIXTURE_TEST_CASE(an_attached_sr_with_its_vdi_plans_nothing, Fixture) {
     runner->attached();
-    auto config = parse(conf());
+    auto config = parse(conf() + "[link.eth1]\naddresses = [\"10.0.0.20/24\"]\n");  // the storage network
     BOOST_TEST(plan(config).empty());
     auto status = sr.status(config, owned);
     BOOST_TEST_REQUIRE(status.size() == 1u);
@@ -157,7 +170,8 @@ BOOST_FIXTURE_TEST_CASE(two_vdis_in_one_sr_are_warned_about, Fixture) {
     auto config = parse(conf());
     BOOST_TEST_REQUIRE(sr.observe().ok());
     auto status = sr.status(config, owned);
-    BOOST_TEST(status[0].detail == "warning: one VDI per SR is recommended (2 here)");
+    BOOST_TEST(status[0].detail.starts_with("warning: one VDI per SR is recommended (2 here); iSCSI to 10.0.0.1"),
+               status[0].detail);
 }
 
 BOOST_FIXTURE_TEST_CASE(a_volume_gives_the_target_portals_and_chap, Fixture) {
@@ -190,6 +204,154 @@ BOOST_FIXTURE_TEST_CASE(bad_targets_and_portals_are_config_errors, Fixture) {
     BOOST_TEST(text.find("[sr.a] target: expected volume = \"NAME\" or target = \"IQN\"") != std::string::npos, text);
     BOOST_TEST(text.find("[sr.b] target: expected an IQN") != std::string::npos, text);
     BOOST_TEST(text.find("[sr.c] portals: expected IPv4[:PORT]") != std::string::npos, text);
+}
+
+// ---- sanctl vdi operations, multipath, warnings --------------------------------
+
+namespace {
+
+constexpr const char* kExtra = "LV-e0000000-0000-4000-8000-000000000002";
+
+// An attached SR holding vm1 (in the config) and extra (not), with an MGT
+// volume the operations record into.
+struct OpsFixture : Fixture {
+    HostSeams seams = default_host_seams(runner);
+    Config config = parse(conf());
+    OpsFixture() {
+        seams.dev = dir.root / "dev";
+        dir.write(std::string("dev/") + kVg + "/MGT",
+                  "{\"format\": \"sanagent-sr-1\", \"sr\": {}, \"vdis\": {\"e0000000-0000-4000-8000-000000000002\": "
+                  "{\"name\": \"extra\"}}}");
+        runner->attached();
+        runner->lvs_rows += ", " + FakeHost::lv_row(kExtra, "16777216", "sanagent,vdi_name=extra");
+    }
+    std::string mgt() {
+        std::ifstream in(seams.dev / kVg / "MGT");
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    std::string message(const Status& s) { return s ? std::string("(ok)") : s.error().message; }
+};
+
+bool has(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_CASE(vdi_delete_needs_the_flag_and_refuses_configured_open_or_copied_vdis, OpsFixture) {
+    VdiRequest r{.name = "extra"};
+    BOOST_TEST(has(message(remove_vdi(seams, config, r)), "--yes-destroy-data"));
+    r.destroy = true;
+    VdiRequest configured{.name = "vm1", .destroy = true};
+    BOOST_TEST(has(message(remove_vdi(seams, config, configured)), "still in the config"));
+
+    runner->open_rows = std::string("{\"lv_name\":\"") + kExtra + "\", \"lv_device_open\":\"open\", \"lv_tags\":\"\"}";
+    BOOST_TEST(has(message(remove_vdi(seams, config, r)), "is open"));
+    runner->open_rows.clear();
+
+    const std::string lvs = runner->lvs_rows;
+    runner->lvs_rows += ", " + FakeHost::lv_row("LV-5", "16777216", "sanagent,vdi_name=before", kExtra);
+    BOOST_TEST(has(message(remove_vdi(seams, config, r)), "snapshots or clones depend on it (before)"));
+    runner->lvs_rows = lvs;
+    BOOST_TEST(runner->changes.empty());  // every refusal changed nothing
+
+    BOOST_TEST(remove_vdi(seams, config, r).ok());
+    BOOST_TEST_REQUIRE(runner->changes.size() == 1u);
+    BOOST_TEST(runner->changes[0] == std::string("lvm lvremove --yes ") + kVg + "/" + kExtra);
+    BOOST_TEST(!has(mgt(), "extra"));  // forgotten in MGT
+
+    VdiRequest missing{.name = "nosuch", .destroy = true};
+    BOOST_TEST(has(message(remove_vdi(seams, config, missing)), "in no attached SR"));
+}
+
+BOOST_FIXTURE_TEST_CASE(vdi_resize_grows_and_shrinks_only_when_forced, OpsFixture) {
+    VdiRequest configured{.name = "vm1", .size = 128u << 20};
+    BOOST_TEST(has(message(resize_vdi(seams, config, configured)), "change it there and apply"));
+    VdiRequest smaller{.name = "extra", .size = 8u << 20};
+    BOOST_TEST(has(message(resize_vdi(seams, config, smaller)), "loses the data past the new end; refused"));
+    BOOST_TEST(runner->changes.empty());
+    VdiRequest bigger{.name = "extra", .size = 32u << 20};
+    BOOST_TEST(resize_vdi(seams, config, bigger).ok());
+    smaller.force = true;
+    BOOST_TEST(resize_vdi(seams, config, smaller).ok());
+    BOOST_TEST_REQUIRE(runner->changes.size() == 2u);
+    BOOST_TEST(runner->changes[0] == std::string("lvm lvextend -L 33554432b ") + kVg + "/" + kExtra);
+    BOOST_TEST(runner->changes[1] == std::string("lvm lvreduce --yes -L 8388608b ") + kVg + "/" + kExtra);
+}
+
+BOOST_FIXTURE_TEST_CASE(vdi_snapshot_and_clone_are_tagged_lvm_snapshots, OpsFixture) {
+    BOOST_TEST(copy_vdi(seams, config, {.name = "vm1"}, "vm1-before", false).ok());
+    BOOST_TEST(copy_vdi(seams, config, {.name = "vm1"}, "vm2", true).ok());
+    BOOST_TEST_REQUIRE(runner->changes.size() == 2u);
+    const auto& snap = runner->changes[0];
+    BOOST_TEST(snap.starts_with("lvm lvcreate --yes --snapshot --permission r -L 67108864b -n LV-"), snap);
+    BOOST_TEST(has(snap, "--addtag vdi_name=vm1-before --addtag snapshot_of=vm1"), snap);
+    BOOST_TEST(snap.ends_with(std::string(kVg) + "/LV-8d1e0000-0000-4000-8000-000000000001"), snap);
+    BOOST_TEST(has(runner->changes[1], "--permission rw"));
+    BOOST_TEST(has(runner->changes[1], "--addtag clone_of=vm1"));
+    BOOST_TEST(has(mgt(), "\"snapshot_of\""));
+
+    BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "extra", false)), "exists already"));
+    BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "../x", false)), "expected a name"));
+    runner->lvs_rows += ", " + FakeHost::lv_row("LV-5", "67108864", "sanagent,vdi_name=snap",
+                                                "LV-8d1e0000-0000-4000-8000-000000000001");
+    BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "snap"}, "snap2", false)), "cannot snapshot a snapshot"));
+    runner->vgs_rows.replace(runner->vgs_rows.find("989855744"), 9, "1048576");
+    BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "big", false)), "needs 64.0 MiB free"));
+}
+
+BOOST_FIXTURE_TEST_CASE(vdi_create_outside_the_config_needs_sr_and_size, OpsFixture) {
+    BOOST_TEST(has(message(create_vdi(seams, config, {.name = "new"})), "--sr SR --size SIZE"));
+    BOOST_TEST(has(message(create_vdi(seams, config, {.name = "vm1", .size = 1u << 30})), "change it there"));
+    BOOST_TEST(
+        has(message(create_vdi(seams, config, {.name = "extra", .sr = "vm1", .size = 16u << 20})), "exists already"));
+    BOOST_TEST(create_vdi(seams, config, {.name = "new", .sr = "vm1", .size = 16u << 20}).ok());
+    BOOST_TEST_REQUIRE(runner->changes.size() == 1u);
+    BOOST_TEST(has(runner->changes[0], "-L 16777216b -n LV-"));
+    BOOST_TEST(has(runner->changes[0], "--addtag vdi_name=new"));
+}
+
+BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
+    auto two_portals = [&]() {
+        std::string text = conf();
+        text.replace(text.find("portals = [\"10.0.0.1\"]"), 22, "portals = [\"10.0.0.1\", \"10.0.0.2\"]");
+        return text;
+    };
+    auto two = [&](bool multipath) {
+        runner->multipathd = multipath;
+        return plan(parse(two_portals()));
+    };
+    auto steps = two(false);
+    BOOST_TEST_REQUIRE(!steps.empty());
+    BOOST_TEST(steps[0].action == "log in to iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260 (node.startup automatic)");
+    steps = two(true);
+    BOOST_TEST(steps[0].action ==
+               "log in to iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260, 10.0.0.2:3260 "
+               "(node.startup automatic, multipath, replacement_timeout 15 s)");
+    // One session is not enough under multipath: the second path is logged in to.
+    runner->attached();
+    steps = two(true);
+    BOOST_TEST_REQUIRE(!steps.empty());
+    BOOST_TEST(steps[0].action.starts_with("log in to"));
+    auto degraded = sr.status(parse(two_portals()), owned);
+    BOOST_TEST(health_name(degraded[0].health) == "degraded");
+    BOOST_TEST(has(degraded[0].detail, "only 1 of 2 paths are logged in"), degraded[0].detail);
+    runner->sessions += std::string("tcp: [2] 10.0.0.2:3260,1 ") + kTarget + " (non-flash)\n";
+    BOOST_TEST(two(true).empty());
+    auto status = sr.status(parse(conf()), owned);
+    BOOST_TEST(has(status[0].actual, "multipath: 2 path(s)"));
+}
+
+BOOST_FIXTURE_TEST_CASE(iscsi_off_the_storage_network_is_warned_about, Fixture) {
+    auto spec_of = [&](const Config& c) { return sr_spec(c, "vm1"); };
+    auto bare = parse(conf());
+    auto warnings = sr_config_warnings(bare, spec_of(bare));
+    BOOST_TEST_REQUIRE(warnings.size() == 1u);
+    BOOST_TEST(has(warnings[0], "iSCSI to 10.0.0.1 is not on a dedicated storage network"));
+    auto san = parse(conf() + "[bond.san0]\nslaves = [\"eth2\", \"eth3\"]\naddresses = [\"10.0.0.20/24\"]\n");
+    BOOST_TEST(sr_config_warnings(san, spec_of(san)).empty());
+    auto other = parse(conf() + "[link.eth1]\naddresses = [\"10.9.0.20/24\"]\n");
+    BOOST_TEST(sr_config_warnings(other, spec_of(other)).size() == 1u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -40,8 +40,19 @@ struct SrSpec {
     std::string chap_user;
     std::string chap_secret_file;  // empty: no CHAP
     bool force = false;
+    // Not config: whether multipathd runs on this host (observed). Then every
+    // portal is logged in to as a path and the SR uses the multipath map.
+    bool multipath = false;
 };
 SrSpec sr_spec(const Config& config, const std::string& name);
+
+// Whether dm-multipath is in use here: multipathd answers `multipathd show daemon`.
+bool multipath_running(CommandRunner& runner);
+
+// Best-practice warnings of an SR from the config alone: its name against its
+// volume's, and whether its portals are reached over a storage network (a
+// [bond] or [link] with an address in the portal's subnet) or not.
+std::vector<std::string> sr_config_warnings(const Config& config, const SrSpec& spec);
 
 // The machine-facing pieces the host modules use; tests replace them.
 struct HostSeams {
@@ -68,6 +79,7 @@ private:
     HostSeams seams_;
     LvmView view_;
     std::vector<lvm::Session> sessions_;
+    bool multipath_ = false;
 };
 
 class VdiModule final : public Module {
@@ -92,6 +104,33 @@ Status attach_sr(HostSeams& seams, const Config& config, const std::string& name
 Status detach_sr(HostSeams& seams, const Config& config, const std::string& name,
                  const std::filesystem::path& state_dir, bool force);
 Result<std::string> vdi_path(HostSeams& seams, const Config& config, const std::string& name);
+
+// VDI operations outside an apply (sanctl vdi ...). A VDI is found by its
+// name tag: in its configured SR when [vdi.NAME] exists, else in any SR (or
+// `sr` when given). Each refuses rather than guesses:
+//  - create: from [vdi.NAME], or with `sr` and `size` for a VDI the config
+//    does not list (apply leaves such VDIs alone);
+//  - remove: only with `destroy` (--yes-destroy-data), never a VDI still in
+//    the config (the next apply would make it again), never while its LV is
+//    open, never while snapshots or clones of it exist;
+//  - resize: grows; shrinking only with `force`; not a configured VDI (its
+//    size is the config's), not a VDI with snapshots (LVM refuses to resize
+//    an active snapshot origin);
+//  - snapshot: a read-only LVM snapshot LV-<new uuid> tagged
+//    vdi_name=<snapshot name> and snapshot_of=<vdi>, as large as its origin
+//    so it can never overflow; clone: the same, writable, tagged clone_of.
+struct VdiRequest {
+    std::string name{};
+    std::string sr{};        // optional: which SR
+    std::uint64_t size = 0;  // create, resize
+    bool force = false;      // resize: allow shrinking
+    bool destroy = false;    // remove
+};
+Status create_vdi(HostSeams& seams, const Config& config, const VdiRequest& request);
+Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& request);
+Status resize_vdi(HostSeams& seams, const Config& config, const VdiRequest& request);
+Status copy_vdi(HostSeams& seams, const Config& config, const VdiRequest& origin, const std::string& copy,
+                bool writable);
 
 HostSeams default_host_seams(std::shared_ptr<CommandRunner> runner);
 

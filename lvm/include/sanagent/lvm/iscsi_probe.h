@@ -37,6 +37,7 @@ struct LunContent {
     std::string sr_name;  // when the LUN is an SR's PV (VG_XenStorage-*, sanagent tags)
     std::string sr_uuid;
     std::string vg;  // any VG on the PV
+    std::string vg_uuid;
     // "empty", "LVM PV of SR NAME/UUID", "LVM PV of VG X", "holds ext4 (filesystem)".
     std::string describe() const;
 };
@@ -56,6 +57,10 @@ struct TargetReport {
     std::vector<LunReport> luns;
     std::string error;  // login refused (ACL, CHAP) or the session failed
 };
+
+// Probe stage 1: SendTargets discovery only (the target IQNs and their
+// portals), no normal session, nothing read.
+Result<std::vector<TargetReport>> discover_targets(const ProbeRequest& request);
 
 // Probe a portal. An Error when the portal cannot be reached or discovery
 // fails; per-target and per-LUN failures are in the reports.
