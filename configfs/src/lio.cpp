@@ -130,6 +130,30 @@ const StorageObjectState* find_storage_object(const LioState& state, const std::
     return nullptr;
 }
 
+std::vector<std::string> logged_in_initiators(const ConfigfsTree& tree, const std::string& iqn) {
+    std::vector<std::string> out;
+    const std::filesystem::path target = std::filesystem::path("iscsi") / iqn;
+    for (const auto& tpg : tree.list_dirs(target)) {
+        if (tpg.rfind("tpgt_", 0) != 0) continue;
+        for (const auto& acl : tree.list_dirs(target / tpg / "acls")) {
+            auto info = tree.read_attr(target / tpg / "acls" / acl / "info");
+            if (!info || info->rfind("No active iSCSI Session", 0) != 0) out.push_back(acl);
+        }
+        if (auto dynamic = tree.read_attr(target / tpg / "dynamic_sessions")) {
+            std::size_t start = 0;
+            while (start < dynamic->size()) {
+                auto end = dynamic->find('\n', start);
+                if (end == std::string::npos) end = dynamic->size();
+                std::string name = dynamic->substr(start, end - start);
+                while (!name.empty() && (name.back() == ' ' || name.back() == '\0')) name.pop_back();
+                if (!name.empty()) out.push_back(name);
+                start = end + 1;
+            }
+        }
+    }
+    return out;
+}
+
 const TargetState* find_target(const LioState& state, const std::string& iqn) {
     for (const auto& t : state.iscsi_targets)
         if (t.iqn == iqn) return &t;

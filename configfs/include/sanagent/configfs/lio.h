@@ -99,4 +99,12 @@ LioState observe_lio(const ConfigfsTree& tree, LioDepth depth = LioDepth::full);
 const StorageObjectState* find_storage_object(const LioState& state, const std::string& hba, const std::string& name);
 const TargetState* find_target(const LioState& state, const std::string& iqn);
 
+// The initiators logged in to a target right now: each ACL whose `info` is not
+// the kernel's "No active iSCSI Session" sentence (iscsi_target_configfs.c
+// prints that sentence when the ACL has no session; any other text describes
+// one, so an unreadable or unexpected `info` counts as logged in), and the
+// names in each TPG's `dynamic_sessions` (demo-mode sessions without an ACL).
+// Read fresh at each call: sessions come and go.
+std::vector<std::string> logged_in_initiators(const ConfigfsTree& tree, const std::string& iqn);
+
 }  // namespace sanagent::configfs
