@@ -46,6 +46,7 @@ LioState observe_lio(const ConfigfsTree& tree, LioDepth depth) {
 
     for (const auto& hba : tree.list_dirs("core")) {
         if (hba == "alua") continue;
+        state.hbas.push_back(hba);
         for (const auto& name : tree.list_dirs(fs::path("core") / hba)) {
             if (name == "hba_info" || name == "hba_mode") continue;
             fs::path dir = fs::path("core") / hba / name;

@@ -70,11 +70,12 @@ void plan_storage_object(const StorageObjectSpec& spec, const LioState& observed
     const auto hba = sanagent_hba(spec.plugin);
     const fs::path dir = storage_dir(spec);
     const StorageObjectState* so = find_storage_object(observed, hba, spec.name);
-    bool hba_exists = std::any_of(observed.storage_objects.begin(), observed.storage_objects.end(),
+    // The HBA directory stays when its last storage object goes (a volume
+    // deleted, a rollback's export taken down); mkdir of it again is EEXIST.
+    bool hba_exists = std::find(observed.hbas.begin(), observed.hbas.end(), hba) != observed.hbas.end() ||
+                      std::any_of(observed.storage_objects.begin(), observed.storage_objects.end(),
                                   [&](const StorageObjectState& s) { return s.hba == hba; });
     if (!so) {
-        // The HBA directory may exist without storage objects; mkdir of an
-        // existing one is EEXIST, so the apply step tolerates that only here.
         if (!hba_exists) out.mkdir(fs::path("core") / hba, "sanagent's " + spec.plugin + " HBA");
         out.mkdir(dir, "storage object for " + spec.name);
         if (spec.plugin == "fileio") {

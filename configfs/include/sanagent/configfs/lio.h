@@ -76,6 +76,7 @@ struct LioState {
     bool iscsi_fabric = false;  // iscsi/ exists (made by the first mkdir; loads iscsi_target_mod)
     std::string version;        // core's "version" attribute text
     std::string dbroot;
+    std::vector<std::string> hbas;  // core/<plugin>_<n>, also those without storage objects
     std::vector<StorageObjectState> storage_objects;
     std::vector<TargetState> iscsi_targets;
     DiscoveryAuthState discovery_auth;
