@@ -86,6 +86,8 @@ Status export_again(configfs::ConfigfsTree& tree, const Config& config, const st
     return configfs::apply_ops(tree, ops, "target of volume " + volume);
 }
 
+}  // namespace
+
 // Rollback: volume content back to the snapshot's, the snapshot kept.
 //   1. refuse while initiators are logged in (unless --force);
 //   2. lvcreate a thin copy of the snapshot       way back: lvremove the copy
@@ -100,25 +102,25 @@ Status export_again(configfs::ConfigfsTree& tree, const Config& config, const st
 //   6. activate the volume, export it again, rename the copy to the
 //      snapshot's name.
 // A failure before 5 leaves the volume exported with its old content.
-int rollback(CommandRunner& runner, const Config& config, const std::string& vg, const std::string& volume,
-             const lvm::LogicalVolumeState& snapshot, bool force) {
+Status rollback_volume(CommandRunner& runner, configfs::ConfigfsTree& tree, const Config& config,
+                       const std::string& vg, const std::string& volume, const lvm::LogicalVolumeState& snapshot,
+                       bool force, std::ostream& out) {
     const std::string copy = lvm::rollback_lv_name(volume);
-    configfs::ConfigfsTree tree(config.get_string("agent", "", "target_root"));
     const std::string iqn = TargetModule::target_iqn(config, volume);
     auto sessions = configfs::logged_in_initiators(tree, iqn);
     if (!sessions.empty()) {
         std::string names;
         for (const auto& s : sessions) names += (names.empty() ? "" : ", ") + s;
         if (!force)
-            return fail("initiators are logged in to " + iqn + ": " + names +
-                        "; log them out first (a host that keeps running on a disk whose content changes under "
-                        "it corrupts it), or pass --force to drop their sessions");
-        std::cout << "--force: dropping the sessions of " << names << "\n";
+            return Error{EBUSY, "initiators are logged in to " + iqn + ": " + names +
+                                    "; log them out first (a host that keeps running on a disk whose content "
+                                    "changes under it corrupts it), or pass --force to drop their sessions"};
+        out << "--force: dropping the sessions of " << names << "\n";
     }
     auto remove_copy = [&] { (void)lvm::run_steps(runner, {lvm::delete_step(vg, copy)}); };
 
     if (auto st = lvm::run_steps(runner, {lvm::rollback_copy_step(vg, volume, snapshot.name, snapshot.tags)}); !st)
-        return fail(st.error().message);
+        return st.error();
 
     bool exported = false;
     auto lio = configfs::observe_lio(tree);
@@ -132,11 +134,11 @@ int rollback(CommandRunner& runner, const Config& config, const std::string& vg,
         if (auto st = configfs::apply_ops(tree, ops, "target of volume " + volume); !st) {
             auto back = export_again(tree, config, volume);
             remove_copy();
-            return fail(st.error().message + (back ? "; the export was made again, nothing changed"
-                                                   : "; making the export again failed too: " + back.error().message +
-                                                         " (run sanctl apply)"));
+            return Error{EIO, st.error().message + (back ? "; the export was made again, nothing changed"
+                                                         : "; making the export again failed too: " +
+                                                               back.error().message + " (run sanctl apply)")};
         }
-        std::cout << "took the iSCSI target " << iqn << " down\n";
+        out << "took the iSCSI target " << iqn << " down\n";
     }
     auto undo = [&](const std::string& why) {
         std::string text = why;
@@ -144,7 +146,7 @@ int rollback(CommandRunner& runner, const Config& config, const std::string& vg,
             if (auto st = export_again(tree, config, volume); !st)
                 text += "; making the export again failed: " + st.error().message + " (run sanctl apply)";
         remove_copy();
-        return fail(text + "; the volume keeps its content");
+        return Error{EIO, text + "; the volume keeps its content"};
     };
 
     // lvm defers a merge into an open origin to its next activation: refuse
@@ -162,29 +164,26 @@ int rollback(CommandRunner& runner, const Config& config, const std::string& vg,
     if (lvs)
         for (const auto& lv : *lvs) merged &= !(lv.vg == vg && lv.name == snapshot.name);
     if (!merged)
-        return fail("lvm did not finish merging " + vg + "/" + snapshot.name + " into " + volume +
-                    "; it finishes when the volume is next activated (lvchange -an/-ay " + vg + "/" + volume +
-                    "); the volume is not exported until then (run sanctl apply after); the snapshot's copy is " +
-                    vg + "/" + copy);
-    if (auto st = lvm::run_steps(runner, {lvm::activate_step(vg, volume, true)}); !st) return fail(st.error().message);
-    std::cout << "rolled " << volume << " back to " << snapshot.name << "\n";
-    int rc = 0;
+        return Error{EIO, "lvm did not finish merging " + vg + "/" + snapshot.name + " into " + volume +
+                              "; it finishes when the volume is next activated (lvchange -an/-ay " + vg + "/" +
+                              volume + "); the volume is not exported until then (run sanctl apply after); the " +
+                              "snapshot's copy is " + vg + "/" + copy};
+    if (auto st = lvm::run_steps(runner, {lvm::activate_step(vg, volume, true)}); !st)
+        return st.error().context("rolled back, but not active and not exported: run sanctl apply");
+    out << "rolled " << volume << " back to " << snapshot.name << "\n";
+    std::string left;
     if (exported) {
-        if (auto st = export_again(tree, config, volume); !st) {
-            std::cerr << "sanctl: " << st.error().message
-                      << "; the volume is rolled back but not exported: run sanctl apply\n";
-            rc = 1;
-        } else {
-            std::cout << "exported " << iqn << " again\n";
-        }
+        if (auto st = export_again(tree, config, volume); !st)
+            left = st.error().message + "; the volume is rolled back but not exported: run sanctl apply";
+        else
+            out << "exported " << iqn << " again\n";
     }
     if (auto st = lvm::run_steps(runner, {lvm::rename_step(vg, copy, snapshot.name)}); !st)
-        return fail(st.error().message + "; the snapshot's content is in " + vg + "/" + copy +
-                    " (lvrename it to " + snapshot.name + ")");
-    return rc;
+        left += (left.empty() ? "" : "; ") + st.error().message + "; the snapshot's content is in " + vg + "/" +
+                copy + " (lvrename it to " + snapshot.name + ")";
+    if (!left.empty()) return Error{EIO, left};
+    return {};
 }
-
-}  // namespace
 
 int run_snapshot_command(const std::vector<std::string>& args) {
     auto o = parse(args);
@@ -244,7 +243,10 @@ int run_snapshot_command(const std::vector<std::string>& args) {
                             ") and lvrename or lvremove it before rolling back again");
         }
         if (!found) return fail("no snapshot " + name + " of " + volume);
-        return rollback(runner, *config, vg, volume, *found, o->force);
+        configfs::ConfigfsTree tree(config->get_string("agent", "", "target_root"));
+        if (auto st = rollback_volume(runner, tree, *config, vg, volume, *found, o->force, std::cout); !st)
+            return fail(st.error().message);
+        return 0;
     }
     return fail("unknown snapshot command '" + verb + "' (create, list, delete, rollback)");
 }
