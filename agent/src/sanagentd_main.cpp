@@ -18,6 +18,9 @@
 #include "daemon/daemon_log.h"
 #include "sanagent/agent/agent.h"
 #include "sanagent/agent/control.h"
+#include "sanagent/agent/lvm_modules.h"
+#include "sanagent/agent/pool_alarms.h"
+#include "sanagent/agent/snapshot_schedule.h"
 #include "sanagent/agent/report.h"
 #include "sanagent/netlink/events.h"
 
@@ -146,8 +149,30 @@ private:
         log_.info("reconcile (" + why + "): " + std::string(outcome_name(last_.outcome)) + ", " +
                   std::to_string(last_.changes) + " change(s)");
         log_health_changes();
+        storage_housekeeping();
         notify_status();
         return last_;
+    }
+
+    // After a pass on a storage node: pool space alarms (logged once per
+    // crossing, alert_command run) and scheduled snapshots, from one lvs report.
+    void storage_housekeeping() {
+        const Config& config = agent_.config();
+        if (!is_storage_node(config) || config.objects("pool").empty()) return;
+        SystemCommandRunner runner;
+        auto lvs = lvm::LvmReporter(runner).logical_volumes();
+        if (!lvs) {
+            log_.warning("pool alarms and snapshot schedules skipped: " + lvs.error().message);
+            return;
+        }
+        check_pool_alarms(config, *lvs, agent_.state_dir(), runner,
+                          [this](bool warning, const std::string& message, const std::string& object) {
+                              log_.write(warning ? DaemonLog::Level::warning : DaemonLog::Level::info, message,
+                                         object, "alarm");
+                          });
+        for (const auto& done : run_snapshot_schedules(config, *lvs, runner, std::chrono::system_clock::now()))
+            log_.write(done.failed ? DaemonLog::Level::error : DaemonLog::Level::info, done.message, done.object,
+                       "snapshot");
     }
 
     // Each object's health is logged when it changes, not at every pass.

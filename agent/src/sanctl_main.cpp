@@ -32,6 +32,9 @@ commands:
   status [--json]              each object: desired, actual, health
   snapshot create|delete VOLUME NAME, snapshot list [VOLUME]
                                thin snapshots of a volume (LV <volume>+<name>)
+  snapshot rollback VOLUME NAME [--force]
+                               the volume's content back to the snapshot's
+                               (refused while initiators are logged in)
   volume delete NAME --yes-destroy-data
                                remove a volume no longer in the config: its
                                target, its LV and its data

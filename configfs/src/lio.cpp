@@ -129,6 +129,7 @@ LioState observe_lio(const ConfigfsTree& configfs, LioDepth depth) {
 
     for (const auto& hba : tree.list_dirs("core")) {
         if (hba == "alua") continue;
+        state.hbas.push_back(hba);
         for (const auto& name : tree.list_dirs("core/" + hba)) {
             if (name == "hba_info" || name == "hba_mode") continue;
             const std::string dir = "core/" + hba + "/" + name;
@@ -209,6 +210,30 @@ const StorageObjectState* find_storage_object(const LioState& state, const std::
     return nullptr;
 }
 
+std::vector<std::string> logged_in_initiators(const ConfigfsTree& tree, const std::string& iqn) {
+    std::vector<std::string> out;
+    const std::filesystem::path target = std::filesystem::path("iscsi") / iqn;
+    for (const auto& tpg : tree.list_dirs(target)) {
+        if (tpg.rfind("tpgt_", 0) != 0) continue;
+        for (const auto& acl : tree.list_dirs(target / tpg / "acls")) {
+            auto info = tree.read_attr(target / tpg / "acls" / acl / "info");
+            if (!info || info->rfind("No active iSCSI Session", 0) != 0) out.push_back(acl);
+        }
+        if (auto dynamic = tree.read_attr(target / tpg / "dynamic_sessions")) {
+            std::size_t start = 0;
+            while (start < dynamic->size()) {
+                auto end = dynamic->find('\n', start);
+                if (end == std::string::npos) end = dynamic->size();
+                std::string name = dynamic->substr(start, end - start);
+                while (!name.empty() && (name.back() == ' ' || name.back() == '\0')) name.pop_back();
+                if (!name.empty()) out.push_back(name);
+                start = end + 1;
+            }
+        }
+    }
+    return out;
+}
+
 const TargetState* find_target(const LioState& state, const std::string& iqn) {
     if (state.target_index.size() == state.iscsi_targets.size()) {
         auto it = state.target_index.find(iqn);
@@ -221,6 +246,9 @@ const TargetState* find_target(const LioState& state, const std::string& iqn) {
 }
 
 bool has_hba(const LioState& state, const std::string& hba) {
+    // The HBA directory stays when its last storage object goes (a volume
+    // deleted, a rollback's export taken down), so the listing counts too.
+    if (std::find(state.hbas.begin(), state.hbas.end(), hba) != state.hbas.end()) return true;
     if (state.storage_object_index.size() == state.storage_objects.size()) {
         auto it = state.storage_object_index.lower_bound(hba + "/");
         return it != state.storage_object_index.end() && it->first.compare(0, hba.size() + 1, hba + "/") == 0;

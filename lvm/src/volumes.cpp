@@ -149,6 +149,33 @@ LvmStep delete_step(const std::string& vg, const std::string& lv) {
     return step("delete " + vg + "/" + lv + " and its data", {"lvm", "lvremove", "--yes", vg + "/" + lv});
 }
 
+std::string rollback_lv_name(const std::string& volume) {
+    return volume + "+_rollback";
+}
+
+LvmStep rollback_copy_step(const std::string& vg, const std::string& volume, const std::string& snapshot_lv,
+                           const std::vector<std::string>& tags) {
+    std::vector<std::string> argv{"lvm", "lvcreate", "--snapshot", "--addtag", kOwnerTag};
+    for (const auto& tag : tags)
+        if (tag != kOwnerTag) argv.insert(argv.end(), {"--addtag", tag});
+    argv.insert(argv.end(), {"--name", rollback_lv_name(volume), vg + "/" + snapshot_lv});
+    return step("copy snapshot " + vg + "/" + snapshot_lv + " (it is kept)", argv);
+}
+
+LvmStep merge_step(const std::string& vg, const std::string& snapshot_lv) {
+    return step("merge " + vg + "/" + snapshot_lv + " into its volume",
+                {"lvm", "lvconvert", "--merge", "--yes", vg + "/" + snapshot_lv});
+}
+
+LvmStep rename_step(const std::string& vg, const std::string& from, const std::string& to) {
+    return step("rename " + vg + "/" + from + " to " + to, {"lvm", "lvrename", vg, from, to});
+}
+
+LvmStep activate_step(const std::string& vg, const std::string& lv, bool active) {
+    return step(std::string(active ? "activate " : "deactivate ") + vg + "/" + lv,
+                {"lvm", "lvchange", "--activate", active ? "y" : "n", vg + "/" + lv});
+}
+
 Status run_steps(CommandRunner& runner, const std::vector<LvmStep>& steps) {
     for (const auto& s : steps) {
         auto r = check_exit(s.command, runner.run(s.command));

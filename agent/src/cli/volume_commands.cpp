@@ -6,6 +6,7 @@
 
 #include "sanagent/agent/agent.h"
 #include "sanagent/agent/lvm_modules.h"
+#include "sanagent/agent/target_module.h"
 #include "sanagent/agent/units.h"
 #include "sanagent/configfs/target_plan.h"
 #include "sanagent/lvm/report.h"
@@ -19,6 +20,7 @@ struct CliOptions {
     AgentOptions agent;
     std::vector<std::string> positional;
     bool destroy = false;
+    bool force = false;
     std::string vg;
 };
 
@@ -28,6 +30,8 @@ std::optional<CliOptions> parse(const std::vector<std::string>& args) {
         const auto& a = args[i];
         if (a == "--yes-destroy-data") {
             o.destroy = true;
+        } else if (a == "--force") {
+            o.force = true;
         } else if ((a == "--config-dir" || a == "--state-dir" || a == "--vg") && i + 1 < args.size()) {
             const auto& v = args[++i];
             if (a == "--config-dir") o.agent.load.config_dir = v;
@@ -73,11 +77,118 @@ int run(CommandRunner& runner, const lvm::LvmStep& step) {
     return 0;
 }
 
+// The volume's export, as the target module makes it, made again from the
+// config (same IQN, ACLs, CHAP and serial, so the host sees the same disk).
+Status export_again(configfs::ConfigfsTree& tree, const Config& config, const std::string& volume) {
+    auto spec = TargetModule::target_spec(config, volume);
+    if (!spec) return spec.error().context("exporting volume " + volume + " again");
+    auto ops = configfs::plan_target(*spec, configfs::observe_lio(tree));
+    return configfs::apply_ops(tree, ops, "target of volume " + volume);
+}
+
 }  // namespace
+
+// Rollback: volume content back to the snapshot's, the snapshot kept.
+//   1. refuse while initiators are logged in (unless --force);
+//   2. lvcreate a thin copy of the snapshot       way back: lvremove the copy
+//      (lvconvert --merge consumes the snapshot;
+//      the copy takes its name afterwards)
+//   3. take the volume's LIO target down (LIO     way back: export it again
+//      holds the LV open, and lvm merges a thin
+//      snapshot at once only into a closed origin)
+//   4. check nothing else holds the LV open       way back: 3 and 2 undone
+//   5. lvconvert --merge the snapshot into the volume: the one step that
+//      changes the content; it completes or fails having changed nothing;
+//   6. activate the volume, export it again, rename the copy to the
+//      snapshot's name.
+// A failure before 5 leaves the volume exported with its old content.
+Status rollback_volume(CommandRunner& runner, configfs::ConfigfsTree& tree, const Config& config,
+                       const std::string& vg, const std::string& volume, const lvm::LogicalVolumeState& snapshot,
+                       bool force, std::ostream& out) {
+    const std::string copy = lvm::rollback_lv_name(volume);
+    const std::string iqn = TargetModule::target_iqn(config, volume);
+    auto sessions = configfs::logged_in_initiators(tree, iqn);
+    if (!sessions.empty()) {
+        std::string names;
+        for (const auto& s : sessions) names += (names.empty() ? "" : ", ") + s;
+        if (!force)
+            return Error{EBUSY, "initiators are logged in to " + iqn + ": " + names +
+                                    "; log them out first (a host that keeps running on a disk whose content "
+                                    "changes under it corrupts it), or pass --force to drop their sessions"};
+        out << "--force: dropping the sessions of " << names << "\n";
+    }
+    auto remove_copy = [&] { (void)lvm::run_steps(runner, {lvm::delete_step(vg, copy)}); };
+
+    if (auto st = lvm::run_steps(runner, {lvm::rollback_copy_step(vg, volume, snapshot.name, snapshot.tags)}); !st)
+        return st.error();
+
+    bool exported = false;
+    auto lio = configfs::observe_lio(tree);
+    const std::string hba = configfs::sanagent_hba("iblock");
+    if (configfs::find_storage_object(lio, hba, volume)) {
+        exported = true;
+        configfs::StorageObjectSpec storage;
+        storage.plugin = "iblock";
+        storage.name = volume;
+        auto ops = configfs::plan_remove_target(iqn, storage, lio);
+        if (auto st = configfs::apply_ops(tree, ops, "target of volume " + volume); !st) {
+            auto back = export_again(tree, config, volume);
+            remove_copy();
+            return Error{EIO, st.error().message + (back ? "; the export was made again, nothing changed"
+                                                         : "; making the export again failed too: " +
+                                                               back.error().message + " (run sanctl apply)")};
+        }
+        out << "took the iSCSI target " << iqn << " down\n";
+    }
+    auto undo = [&](const std::string& why) {
+        std::string text = why;
+        if (exported)
+            if (auto st = export_again(tree, config, volume); !st)
+                text += "; making the export again failed: " + st.error().message + " (run sanctl apply)";
+        remove_copy();
+        return Error{EIO, text + "; the volume keeps its content"};
+    };
+
+    // lvm defers a merge into an open origin to its next activation: refuse
+    // instead, so the content never changes later behind an export.
+    auto lvs = read_lvs(runner);
+    if (!lvs) return undo(lvs.error().message);
+    for (const auto& lv : *lvs)
+        if (lv.vg == vg && lv.name == volume && lv.is_open())
+            return undo("volume " + volume + " is still open (a mount, a device-mapper holder or another export "
+                        "holds /dev/" + vg + "/" + volume + ")");
+
+    if (auto st = lvm::run_steps(runner, {lvm::merge_step(vg, snapshot.name)}); !st) return undo(st.error().message);
+    lvs = read_lvs(runner);
+    bool merged = lvs.ok();
+    if (lvs)
+        for (const auto& lv : *lvs) merged &= !(lv.vg == vg && lv.name == snapshot.name);
+    if (!merged)
+        return Error{EIO, "lvm did not finish merging " + vg + "/" + snapshot.name + " into " + volume +
+                              "; it finishes when the volume is next activated (lvchange -an/-ay " + vg + "/" +
+                              volume + "); the volume is not exported until then (run sanctl apply after); the " +
+                              "snapshot's copy is " + vg + "/" + copy};
+    if (auto st = lvm::run_steps(runner, {lvm::activate_step(vg, volume, true)}); !st)
+        return st.error().context("rolled back, but not active and not exported: run sanctl apply");
+    out << "rolled " << volume << " back to " << snapshot.name << "\n";
+    std::string left;
+    if (exported) {
+        if (auto st = export_again(tree, config, volume); !st)
+            left = st.error().message + "; the volume is rolled back but not exported: run sanctl apply";
+        else
+            out << "exported " << iqn << " again\n";
+    }
+    if (auto st = lvm::run_steps(runner, {lvm::rename_step(vg, copy, snapshot.name)}); !st)
+        left += (left.empty() ? "" : "; ") + st.error().message + "; the snapshot's content is in " + vg + "/" +
+                copy + " (lvrename it to " + snapshot.name + ")";
+    if (!left.empty()) return Error{EIO, left};
+    return {};
+}
 
 int run_snapshot_command(const std::vector<std::string>& args) {
     auto o = parse(args);
-    if (!o || o->positional.empty()) return fail("usage: sanctl snapshot create|list|delete VOLUME [NAME]");
+    if (!o || o->positional.empty())
+        return fail("usage: sanctl snapshot create|list|delete|rollback VOLUME [NAME] [--force]");
     auto config = load(*o);
     if (!config) return 1;
     const std::string verb = o->positional[0];
@@ -89,9 +200,12 @@ int run_snapshot_command(const std::vector<std::string>& args) {
         const std::string only = o->positional.size() > 1 ? o->positional[1] : "";
         for (const auto& lv : *lvs) {
             auto plus = lv.name.find('+');
-            if (plus == std::string::npos || lv.origin != lv.name.substr(0, plus) || !tagged(lv)) continue;
-            if (!only.empty() && lv.origin != only) continue;
-            std::cout << lv.origin << "  " << lv.name.substr(plus + 1) << "  " << lv.vg << "/" << lv.name;
+            // By name: a snapshot kept through a rollback is a copy whose
+            // origin (the merged snapshot) is gone.
+            if (plus == std::string::npos || !tagged(lv) || lv.is_thin_pool()) continue;
+            const std::string of = lv.name.substr(0, plus);
+            if (!only.empty() && of != only) continue;
+            std::cout << of << "  " << lv.name.substr(plus + 1) << "  " << lv.vg << "/" << lv.name;
             if (lv.data_percent) std::cout << "  data " << *lv.data_percent << "%";
             std::cout << "\n";
         }
@@ -119,7 +233,22 @@ int run_snapshot_command(const std::vector<std::string>& args) {
         if (!exists) return fail("no snapshot " + name + " of " + volume);
         return run(runner, lvm::delete_step(vg, snapshot));
     }
-    return fail("unknown snapshot command '" + verb + "' (create, list, delete)");
+    if (verb == "rollback") {
+        const lvm::LogicalVolumeState* found = nullptr;
+        for (const auto& lv : *lvs) {
+            if (lv.vg == vg && lv.name == snapshot && tagged(lv)) found = &lv;
+            if (lv.vg == vg && lv.name == lvm::rollback_lv_name(volume))
+                return fail("an earlier rollback of " + volume + " left " + vg + "/" + lv.name +
+                            " behind (a copy of the snapshot it rolled back to); look at it (lvs -a " + vg +
+                            ") and lvrename or lvremove it before rolling back again");
+        }
+        if (!found) return fail("no snapshot " + name + " of " + volume);
+        configfs::ConfigfsTree tree(config->get_string("agent", "", "target_root"));
+        if (auto st = rollback_volume(runner, tree, *config, vg, volume, *found, o->force, std::cout); !st)
+            return fail(st.error().message);
+        return 0;
+    }
+    return fail("unknown snapshot command '" + verb + "' (create, list, delete, rollback)");
 }
 
 int run_volume_command(const std::vector<std::string>& args) {

@@ -290,6 +290,12 @@ Result<ConfigValue> convert(const KeySpec& spec, const toml::node& node) {
                 if (!is_safe_name(k.str()))
                     return expected("expected names of [a-z0-9][a-z0-9.-]* as keys, got " +
                                     toml_string(k.str().substr(0, 80)));
+                // Whole numbers are kept as their text (keep = 24).
+                if (const auto* i = item.as_integer()) {
+                    raw += (m.empty() ? "" : ", ") + toml_string(k.str()) + " = " + std::to_string(i->get());
+                    m.emplace(std::string(k.str()), std::to_string(i->get()));
+                    continue;
+                }
                 const auto* s = item.as_string();
                 if (!s) return expected("expected a string value for " + toml_string(k.str()));
                 raw += (m.empty() ? "" : ", ") + toml_string(k.str()) + " = " + toml_string(s->get());

@@ -1,5 +1,6 @@
 #include "sanagent/agent/lvm_modules.h"
 
+#include "sanagent/agent/snapshot_schedule.h"
 #include "sanagent/agent/units.h"
 
 #include <algorithm>
@@ -117,8 +118,25 @@ lvm::PoolSpec pool_spec(const Config& config, const std::string& pool) {
 
 // ---- pool -------------------------------------------------------------------
 
+namespace {
+
+// An alert command is run without a shell: its first word must be an absolute path.
+void check_alert_command(const ConfigValue* command, const std::string& id, Diagnostics& diagnostics) {
+    if (!command) return;
+    const auto& argv = std::get<std::vector<std::string>>(command->data);
+    if (argv.empty()) return;
+    if (argv[0].empty() || argv[0][0] != '/' || argv[0].find("..") != std::string::npos)
+        diagnostics.error(command->origin, id, "alert_command",
+                          "expected an absolute path to a program first (run without a shell), got \"" +
+                              argv[0].substr(0, 80) + "\"");
+}
+
+}  // namespace
+
 void PoolModule::validate(const Config& config, Diagnostics& diagnostics) const {
+    check_alert_command(config.value("agent", "", "alert_command"), "agent", diagnostics);
     for (const auto* pool : config.objects("pool")) {
+        check_alert_command(config.value("pool", pool->name, "alert_command"), pool->id(), diagnostics);
         if (const auto* devices = config.value("pool", pool->name, "devices"))
             for (const auto& dev : std::get<std::vector<std::string>>(devices->data))
                 if (dev.empty() || dev[0] != '/' || dev.find("..") != std::string::npos)
@@ -225,7 +243,9 @@ std::vector<ObjectStatus> PoolModule::status(const Config& config, const Ownersh
                        ", metadata " + percent_text(thin->metadata_percent);
             std::uint64_t provisioned = 0;
             for (const auto& lv : view.lvs)
-                if (lv.vg == spec.vg && lv.pool == spec.thin_pool && lv.origin.empty()) provisioned += lv.size_bytes;
+                if (lv.vg == spec.vg && lv.pool == spec.thin_pool && lv.origin.empty() &&
+                    lv.name.find('+') == std::string::npos)  // snapshots (kept ones too) share blocks
+                    provisioned += lv.size_bytes;
             if (thin->size_bytes)
                 s.actual += ", subscribed " + std::to_string(provisioned * 100 / thin->size_bytes) + "%";
             if (data >= crit || meta >= crit) {
@@ -250,6 +270,14 @@ void VolumeModule::validate(const Config& config, Diagnostics& diagnostics) cons
         // Several pools and no `pool` key is the schema's error already.
         if (config.objects("pool").empty())
             diagnostics.error(volume->origin, volume->id(), "pool", "expected a [pool.NAME] to hold the volume");
+        if (const auto* snapshots = config.value("volume", volume->name, "snapshots")) {
+            auto schedule = parse_schedule(std::get<std::map<std::string, std::string>>(snapshots->data));
+            if (!schedule)
+                diagnostics.error(snapshots->origin, volume->id(), "snapshots", schedule.error().message);
+            else if (config.get_string("volume", volume->name, "provisioning") != "thin")
+                diagnostics.error(snapshots->origin, volume->id(), "snapshots",
+                                  "scheduled snapshots are thin and need provisioning = \"thin\"");
+        }
         if (const auto* clone = config.value("volume", volume->name, "clone")) {
             const auto& m = std::get<std::map<std::string, std::string>>(clone->data);
             for (const auto& [k, v] : m)

@@ -139,3 +139,21 @@ BOOST_FIXTURE_TEST_CASE(a_failed_write_never_echoes_the_value, FakeTargetRoot) {
     BOOST_TEST_REQUIRE(!st.ok());
     BOOST_TEST(st.error().message.find("s3cret-chap") == std::string::npos);
 }
+
+BOOST_FIXTURE_TEST_CASE(logged_in_initiators_read_acl_info_and_dynamic_sessions, FakeTargetRoot) {
+    const fs::path tpg = "iscsi/iqn.2026-11.org.example:g:vol1/tpgt_1";
+    write(tpg / "acls/iqn.2026-11.org.example:idle/info",
+          "No active iSCSI Session for Initiator Endpoint: iqn.2026-11.org.example:idle");
+    write(tpg / "acls/iqn.2026-11.org.example:busy/info",
+          "InitiatorName: iqn.2026-11.org.example:busy\nInitiatorAlias: h1\n"
+          "Session State: TARG_SESS_STATE_LOGGED_IN");
+    write(tpg / "dynamic_sessions", "");
+    BOOST_TEST(logged_in_initiators(tree, "iqn.2026-11.org.example:g:vol1") ==
+               std::vector<std::string>{"iqn.2026-11.org.example:busy"});
+    write(tpg / "dynamic_sessions", "iqn.2026-11.org.example:demo");
+    BOOST_TEST(logged_in_initiators(tree, "iqn.2026-11.org.example:g:vol1").size() == 2u);
+    // An ACL whose info cannot be read counts as logged in: refusing is safe.
+    fs::create_directories(root / tpg / "acls/iqn.2026-11.org.example:unknown");
+    BOOST_TEST(logged_in_initiators(tree, "iqn.2026-11.org.example:g:vol1").size() == 3u);
+    BOOST_TEST(logged_in_initiators(tree, "iqn.2026-11.org.example:g:none").empty());
+}

@@ -194,3 +194,20 @@ BOOST_FIXTURE_TEST_CASE(removal_disables_first_and_keeps_order, TempRoot) {
     BOOST_TEST(lun < tpg);
     BOOST_TEST(so == static_cast<std::ptrdiff_t>(ops.size()) - 1);
 }
+
+BOOST_AUTO_TEST_CASE(an_hba_left_without_storage_objects_is_not_made_again) {
+    // The kernel keeps core/iblock_57 after its last storage object is
+    // removed; mkdir of it again would fail with EEXIST.
+    LioState observed;
+    observed.present = true;
+    observed.hbas = {"iblock_57"};
+    TargetSpec spec;
+    spec.iqn = "iqn.2026-11.org.example:g:vol1";
+    spec.storage.name = "vol1";
+    spec.storage.device = "/dev/sanpool/vol1";
+    spec.storage.serial = "0123456789abcdef0123456789abcdef";
+    spec.portals = {"127.0.0.1:3260"};
+    auto ops = plan_target(spec, observed);
+    BOOST_TEST_REQUIRE(!ops.empty());
+    BOOST_TEST(ops[0].path == std::filesystem::path("core/iblock_57/vol1"));
+}

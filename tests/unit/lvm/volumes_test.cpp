@@ -133,3 +133,22 @@ BOOST_FIXTURE_TEST_CASE(reserved_space_follows_the_storage_model, Recorded) {
     thin.data_percent = 10.0;
     BOOST_TEST(reserved_bytes(thin, 2) == 2 * GiB);
 }
+
+BOOST_AUTO_TEST_CASE(rollback_copies_the_snapshot_merges_it_and_renames_the_copy_back) {
+    // lvconvert --merge consumes the snapshot: a copy with its tags, under a
+    // name no user snapshot can have, takes its place afterwards.
+    BOOST_TEST(rollback_lv_name("vol1") == "vol1+_rollback");
+    BOOST_TEST(rollback_copy_step("sanpool", "vol1", "vol1+before", {"sanagent", "sanagent-auto"}).command.display() ==
+               "lvm lvcreate --snapshot --addtag sanagent --addtag sanagent-auto --name vol1+_rollback "
+               "sanpool/vol1+before");
+    BOOST_TEST(merge_step("sanpool", "vol1+before").command.display() ==
+               "lvm lvconvert --merge --yes sanpool/vol1+before");
+    BOOST_TEST(rename_step("sanpool", "vol1+_rollback", "vol1+before").command.display() ==
+               "lvm lvrename sanpool vol1+_rollback vol1+before");
+    BOOST_TEST(activate_step("sanpool", "vol1", true).command.display() == "lvm lvchange --activate y sanpool/vol1");
+    LogicalVolumeState lv;
+    lv.attr = "Vwi-aotz--";
+    BOOST_TEST(lv.is_open());
+    lv.attr = "Vwi-a-tz--";
+    BOOST_TEST(!lv.is_open());
+}

@@ -76,6 +76,7 @@ struct LioState {
     bool iscsi_fabric = false;  // iscsi/ exists (made by the first mkdir; loads iscsi_target_mod)
     std::string version;        // core's "version" attribute text
     std::string dbroot;
+    std::vector<std::string> hbas;  // core/<plugin>_<n>, also those without storage objects
     std::vector<StorageObjectState> storage_objects;
     std::vector<TargetState> iscsi_targets;
     DiscoveryAuthState discovery_auth;
@@ -115,5 +116,13 @@ const StorageObjectState* find_storage_object(const LioState& state, const std::
 const TargetState* find_target(const LioState& state, const std::string& iqn);
 // Whether any storage object lives under the HBA directory `hba` ("fileio_1").
 bool has_hba(const LioState& state, const std::string& hba);
+
+// The initiators logged in to a target right now: each ACL whose `info` is not
+// the kernel's "No active iSCSI Session" sentence (iscsi_target_configfs.c
+// prints that sentence when the ACL has no session; any other text describes
+// one, so an unreadable or unexpected `info` counts as logged in), and the
+// names in each TPG's `dynamic_sessions` (demo-mode sessions without an ACL).
+// Read fresh at each call: sessions come and go.
+std::vector<std::string> logged_in_initiators(const ConfigfsTree& tree, const std::string& iqn);
 
 }  // namespace sanagent::configfs

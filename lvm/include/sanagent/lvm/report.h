@@ -41,6 +41,7 @@ struct LogicalVolumeState {
     bool is_thin_pool() const { return !attr.empty() && attr[0] == 't'; }
     bool is_thin_volume() const { return !attr.empty() && attr[0] == 'V'; }
     bool is_active() const { return attr.size() > 4 && attr[4] == 'a'; }
+    bool is_open() const { return attr.size() > 5 && attr[5] == 'o'; }  // a holder has the device open
 };
 
 // Pure parsers over the JSON text of `lvm vgs` / `lvm lvs` with the fields below.

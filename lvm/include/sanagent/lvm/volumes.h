@@ -68,6 +68,20 @@ Result<std::vector<LvmStep>> plan_volume(const PoolSpec& pool, const VolumeSpec&
 LvmStep snapshot_step(const std::string& vg, const std::string& volume, const std::string& snapshot);
 LvmStep delete_step(const std::string& vg, const std::string& lv);
 
+// Rollback of a thin volume to a snapshot (sanctl snapshot rollback).
+// `lvconvert --merge` merges a thin snapshot into its origin and consumes it,
+// so the snapshot is first copied (a thin snapshot of the snapshot, the LV
+// rollback_lv_name(): '_' is not allowed in user snapshot names, so it cannot
+// collide) with the snapshot's tags; the snapshot is merged into the volume;
+// then the copy takes the snapshot's name back. lvm merges at once only while
+// the volume is not open, so the caller takes the LIO export down first.
+std::string rollback_lv_name(const std::string& volume);
+LvmStep rollback_copy_step(const std::string& vg, const std::string& volume, const std::string& snapshot_lv,
+                           const std::vector<std::string>& tags);
+LvmStep merge_step(const std::string& vg, const std::string& snapshot_lv);
+LvmStep rename_step(const std::string& vg, const std::string& from, const std::string& to);
+LvmStep activate_step(const std::string& vg, const std::string& lv, bool active);
+
 // Runs steps in order through the runner; stops at the first failure with the
 // tool's stderr in the error.
 Status run_steps(CommandRunner& runner, const std::vector<LvmStep>& steps);
