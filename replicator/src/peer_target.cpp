@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "sanagent/replicator/crc32c.h"
+
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_io.h"
 
@@ -201,6 +203,15 @@ void PeerTarget::serve(int fd) {
             else
                 pool_.post(std::move(job));
         };
+        // As run, for an op on a range: once no earlier op on an overlapping
+        // range is still running (the job gets its ticket to release).
+        auto run_ordered = [this, &run](bool here, std::uint64_t off, std::uint64_t len,
+                                        std::function<void(RangeLock::Ticket)> job) {
+            std::function<void(RangeLock::Ticket)> later = [this, job](RangeLock::Ticket t) {
+                pool_.post([job, t] { job(t); });
+            };
+            if (auto t = order_.take_or_queue(off, len, later)) run(here, [job, t = *t] { job(t); });
+        };
         auto finish = [this, fd, seq = h.seq](int err) {
             send_ack(fd, seq, err);
             std::lock_guard lock(inflight_mu_);
@@ -219,9 +230,12 @@ void PeerTarget::serve(int fd) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run(start(data->size()), [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno] {
-                finish(to_errno(replica_.write(off, data->span(), fua)));
-            });
+            run_ordered(start(data->size()), off, data->size(),
+                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno](RangeLock::Ticket t) {
+                            int err = to_errno(replica_.write(off, data->span(), fua));
+                            order_.release(t);
+                            finish(err);
+                        });
         } else if (h.type == peer::Type::Zero || h.type == peer::Type::Trim) {
             auto r = peer::decode_range(m->body);
             if (!r) {
@@ -232,12 +246,39 @@ void PeerTarget::serve(int fd) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run(start(), [this, r = *r, type = h.type, flags = h.flags, finish, to_errno] {
-                Status st = type == peer::Type::Trim ? replica_.trim(r.offset, r.length)
-                                                     : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch,
-                                                                     flags & peer::kFlagFua);
-                if (st && type == peer::Type::Trim && (flags & peer::kFlagFua)) st = replica_.flush();
-                finish(to_errno(st));
+            run_ordered(start(), r->offset, r->length,
+                        [this, r = *r, type = h.type, flags = h.flags, finish, to_errno](RangeLock::Ticket t) {
+                            Status st = type == peer::Type::Trim
+                                            ? replica_.trim(r.offset, r.length)
+                                            : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch,
+                                                            flags & peer::kFlagFua);
+                            if (st && type == peer::Type::Trim && (flags & peer::kFlagFua)) st = replica_.flush();
+                            order_.release(t);
+                            finish(to_errno(st));
+                        });
+        } else if (h.type == peer::Type::Verify) {
+            auto r = peer::decode_range(m->body);
+            if (!r) {
+                ended = r.error().message;
+                break;
+            }
+            if (r->offset > replica_.size() || r->length > replica_.size() - r->offset ||
+                r->length > peer::kMaxBody) {
+                ended = "VERIFY range out of bounds";
+                break;
+            }
+            run_ordered(start(), r->offset, r->length, [this, fd, seq = h.seq, r = *r](RangeLock::Ticket t) {
+                auto buf = std::make_shared<AlignedBuffer>(r.length);
+                auto st = replica_.read(r.offset, buf->span());
+                order_.release(t);
+                peer::Digest d{st ? 0 : (st.error().code ? st.error().code : EIO), st ? crc32c(buf->span()) : 0u};
+                {
+                    std::lock_guard lock(send_mu_);
+                    (void)peer::send(fd, peer::Type::Digest, 0, seq, peer::encode_digest(d));
+                }
+                std::lock_guard lock(inflight_mu_);
+                --inflight_;
+                inflight_cv_.notify_all();
             });
         } else if (h.type == peer::Type::Flush) {
             // Every op received before the flush is applied first: acks the

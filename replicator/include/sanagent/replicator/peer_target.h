@@ -4,6 +4,9 @@
 // FLUSH is acked once every earlier op is applied and the replica is
 // fdatasync-ed. While a resync is running this replica is marked inconsistent
 // on disk, and only RESYNC_DONE makes it consistent again.
+// Ops start in arrival order per range (a range lock): an async primary may
+// have overlapping writes in flight, and they must land in the order sent.
+// VERIFY takes the same lock, so its checksum sees every write sent before it.
 #pragma once
 
 #include <atomic>
@@ -14,6 +17,7 @@
 
 #include "sanagent/fd.h"
 #include "sanagent/replicator/metadata.h"
+#include "sanagent/replicator/range_lock.h"
 #include "sanagent/replicator/replica.h"
 #include "sanagent/replicator/worker_pool.h"
 
@@ -57,6 +61,7 @@ private:
     std::mutex inflight_mu_;
     std::condition_variable inflight_cv_;
     unsigned inflight_ = 0;
+    RangeLock order_;
 };
 
 }  // namespace sanagent::replicator

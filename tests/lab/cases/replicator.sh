@@ -1,0 +1,89 @@
+# sanrepd across two guests over a faulty network, as an admin would run it:
+#   sanlab1 (192.168.77.11) is the primary, serving the volume over NBD;
+#   sanlab2 (192.168.77.12) holds the secondary replica.
+# The primary's link gets 5% loss and 50 ms delay (tc netem): writes go on and
+# stay replicated. Then the link goes down: the peer turns out-of-sync, writes
+# go on and are recorded in the bitmap. Link up: the peer is resynced. At the
+# end the two replica files have the same checksum (compared through the
+# shared directory), every acknowledged write reads back, and an online verify
+# over the lossy link finds no mismatch.
+. "$SANLAB_SRC/tests/lab/lib.sh"
+shared=/lab/shared
+sanrepd=$SANLAB_BUILD/replicator/sanrepd
+sanctl=$SANLAB_BUILD/agent/sanctl
+run=/run/lab/rep
+mkdir -p $run
+
+# The peer's state from `sanctl replica status` ("  peer ADDR: STATE (mode)").
+peer_state() { "$sanctl" replica status vol --control $run/vol.ctl | sed -n 's/^  peer [^ ]*: \([a-z-]*\).*/\1/p'; }
+is_state() { [[ $(peer_state) == "$1" ]]; }
+
+secondary() {
+    "$sanrepd" --volume vol --role secondary --node sanlab2 --replica $run/vol.img --size 64M \
+        --listen 192.168.77.12:7789 --control $run/vol.ctl > $run/sanrepd.log 2>&1 &
+    local pid=$!
+    check "the secondary listens" wait_for 30 test -S $run/vol.ctl
+    touch $shared/peer-ready
+    check "the primary finished" wait_for 500 test -e $shared/primary-done
+    check "the secondary stops cleanly" bash -c "kill -TERM $pid && wait_for 20 bash -c '! kill -0 $pid'"
+    sha256sum < $run/vol.img | cut -d' ' -f1 > $shared/secondary.sum
+    sed 's/^/# /' $run/sanrepd.log | tail -n 20
+}
+
+primary() {
+    local uri="nbd+unix:///vol?socket=$run/vol.nbd"
+    check "netem is available" modprobe sch_netem
+    check "the secondary is up" wait_for 120 test -e $shared/peer-ready
+    "$sanrepd" --volume vol --role primary --node sanlab1 --replica $run/vol.img --size 64M \
+        --peer 192.168.77.12:7789 --nbd-socket $run/vol.nbd --control $run/vol.ctl --ack-timeout-ms 3000 \
+        > $run/sanrepd.log 2>&1 &
+    local pid=$!
+    check "the primary is in sync with the secondary" wait_for 120 is_state in-sync
+    # Acknowledged writes: a pattern per MiB, logged only when qemu-io says done.
+    : > $run/acked
+    write_mib() {  # write_mib MIB PATTERN
+        qemu-io -f raw "$uri" -c "write -P $2 $(($1 << 20)) 1M" > /dev/null && echo "$1 $2" >> $run/acked
+    }
+    write_range() {  # write_range FIRST LAST PATTERN
+        local m
+        for ((m = $1; m <= $2; m++)); do write_mib $m $3 || return 1; done
+    }
+    check "a full write under no faults" write_range 0 3 0x11
+
+    check "5% loss and 50 ms delay on the link" tc qdisc add dev eth0 root netem loss 5% delay 50ms
+    check "writes go on over the lossy link" write_range 4 15 0x22
+    check "and the peer stays in sync" is_state in-sync
+    check "an online verify over the lossy link is clean" bash -c \
+        "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify1.txt"
+    sed 's/^/# /' $run/verify1.txt
+
+    check "link down" ip link set eth0 down
+    check "writes go on with the link down" write_range 16 31 0x33
+    check "the peer goes out of sync" wait_for 60 is_state out-of-sync
+    check "writes go on while it is away" write_range 32 39 0x44
+    "$sanctl" replica status vol --control $run/vol.ctl | sed 's/^/# /'
+    check "the away writes are recorded dirty" bash -c \
+        "'$sanctl' replica status vol --control $run/vol.ctl --json | grep -q '\"dirty_bytes\": [1-9]'"
+
+    check "link up (still lossy)" ip link set eth0 up
+    check "the peer is resynced" wait_for 300 is_state in-sync
+    "$sanctl" replica status vol --control $run/vol.ctl | sed 's/^/# /'
+    check "writes go on after the resync" write_range 40 43 0x55
+    check "a flush reaches both replicas" qemu-io -f raw "$uri" -c flush
+    check "every acknowledged write reads back" bash -c "
+        while read -r m p; do qemu-io -f raw '$uri' -c \"read -P \$p \$((m << 20)) 1M\" | grep -q 'Pattern verification failed' && exit 1; done < $run/acked; true"
+    check "44 writes were acknowledged" test "$(wc -l < $run/acked)" -eq 44
+    check "a second verify is clean" bash -c \
+        "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify2.txt"
+    sed 's/^/# /' $run/verify2.txt
+    tc qdisc del dev eth0 root 2> /dev/null
+    check "the primary stops cleanly" bash -c "kill -TERM $pid && wait_for 20 bash -c '! kill -0 $pid'"
+    sha256sum < $run/vol.img | cut -d' ' -f1 > $run/primary.sum
+    touch $shared/primary-done
+    check "the secondary reported its checksum" wait_for 60 test -s $shared/secondary.sum
+    check "the replicas are identical" cmp $run/primary.sum $shared/secondary.sum
+    grep -E 'peer:|verify' $run/sanrepd.log | sed 's/^/# /' | tail -n 30
+}
+
+if [[ $SANLAB_INDEX == 1 ]]; then primary; else secondary; fi
+finish
