@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "sanagent/replicator/control.h"
+#include "sanagent/replicator/daemon_options.h"
 #include "sanagent/replicator/metadata.h"
 #include "sanagent/replicator/nbd_handshake.h"
 #include "sanagent/replicator/nbd_server.h"
@@ -26,33 +27,13 @@ using namespace sanagent::replicator;
 
 namespace {
 
-struct Flags {
-    std::string volume;
-    std::string replica;
-    std::string meta;
-    std::string role = "primary";
-    std::uint64_t size = 0;
-    std::uint64_t granularity = 64 * 1024;
-    bool preallocate = false;
-    bool direct = true;
-    bool force_primary = false;
-    std::string nbd_socket;
-    std::string nbd_tcp;
-    std::string peer;
-    std::string listen;
-    std::string control;
-    int ack_timeout_ms = 5000;
-    int retire_ms = 1000;
-    unsigned threads = 16;
-    std::string node;  // this node's name, for `replica resolve --keep NODE`
-    bool async = false;
-    std::uint64_t max_lag = 64ull << 20;
-    std::uint64_t verify_chunk = 1 << 20;
-};
+using Flags = DaemonOptions;
 
 void usage() {
     std::fputs(
         "usage: sanrepd --volume NAME --replica PATH --role primary|secondary [options]\n"
+        "       sanrepd --config FILE --volume NAME [options]\n"
+        "  --config FILE         read [sanrepd] and [volume.NAME] from this TOML file; flags override it\n"
         "  --meta PATH           metadata file (default REPLICA.meta; created on first start)\n"
         "  --size BYTES[K|M|G]   create or extend a file replica to this size (sparse)\n"
         "  --preallocate         allocate the whole file instead of sparse\n"
@@ -75,23 +56,6 @@ void usage() {
         "  --node NAME           this node's name (default: the host name)\n"
         "  --threads N           I/O worker threads (default 16)\n",
         stderr);
-}
-
-bool parse_size(const std::string& s, std::uint64_t& out) {
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    if (end == s.c_str()) return false;
-    std::string unit(end);
-    if (unit == "K")
-        v <<= 10;
-    else if (unit == "M")
-        v <<= 20;
-    else if (unit == "G")
-        v <<= 30;
-    else if (!unit.empty())
-        return false;
-    out = v;
-    return true;
 }
 
 std::string hex(std::uint64_t v) {
@@ -130,6 +94,18 @@ Result<std::unique_ptr<MetadataFile>> open_or_create_meta(const Flags& f, std::u
 
 int main(int argc, char** argv) {
     Flags f;
+    // The file first (--config and --volume are looked up before anything
+    // else), then every flag over it.
+    std::string config;
+    for (int i = 1; i + 1 < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config") config = argv[i + 1];
+        if (a == "--volume") f.volume = argv[i + 1];
+    }
+    if (!config.empty()) {
+        if (f.volume.empty()) return fail("--config needs --volume NAME: the [volume.NAME] to serve");
+        if (auto st = load_daemon_config(config, f.volume, f); !st) return fail(st.error().message);
+    }
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -142,7 +118,9 @@ int main(int argc, char** argv) {
         if (a == "--version") {
             std::puts("sanrepd " SANAGENT_VERSION);
             return 0;
-        } else if (a == "--volume")
+        } else if (a == "--config")
+            (void)value();  // read above
+        else if (a == "--volume")
             f.volume = value();
         else if (a == "--replica")
             f.replica = value();

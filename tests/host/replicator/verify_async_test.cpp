@@ -266,3 +266,38 @@ BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
     BOOST_TEST((read_file(k.path("b.img")) == a));
     BOOST_TEST(log_a.lost_in(a) == 0u);
 }
+
+BOOST_AUTO_TEST_CASE(config_file_starts_a_volume_and_a_bad_one_is_refused) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    {
+        std::ofstream conf(k.path("rep.toml"));
+        conf << "[sanrepd]\nnode = \"node-a\"\nthreads = 4\n\n[volume.vol]\nrole = \"primary\"\nreplica = \""
+             << k.path("a.img") << "\"\nsize = \"32M\"\nnbd_socket = \"" << k.path("a.nbd") << "\"\ncontrol = \""
+             << k.path("a.ctl") << "\"\n\n[volume.vol.peer]\naddress = \"127.0.0.1:" << port
+             << "\"\nmode = \"async\"\nmax_lag = \"16M\"\n";
+    }
+    k.start("a", {"--config", k.path("rep.toml"), "--volume", "vol"});
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    auto st = k.status("a");
+    BOOST_TEST(st.value("node", "") == "node-a");
+    BOOST_TEST(st["peer"].value("mode", "") == "async");
+    BOOST_TEST(st["peer"].value("max_lag", 0ull) == (16ull << 20));
+    BOOST_TEST(k.stop("a") == 0);
+
+    // A typo is refused with file:line, table and key, before anything starts.
+    {
+        std::ofstream conf(k.path("bad.toml"));
+        conf << "[volume.vol]\nrole = \"primary\"\nreplica = \"" << k.path("a.img") << "\"\n[volume.vol.peer]\nmode = \"asynch\"\n";
+    }
+    sanagent::SystemCommandRunner run;
+    auto r = run.run(sanagent::Command({SANREPD_PATH, "--config", k.path("bad.toml"), "--volume", "vol", "--control",
+                                        k.path("bad.ctl")},
+                                       std::chrono::seconds(20)));
+    BOOST_TEST_REQUIRE(r.ok());
+    BOOST_TEST(r->exit_code == 1);
+    BOOST_TEST(r->err.find(k.path("bad.toml") + ":5: [volume.vol.peer] mode: expected") != std::string::npos, r->err);
+    BOOST_TEST(!fs::exists(k.path("bad.ctl")));
+    BOOST_TEST(k.stop("b") == 0);
+}
