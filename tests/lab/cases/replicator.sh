@@ -20,6 +20,15 @@ mkdir -p $run
 # The peer's state from `sanctl replica status` ("  peer ADDR: STATE (mode)").
 peer_state() { "$sanctl" replica status vol --control $run/vol.ctl | sed -n 's/^  peer [^ ]*: \([a-z-]*\).*/\1/p'; }
 is_state() { [[ $(peer_state) == "$1" ]]; }
+# stop_daemon PID: SIGTERM, then its exit status (0 = clean), bounded: a child
+# that has exited is a zombie until waited for, so look at /proc, not kill -0.
+# Not inside `check`: that runs in a subshell, which cannot wait for our child.
+exited() { [[ ! -e /proc/$1 ]] || grep -q '^State:.*Z' /proc/$1/status 2> /dev/null; }
+stop_daemon() {
+    kill -TERM "$1"
+    wait_for 30 exited "$1" || kill -KILL "$1"
+    wait "$1"
+}
 
 secondary() {
     "$sanrepd" --volume vol --role secondary --node sanlab2 --replica $run/vol.img --size 64M \
@@ -28,7 +37,8 @@ secondary() {
     check "the secondary listens" wait_for 30 test -S $run/vol.ctl
     touch $shared/peer-ready
     check "the primary finished" wait_for 500 test -e $shared/primary-done
-    check "the secondary stops cleanly" bash -c "kill -TERM $pid && wait_for 20 bash -c '! kill -0 $pid'"
+    stop_daemon $pid
+    check "the secondary stops cleanly" test $? -eq 0
     sha256sum < $run/vol.img | cut -d' ' -f1 > $shared/secondary.sum
     sed 's/^/# /' $run/sanrepd.log | tail -n 20
 }
@@ -85,7 +95,8 @@ primary() {
         "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify2.txt"
     sed 's/^/# /' $run/verify2.txt
     tc qdisc del dev eth0 root 2> /dev/null
-    check "the primary stops cleanly" bash -c "kill -TERM $pid && wait_for 20 bash -c '! kill -0 $pid'"
+    stop_daemon $pid
+    check "the primary stops cleanly" test $? -eq 0
     sha256sum < $run/vol.img | cut -d' ' -f1 > $run/primary.sum
     touch $shared/primary-done
     check "the secondary reported its checksum" wait_for 60 test -s $shared/secondary.sum
