@@ -84,6 +84,7 @@ const std::map<std::string, Setter>& daemon_keys() {
     static const std::map<std::string, Setter> keys = {
         {"node", text(&DaemonOptions::node)},
         {"threads", integer(&DaemonOptions::threads, 1, 256)},
+        {"psk_file", text(&DaemonOptions::psk_file)},
     };
     return keys;
 }

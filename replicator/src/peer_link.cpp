@@ -11,6 +11,7 @@
 #include "sanagent/replicator/crc32c.h"
 
 #include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
 
 namespace sanagent::replicator {
@@ -522,6 +523,9 @@ void PeerLink::run_verify(bool repair) {
 
 Result<SyncDecision> PeerLink::handshake(int fd) {
     set_recv_timeout(fd, options_.ack_timeout_ms);
+    if (!options_.psk.empty()) {
+        if (auto st = authenticate_primary(fd, options_.psk, options_.volume); !st) return st.error();
+    }
     auto meta = meta_.get();
     peer::Hello mine;
     mine.primary = true;

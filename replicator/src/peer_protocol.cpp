@@ -71,7 +71,7 @@ Generations get_gens(Reader& r) {
 }
 
 bool known_type(std::uint16_t t) {
-    return t >= 1 && t <= 11;
+    return t >= 1 && t <= 13;
 }
 
 }  // namespace

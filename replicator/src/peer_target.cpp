@@ -8,6 +8,7 @@
 #include "sanagent/replicator/crc32c.h"
 
 #include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
 
 namespace sanagent::replicator {
@@ -20,8 +21,9 @@ constexpr unsigned kMaxInFlight = 256;
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
 
-PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool)
-    : volume_(std::move(volume)), replica_(replica), meta_(meta), pool_(pool) {}
+PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
+                       std::vector<std::uint8_t> psk)
+    : volume_(std::move(volume)), psk_(std::move(psk)), replica_(replica), meta_(meta), pool_(pool) {}
 
 PeerTarget::~PeerTarget() {
     stop();
@@ -152,7 +154,22 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
 
 void PeerTarget::serve(int fd) {
     set_recv_timeout(fd, 5000);
+    if (!psk_.empty()) {
+        // Nothing about this volume is said before the primary proves it
+        // holds the key.
+        if (auto st = authenticate_secondary(fd, psk_, volume_); !st) {
+            log("refusing a primary: " + st.error().message);
+            set_state("refused", st.error().message);
+            return;
+        }
+    }
     auto first = peer::receive(fd);
+    if (first && first->header.type == peer::Type::Auth) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0,
+                         peer::encode_refuse("this node has no psk_file: authentication is not configured here"));
+        log("refusing a primary that authenticates: this node has no psk_file");
+        return;
+    }
     if (!first || first->header.type != peer::Type::Hello) {
         log("dropping a connection without HELLO");
         return;

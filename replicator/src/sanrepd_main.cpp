@@ -15,6 +15,7 @@
 #include "sanagent/replicator/daemon_options.h"
 #include "sanagent/replicator/metadata.h"
 #include "sanagent/replicator/nbd_handshake.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/nbd_server.h"
 #include "sanagent/replicator/peer_link.h"
 #include "sanagent/replicator/peer_target.h"
@@ -54,6 +55,7 @@ void usage() {
         "both:\n"
         "  --control PATH        JSON control socket, 0600 (default /run/sanrepd/NAME.ctl)\n"
         "  --node NAME           this node's name (default: the host name)\n"
+        "  --psk-file PATH       the peers' pre-shared key (root-owned, 0600); without it peers are not authenticated\n"
         "  --threads N           I/O worker threads (default 16)\n",
         stderr);
 }
@@ -160,6 +162,8 @@ int main(int argc, char** argv) {
             f.retire_ms = std::stoi(value());
         else if (a == "--node")
             f.node = value();
+        else if (a == "--psk-file")
+            f.psk_file = value();
         else if (a == "--peer-mode") {
             auto m = value();
             if (m != "sync" && m != "async") return fail("--peer-mode is sync or async, not " + m);
@@ -201,6 +205,17 @@ int main(int argc, char** argv) {
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+    std::vector<std::uint8_t> psk;
+    if (!f.psk_file.empty()) {
+        auto key = load_psk(f.psk_file);
+        if (!key) return fail(key.error().message);
+        psk = std::move(*key);
+    } else if (!f.peer.empty() || !f.listen.empty()) {
+        std::fprintf(stderr,
+                     "sanrepd: WARNING: no psk_file: the peer is not authenticated; "
+                     "keep the replication port on a trusted storage network\n");
+    }
+
     auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
     if (!replica) return fail(replica.error().message);
     auto meta = open_or_create_meta(f, replica->size());
@@ -223,11 +238,12 @@ int main(int argc, char** argv) {
         po.async = f.async;
         po.max_lag = f.max_lag;
         po.verify_chunk = f.verify_chunk;
+        po.psk = psk;
         link = std::make_unique<PeerLink>(po, volume, md, pool);
         volume.set_replication(link.get());
     }
 
-    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool);
+    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool, psk);
 
     auto status_json = [&] {
         auto m = md.get();

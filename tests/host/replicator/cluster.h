@@ -156,9 +156,11 @@ public:
 
     fs::path dir;
 
-    // Starts sanrepd with `args`; stderr goes to DIR/NAME.log.
-    void start(const std::string& name, std::vector<std::string> args) {
-        args.insert(args.begin(), SANREPD_PATH);
+    // Starts sanrepd with `args` (or, with `raw`, the command `args` whose
+    // process becomes sanrepd, like `ip netns exec NS sanrepd ...`); stderr
+    // goes to DIR/NAME.log.
+    void start(const std::string& name, std::vector<std::string> args, bool raw = false) {
+        if (!raw) args.insert(args.begin(), SANREPD_PATH);
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -170,7 +172,7 @@ public:
                 ::dup2(fd, 2);
                 ::close(fd);
             }
-            ::execv(argv[0], argv.data());
+            ::execvp(argv[0], argv.data());
             ::_exit(127);
         }
         pids_[name] = pid;

@@ -1,6 +1,7 @@
 # sanrepd across two guests over a faulty network, as an admin would run it:
 #   sanlab1 (192.168.77.11) is the primary, serving the volume over NBD;
 #   sanlab2 (192.168.77.12) holds the secondary replica.
+# The two authenticate with a pre-shared key (root-owned 0600 file on each).
 # The primary's link gets 5% loss and 50 ms delay (tc netem): writes go on and
 # stay replicated (with 5% loss TCP moves well under 100 KB/s at this round
 # trip, so that phase writes 64 KiB pieces and the ack timeout is generous).
@@ -30,9 +31,15 @@ stop_daemon() {
     wait "$1"
 }
 
+# The cluster's pre-shared key: made by the secondary, handed over through the
+# shared directory, and installed root-owned 0600 on each node.
+install_key() { install -m 0600 -o root $shared/cluster.psk $run/peer.psk; }
+
 secondary() {
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $shared/cluster.psk
+    check "the key is installed 0600" install_key
     "$sanrepd" --volume vol --role secondary --node sanlab2 --replica $run/vol.img --size 64M \
-        --listen 192.168.77.12:7789 --control $run/vol.ctl > $run/sanrepd.log 2>&1 &
+        --listen 192.168.77.12:7789 --control $run/vol.ctl --psk-file $run/peer.psk > $run/sanrepd.log 2>&1 &
     local pid=$!
     check "the secondary listens" wait_for 30 test -S $run/vol.ctl
     touch $shared/peer-ready
@@ -47,8 +54,10 @@ primary() {
     local uri="nbd+unix:///vol?socket=$run/vol.nbd"
     check "netem is available" modprobe sch_netem
     check "the secondary is up" wait_for 120 test -e $shared/peer-ready
+    check "the key is installed 0600" install_key
     "$sanrepd" --volume vol --role primary --node sanlab1 --replica $run/vol.img --size 64M \
         --peer 192.168.77.12:7789 --nbd-socket $run/vol.nbd --control $run/vol.ctl --ack-timeout-ms 20000 \
+        --psk-file $run/peer.psk \
         > $run/sanrepd.log 2>&1 &
     local pid=$!
     check "the primary is in sync with the secondary" wait_for 120 is_state in-sync

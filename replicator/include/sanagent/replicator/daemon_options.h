@@ -32,6 +32,7 @@ struct DaemonOptions {
     bool async = false;
     std::uint64_t max_lag = 64ull << 20;
     std::uint64_t verify_chunk = 1 << 20;
+    std::string psk_file;  // the peers' pre-shared key; empty: no authentication
 };
 
 // "64K", "10G", "4096": bytes. False on anything else.

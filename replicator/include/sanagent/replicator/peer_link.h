@@ -46,6 +46,7 @@ struct PeerLinkOptions {
     int refused_retry_ms = 5000;    // pause after a refused handshake (split brain, ...)
     unsigned resync_window = 16;    // copies (of up to 1 MiB) in flight during resync
     int retire_interval_ms = 1000;  // how often an idle volume's activity log is cleared
+    std::vector<std::uint8_t> psk;         // empty: peers are not authenticated
     bool async = false;                    // acknowledge after the local write; ship with bounded lag
     std::uint64_t max_lag = 64ull << 20;   // async: bytes queued or unacked before falling back to the bitmap
     std::uint64_t verify_chunk = 1 << 20;  // online verify: bytes per checksum

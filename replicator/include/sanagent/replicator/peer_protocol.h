@@ -19,7 +19,7 @@
 namespace sanagent::replicator::peer {
 
 inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-endian bytes
-// 2: VERIFY / DIGEST (online verify); the secondary orders overlapping writes
+// 2: VERIFY / DIGEST (online verify), AUTH / AUTH_PROOF (pre-shared key); the secondary orders overlapping writes
 // itself (async mode no longer holds the primary's range lock until the ack).
 inline constexpr std::uint16_t kVersion = 2;
 inline constexpr std::size_t kHeaderSize = 24;
@@ -38,6 +38,8 @@ enum class Type : std::uint16_t {
     Refuse = 9,      // a reason; the sender closes after it
     Verify = 10,     // primary -> secondary: u64 offset + u64 length, answered by DIGEST
     Digest = 11,     // i32 errno + u32 crc32c of the range; header seq = the VERIFY
+    Auth = 12,       // before HELLO: a nonce (P->S), or nonce + HMAC (S->P); peer_auth.h
+    AuthProof = 13,  // P->S: the primary's HMAC
 };
 
 inline constexpr std::uint16_t kFlagFua = 1 << 0;       // durable before the ack

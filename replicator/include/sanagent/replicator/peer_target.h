@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sanagent/fd.h"
 #include "sanagent/replicator/metadata.h"
@@ -31,7 +32,9 @@ struct PeerTargetStatus {
 
 class PeerTarget {
 public:
-    PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool);
+    // An empty `psk`: primaries are not authenticated.
+    PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
+               std::vector<std::uint8_t> psk = {});
     ~PeerTarget();
     Status listen(const std::string& address);
     void start();
@@ -46,6 +49,7 @@ private:
     void send_ack(int fd, std::uint64_t seq, int err);
 
     std::string volume_;
+    std::vector<std::uint8_t> psk_;
     Replica& replica_;
     MetadataFile& meta_;
     WorkerPool& pool_;
