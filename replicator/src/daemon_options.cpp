@@ -1,9 +1,10 @@
 #include "sanagent/replicator/daemon_options.h"
 
+#include <toml++/toml.h>
+
 #include <cstdlib>
 #include <functional>
 #include <map>
-#include <toml++/toml.h>
 
 namespace sanagent::replicator {
 

@@ -57,8 +57,7 @@ Result<std::vector<std::uint8_t>> load_psk(const std::string& path) {
     if (!S_ISREG(st.st_mode)) return Error{EINVAL, "key file " + path + ": not a regular file"};
     if (st.st_uid != 0 && st.st_uid != ::geteuid())
         return Error{EPERM, "key file " + path + ": must be owned by root (chown root " + path + ")"};
-    if (st.st_mode & 077)
-        return Error{EPERM, "key file " + path + ": readable by others; chmod 0600 " + path};
+    if (st.st_mode & 077) return Error{EPERM, "key file " + path + ": readable by others; chmod 0600 " + path};
     std::vector<std::uint8_t> key(kMaxKey + 1);
     std::size_t got = 0;
     while (got < key.size()) {

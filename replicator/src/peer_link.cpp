@@ -2,14 +2,13 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <algorithm>
 #include <map>
 
 #include "sanagent/replicator/crc32c.h"
-
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
@@ -311,8 +310,9 @@ void PeerLink::set_state(PeerState s, const std::string& detail) {
 
 PeerStatus PeerLink::status() const {
     std::lock_guard lock(state_mu_);
-    return PeerStatus{state_,           detail_,          resync_total_.load(), resync_done_.load(),
-                      resync_bytes_.load(), lag_bytes_.load(), lag_ops_.load()};
+    return PeerStatus{
+        state_,         detail_, resync_total_.load(), resync_done_.load(), resync_bytes_.load(), lag_bytes_.load(),
+        lag_ops_.load()};
 }
 
 void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {

@@ -6,7 +6,6 @@
 #include <cstdio>
 
 #include "sanagent/replicator/crc32c.h"
-
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
@@ -279,8 +278,7 @@ void PeerTarget::serve(int fd) {
                 ended = r.error().message;
                 break;
             }
-            if (r->offset > replica_.size() || r->length > replica_.size() - r->offset ||
-                r->length > peer::kMaxBody) {
+            if (r->offset > replica_.size() || r->length > replica_.size() - r->offset || r->length > peer::kMaxBody) {
                 ended = "VERIFY range out of bounds";
                 break;
             }

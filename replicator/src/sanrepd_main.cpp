@@ -1,8 +1,8 @@
 // sanrepd: the user-space block replicator (see docs/replicator.md). This file
 // only turns flags into the objects of replicator_core and runs them.
 #include <signal.h>
-#include <unistd.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -15,8 +15,8 @@
 #include "sanagent/replicator/daemon_options.h"
 #include "sanagent/replicator/metadata.h"
 #include "sanagent/replicator/nbd_handshake.h"
-#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/nbd_server.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_link.h"
 #include "sanagent/replicator/peer_target.h"
 #include "sanagent/replicator/replica.h"
@@ -276,8 +276,8 @@ int main(int argc, char** argv) {
             auto v = link->verify_status();
             nlohmann::json ranges = nlohmann::json::array();
             for (auto r : v.mismatches) ranges.push_back({{"offset", r.offset}, {"length", r.length}});
-            j["verify"] = {{"state", v.state},          {"detail", v.detail},
-                           {"repair", v.repair},        {"total_bytes", v.total_bytes},
+            j["verify"] = {{"state", v.state},           {"detail", v.detail},
+                           {"repair", v.repair},         {"total_bytes", v.total_bytes},
                            {"done_bytes", v.done_bytes}, {"mismatched_bytes", v.mismatched_bytes},
                            {"mismatches", ranges}};
         } else if (target) {

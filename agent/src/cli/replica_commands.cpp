@@ -90,8 +90,8 @@ std::string size_text(std::uint64_t bytes) {
 
 void print_status(const nlohmann::json& j) {
     const auto& p = j.value("peer", nlohmann::json::object());
-    std::cout << "volume " << j.value("volume", "") << " on " << j.value("node", "") << ": "
-              << j.value("role", "") << ", replica " << j["replica"].value("state", "") << "\n";
+    std::cout << "volume " << j.value("volume", "") << " on " << j.value("node", "") << ": " << j.value("role", "")
+              << ", replica " << j["replica"].value("state", "") << "\n";
     std::cout << "  peer " << p.value("address", p.value("listen", "")) << ": " << p.value("state", "");
     if (p.contains("mode")) std::cout << " (" << p.value("mode", "") << ")";
     if (!p.value("detail", "").empty()) std::cout << " - " << p.value("detail", "");

@@ -249,9 +249,13 @@ public:
 
     void start_secondary(const std::string& name, const std::string& volume, int port, const std::string& size,
                          std::vector<std::string> extra = {}) {
-        std::vector<std::string> a = {"--volume", volume, "--role", "secondary", "--replica", path(name + ".img"),
-                                      "--size", size, "--listen", "127.0.0.1:" + std::to_string(port), "--control",
-                                      path(name + ".ctl"), "--threads", "4"};
+        std::vector<std::string> a = {"--volume",  volume,
+                                      "--role",    "secondary",
+                                      "--replica", path(name + ".img"),
+                                      "--size",    size,
+                                      "--listen",  "127.0.0.1:" + std::to_string(port),
+                                      "--control", path(name + ".ctl"),
+                                      "--threads", "4"};
         a.insert(a.end(), extra.begin(), extra.end());
         start(name, a);
         wait_file(name + ".ctl");

@@ -291,12 +291,13 @@ BOOST_AUTO_TEST_CASE(config_file_starts_a_volume_and_a_bad_one_is_refused) {
     // A typo is refused with file:line, table and key, before anything starts.
     {
         std::ofstream conf(k.path("bad.toml"));
-        conf << "[volume.vol]\nrole = \"primary\"\nreplica = \"" << k.path("a.img") << "\"\n[volume.vol.peer]\nmode = \"asynch\"\n";
+        conf << "[volume.vol]\nrole = \"primary\"\nreplica = \"" << k.path("a.img")
+             << "\"\n[volume.vol.peer]\nmode = \"asynch\"\n";
     }
     sanagent::SystemCommandRunner run;
-    auto r = run.run(sanagent::Command({SANREPD_PATH, "--config", k.path("bad.toml"), "--volume", "vol", "--control",
-                                        k.path("bad.ctl")},
-                                       std::chrono::seconds(20)));
+    auto r = run.run(sanagent::Command(
+        {SANREPD_PATH, "--config", k.path("bad.toml"), "--volume", "vol", "--control", k.path("bad.ctl")},
+        std::chrono::seconds(20)));
     BOOST_TEST_REQUIRE(r.ok());
     BOOST_TEST(r->exit_code == 1);
     BOOST_TEST(r->err.find(k.path("bad.toml") + ":5: [volume.vol.peer] mode: expected") != std::string::npos, r->err);
@@ -343,14 +344,36 @@ BOOST_AUTO_TEST_CASE(link_down_between_namespaces_then_resync) {
     NetnsPair net;
     BOOST_TEST_REQUIRE(net.ok);
     Cluster k;
-    k.start("b", {"ip", "netns", "exec", net.b, SANREPD_PATH, "--volume", "vol", "--role", "secondary", "--replica",
-                  k.path("b.img"), "--size", kSizeArg, "--listen", "10.77.9.2:7789", "--control", k.path("b.ctl"),
-                  "--threads", "4"},
+    k.start("b",
+            {"ip", "netns", "exec", net.b, SANREPD_PATH, "--volume", "vol", "--role", "secondary", "--replica",
+             k.path("b.img"), "--size", kSizeArg, "--listen", "10.77.9.2:7789", "--control", k.path("b.ctl"),
+             "--threads", "4"},
             /*raw=*/true);
     BOOST_TEST_REQUIRE(k.wait_file("b.ctl"));
-    k.start("a", {"ip", "netns", "exec", net.a, SANREPD_PATH, "--volume", "vol", "--role", "primary", "--replica",
-                  k.path("a.img"), "--size", kSizeArg, "--peer", "10.77.9.2:7789", "--nbd-socket", k.path("a.nbd"),
-                  "--control", k.path("a.ctl"), "--threads", "4", "--ack-timeout-ms", "2000"},
+    k.start("a",
+            {"ip",
+             "netns",
+             "exec",
+             net.a,
+             SANREPD_PATH,
+             "--volume",
+             "vol",
+             "--role",
+             "primary",
+             "--replica",
+             k.path("a.img"),
+             "--size",
+             kSizeArg,
+             "--peer",
+             "10.77.9.2:7789",
+             "--nbd-socket",
+             k.path("a.nbd"),
+             "--control",
+             k.path("a.ctl"),
+             "--threads",
+             "4",
+             "--ack-timeout-ms",
+             "2000"},
             /*raw=*/true);
     BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
@@ -420,10 +443,10 @@ BOOST_AUTO_TEST_CASE(peers_authenticate_with_a_pre_shared_key) {
 
     // A key file others can read stops sanrepd before it starts.
     sanagent::SystemCommandRunner run;
-    auto r = run.run(sanagent::Command({SANREPD_PATH, "--volume", "vol", "--role", "secondary", "--replica",
-                                        k.path("c.img"), "--size", kSizeArg, "--listen", "127.0.0.1:1",
-                                        "--control", k.path("c.ctl"), "--psk-file", open},
-                                       std::chrono::seconds(20)));
+    auto r = run.run(sanagent::Command(
+        {SANREPD_PATH, "--volume", "vol", "--role", "secondary", "--replica", k.path("c.img"), "--size", kSizeArg,
+         "--listen", "127.0.0.1:1", "--control", k.path("c.ctl"), "--psk-file", open},
+        std::chrono::seconds(20)));
     BOOST_TEST_REQUIRE(r.ok());
     BOOST_TEST(r->exit_code == 1);
     BOOST_TEST(r->err.find("chmod 0600") != std::string::npos, r->err);

@@ -1,14 +1,14 @@
 // sanrepd's TOML file: values land in the options, flags' defaults stay where
 // a key is absent, and every mistake is refused with file:line, table and key,
 // leaving the options untouched.
+#include "sanagent/replicator/daemon_options.h"
+
 #include <unistd.h>
 
 #include <boost/test/unit_test.hpp>
 #include <cstdio>
 #include <fstream>
 #include <string>
-
-#include "sanagent/replicator/daemon_options.h"
 
 using namespace sanagent::replicator;
 
@@ -80,7 +80,8 @@ BOOST_AUTO_TEST_CASE(daemon_config_errors_name_file_line_and_key) {
     };
     const Case cases[] = {
         {"[volume.v]\nrole = \"primary\"\nreplcia = \"/x\"\n", "v", ":3: [volume.v] replcia: unknown key"},
-        {"[volume.v]\n[volume.v.peer]\nmode = \"fast\"\n", "v", ":3: [volume.v.peer] mode: expected \"sync\" or \"async\""},
+        {"[volume.v]\n[volume.v.peer]\nmode = \"fast\"\n", "v",
+         ":3: [volume.v.peer] mode: expected \"sync\" or \"async\""},
         {"[volume.v]\ngranularity = \"64Q\"\n", "v", ":2: [volume.v] granularity: expected a size"},
         {"[volume.v]\nack_timeout_ms = \"5s\"\n", "v", ":2: [volume.v] ack_timeout_ms: expected an integer"},
         {"[volume.v]\nrole = \"primary\"\n", "w", "no [volume.w] table"},

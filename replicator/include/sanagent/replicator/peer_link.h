@@ -23,11 +23,11 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
-#include <deque>
 #include <vector>
 
 #include "sanagent/replicator/metadata.h"
@@ -39,13 +39,13 @@ enum class PeerState { Connecting, InSync, Resyncing, OutOfSync, SplitBrain, Pee
 std::string_view to_string(PeerState s);
 
 struct PeerLinkOptions {
-    std::string address;            // the secondary's HOST:PORT
-    std::string volume;             // checked against the peer's HELLO
-    int ack_timeout_ms = 5000;      // an op unacked this long drops the link
-    int reconnect_ms = 500;         // pause between connection attempts
-    int refused_retry_ms = 5000;    // pause after a refused handshake (split brain, ...)
-    unsigned resync_window = 16;    // copies (of up to 1 MiB) in flight during resync
-    int retire_interval_ms = 1000;  // how often an idle volume's activity log is cleared
+    std::string address;                   // the secondary's HOST:PORT
+    std::string volume;                    // checked against the peer's HELLO
+    int ack_timeout_ms = 5000;             // an op unacked this long drops the link
+    int reconnect_ms = 500;                // pause between connection attempts
+    int refused_retry_ms = 5000;           // pause after a refused handshake (split brain, ...)
+    unsigned resync_window = 16;           // copies (of up to 1 MiB) in flight during resync
+    int retire_interval_ms = 1000;         // how often an idle volume's activity log is cleared
     std::vector<std::uint8_t> psk;         // empty: peers are not authenticated
     bool async = false;                    // acknowledge after the local write; ship with bounded lag
     std::uint64_t max_lag = 64ull << 20;   // async: bytes queued or unacked before falling back to the bitmap
