@@ -9,6 +9,7 @@
 #include "sanagent/agent/agent.h"
 #include "sanagent/agent/control.h"
 #include "sanagent/agent/observe.h"
+#include "sanagent/agent/replica_commands.h"
 #include "sanagent/agent/report.h"
 #include "sanagent/agent/sr_modules.h"
 #include "sanagent/agent/units.h"
@@ -62,6 +63,18 @@ commands:
                                grow a VDI not in the config (shrink with --force)
   vdi snapshot NAME SNAPSHOT   read-only LVM snapshot, a VDI of its own
   vdi clone NAME CLONE         writable LVM snapshot, a VDI of its own
+  replica status VOLUME [--json]
+                               sanrepd's view of a replicated volume: role, peer
+                               state, resync, async lag, dirty bytes, last verify
+  replica verify VOLUME [--repair] [--no-wait]
+                               compare the replicas by checksums while in use;
+                               prints mismatched ranges (exit 4 if any); --repair
+                               resyncs them from the primary
+  replica resolve VOLUME --keep NODE
+                               after a split brain: the node that is not NODE
+                               discards its copy and is fully resynced
+                               (replica commands: --control PATH, default
+                               /run/sanrepd/VOLUME.ctl)
   version                      print the version
 
 options:
@@ -70,7 +83,8 @@ options:
   --socket PATH      override [agent] control_socket
   --direct           do not ask the daemon; observe and apply from this process
 
-exit status: 0 ok; 1 error or invalid config; 2 usage; 3 apply was partial
+exit status: 0 ok; 1 error or invalid config; 2 usage; 3 apply was partial;
+             4 replica verify found mismatched ranges
 )";
 
 struct Options {
@@ -497,6 +511,7 @@ int main(int argc, char** argv) {
     if (cmd == "status") return cmd_run(RequestKind::status, args);
     if (cmd == "snapshot") return run_snapshot_command(args);
     if (cmd == "volume") return run_volume_command(args);
+    if (cmd == "replica") return run_replica_command(args);
     if (cmd == "version" || cmd == "--version") {
         std::cout << "sanctl " << SANAGENT_VERSION << "\n";
         return 0;

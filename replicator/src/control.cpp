@@ -50,4 +50,25 @@ void ControlServer::loop() {
     }
 }
 
+Result<std::string> control_request(const std::string& path, const std::string& request, int timeout_ms) {
+    auto fd = unix_connect(path);
+    if (!fd) return fd.error().context("sanrepd control socket " + path);
+    set_recv_timeout(fd->get(), timeout_ms);
+    std::string line = request + "\n";
+    if (auto st = write_full(fd->get(), {reinterpret_cast<const std::uint8_t*>(line.data()), line.size()}); !st)
+        return st.error().context("sanrepd control socket " + path);
+    std::string reply;
+    char buf[4096];
+    // A reply is one line; the bound keeps a confused peer from feeding us forever.
+    while (reply.size() < (16u << 20) && reply.find('\n') == std::string::npos) {
+        ssize_t n = ::recv(fd->get(), buf, sizeof buf, 0);
+        if (n < 0) return Error{errno, "reading the reply of sanrepd at " + path};
+        if (n == 0) break;
+        reply.append(buf, static_cast<std::size_t>(n));
+    }
+    if (auto nl = reply.find('\n'); nl != std::string::npos) reply.resize(nl);
+    if (reply.empty()) return Error{EPROTO, "no reply from sanrepd at " + path};
+    return reply;
+}
+
 }  // namespace sanagent::replicator

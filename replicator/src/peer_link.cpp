@@ -2,12 +2,15 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
 
+#include "sanagent/replicator/crc32c.h"
 #include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
 
 namespace sanagent::replicator {
@@ -58,9 +61,10 @@ public:
     }
 
     // Calls cb exactly once: with the peer's ack, or with an error.
+    // A VERIFY's answer carries a checksum: `on_digest` gets it before `cb(0)`.
     void send(peer::Type type, std::uint16_t flags, std::span<const std::uint8_t> body, Callback cb,
               std::shared_ptr<AlignedBuffer> write_data = nullptr, std::uint64_t write_offset = 0,
-              std::size_t write_length = 0) {
+              std::size_t write_length = 0, std::function<void(std::uint32_t)> on_digest = nullptr) {
         std::lock_guard send_lock(send_mu_);
         std::uint64_t seq;
         {
@@ -70,7 +74,7 @@ public:
                 return;
             }
             seq = next_seq_++;
-            pending_.emplace(seq, Pending{std::move(cb), Clock::now()});
+            pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now()});
         }
         Status st = type == peer::Type::Write
                         ? peer::send_write(fd_.get(), flags, seq, write_offset, write_data->span().first(write_length))
@@ -92,6 +96,7 @@ public:
 private:
     struct Pending {
         Callback cb;
+        std::function<void(std::uint32_t)> on_digest;
         Clock::time_point sent;
     };
 
@@ -110,16 +115,28 @@ private:
                 why = m.error().message;
                 break;
             }
-            if (m->header.type != peer::Type::Ack) {
+            Result<std::int32_t> err = 0;
+            std::uint32_t digest = 0;
+            if (m->header.type == peer::Type::Ack) {
+                err = peer::decode_ack(m->body);
+            } else if (m->header.type == peer::Type::Digest) {
+                auto d = peer::decode_digest(m->body);
+                if (d) {
+                    err = d->error;
+                    digest = d->crc;
+                } else {
+                    err = d.error();
+                }
+            } else {
                 why = "unexpected message type " + std::to_string(static_cast<int>(m->header.type));
                 break;
             }
-            auto err = peer::decode_ack(m->body);
             if (!err) {
                 why = err.error().message;
                 break;
             }
             Callback cb;
+            std::function<void(std::uint32_t)> on_digest;
             {
                 std::lock_guard lock(pend_mu_);
                 auto it = pending_.find(m->header.seq);
@@ -127,9 +144,15 @@ private:
                     why = "ack for unknown seq " + std::to_string(m->header.seq);
                     break;
                 }
+                if ((m->header.type == peer::Type::Digest) != bool(it->second.on_digest)) {
+                    why = "answer of the wrong type for seq " + std::to_string(m->header.seq);
+                    break;
+                }
                 cb = std::move(it->second.cb);
+                on_digest = std::move(it->second.on_digest);
                 pending_.erase(it);
             }
+            if (on_digest && *err == 0) on_digest(digest);
             if (*err != 0) {
                 // The peer could not apply it: its copy is now behind.
                 cb(*err);
@@ -187,17 +210,54 @@ void PeerLink::start() {
         for (auto [off, len] : active) record_dirty(off, len);
         if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(r.error().message);
     }
+    if (options_.async) shipper_ = std::thread([this] { ship_loop(); });
     manager_ = std::thread([this] { manage(); });
+}
+
+void PeerLink::ship(std::function<void()> send) {
+    {
+        std::lock_guard lock(ship_mu_);
+        if (options_.async && shipper_.joinable() && !stopping_) {
+            ship_queue_.push_back(std::move(send));
+            ship_cv_.notify_all();
+            return;
+        }
+    }
+    send();  // sync mode, or stopping: the session is dead and the send fails at once
+}
+
+void PeerLink::ship_loop() {
+    // One thread sends every queued op in order; a send blocks while the
+    // socket is full, which is what lets the lag build up to max_lag. On stop
+    // it drains the queue: the sends fail at once and record their ranges.
+    std::unique_lock lock(ship_mu_);
+    for (;;) {
+        ship_cv_.wait(lock, [this] { return !ship_queue_.empty() || stopping_; });
+        if (ship_queue_.empty()) return;
+        auto send = std::move(ship_queue_.front());
+        ship_queue_.pop_front();
+        lock.unlock();
+        send();
+        // Destroyed before relocking: it may hold the last reference to a
+        // dead session, whose destructor joins a receiver that needs ship_mu_.
+        send = nullptr;
+        lock.lock();
+        ship_cv_.notify_all();  // wait_shipped
+    }
 }
 
 int PeerLink::send_and_wait(const std::shared_ptr<Session>& s, int type, std::vector<std::uint8_t> body) {
     std::mutex mu;
     std::condition_variable cv;
     int result = -1;
-    s->send(static_cast<peer::Type>(type), 0, body, [&](int err) {
-        std::lock_guard lock(mu);
-        result = err;
-        cv.notify_all();
+    // Through the shipper in async mode: a FLUSH or RESYNC_DONE must not
+    // overtake the writes queued before it.
+    ship([&, s, type, body = std::move(body)] {
+        s->send(static_cast<peer::Type>(type), 0, body, [&](int err) {
+            std::lock_guard lock(mu);
+            result = err;
+            cv.notify_all();
+        });
     });
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return result >= 0; });  // bounded: the session's ack watchdog fails it
@@ -224,6 +284,12 @@ void PeerLink::stop() {
     }
     if (s) s->kill();
     if (manager_.joinable()) manager_.join();
+    {
+        std::lock_guard lock(ship_mu_);
+        ship_cv_.notify_all();
+    }
+    if (shipper_.joinable()) shipper_.join();
+    if (verifier_.joinable()) verifier_.join();
     std::lock_guard lock(state_mu_);
     session_.reset();
 }
@@ -244,7 +310,9 @@ void PeerLink::set_state(PeerState s, const std::string& detail) {
 
 PeerStatus PeerLink::status() const {
     std::lock_guard lock(state_mu_);
-    return PeerStatus{state_, detail_, resync_total_.load(), resync_done_.load(), resync_bytes_.load()};
+    return PeerStatus{
+        state_,         detail_, resync_total_.load(), resync_done_.load(), resync_bytes_.load(), lag_bytes_.load(),
+        lag_ops_.load()};
 }
 
 void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
@@ -276,6 +344,20 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
         done();
         return;
     }
+    const bool async = options_.async;
+    const std::uint64_t cost = op.type == OpType::Write ? op.length : 0;
+    if (async && lag_bytes_.load() + cost > options_.max_lag) {
+        // Past the bound: this op is not shipped. Its range goes to the bitmap
+        // (durably, before the local write) and the link is dropped, so the
+        // peer turns out-of-sync and gets a bitmap resync when it reconnects.
+        if (op.type != OpType::Flush) record_dirty(op.offset, op.length);
+        if (!s->dead())
+            log("async lag would pass max_lag (" + std::to_string(options_.max_lag) +
+                " bytes): dropping the link, tracking writes in the bitmap");
+        s->kill();
+        done();
+        return;
+    }
     if (op.type != OpType::Flush) {
         // The activity log first: if this node dies with the op in flight,
         // its extent is where the replicas may differ.
@@ -284,32 +366,166 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
             std::abort();
         }
     }
-    auto cb = [this, type = op.type, offset = op.offset, length = op.length, done = std::move(done)](int err) {
-        if (err && type != OpType::Flush) record_dirty(offset, length);
-        done();
-    };
-    std::uint16_t flags = op.fua ? peer::kFlagFua : 0;
-    switch (op.type) {
-        case OpType::Write:
-            s->send(peer::Type::Write, flags, {}, std::move(cb), op.data, op.offset, op.length);
-            break;
-        case OpType::Flush:
-            s->send(peer::Type::Flush, 0, {}, std::move(cb));
-            break;
-        case OpType::Trim:
-            s->send(peer::Type::Trim, flags, peer::encode_range({op.offset, op.length}), std::move(cb));
-            break;
-        case OpType::Zero:
-            s->send(peer::Type::Zero, flags | (op.may_punch ? peer::kFlagMayPunch : 0),
-                    peer::encode_range({op.offset, op.length}), std::move(cb));
-            break;
-        case OpType::Read:
-            break;
+    if (async) {
+        lag_bytes_ += cost;
+        ++lag_ops_;
     }
+    std::function<void()> on_acked = async ? nullptr : std::move(done);
+    auto cb = [this, async, cost, type = op.type, offset = op.offset, length = op.length,
+               on_acked = std::move(on_acked)](int err) {
+        if (err && type != OpType::Flush) record_dirty(offset, length);
+        if (async) {
+            lag_bytes_ -= cost;
+            --lag_ops_;
+            std::lock_guard lock(ship_mu_);
+            ship_cv_.notify_all();  // wait_shipped
+        }
+        if (on_acked) on_acked();
+    };
+    ship([s, op, cb = std::move(cb)]() mutable {
+        std::uint16_t flags = op.fua ? peer::kFlagFua : 0;
+        switch (op.type) {
+            case OpType::Write:
+                s->send(peer::Type::Write, flags, {}, std::move(cb), op.data, op.offset, op.length);
+                break;
+            case OpType::Flush:
+                s->send(peer::Type::Flush, 0, {}, std::move(cb));
+                break;
+            case OpType::Trim:
+                s->send(peer::Type::Trim, flags, peer::encode_range({op.offset, op.length}), std::move(cb));
+                break;
+            case OpType::Zero:
+                s->send(peer::Type::Zero, flags | (op.may_punch ? peer::kFlagMayPunch : 0),
+                        peer::encode_range({op.offset, op.length}), std::move(cb));
+                break;
+            case OpType::Read:
+                break;
+        }
+    });
+    // Async: complete once queued (and activity-logged); the shipper sends it.
+    if (async) done();
+}
+
+Status PeerLink::start_verify(bool repair) {
+    {
+        std::lock_guard lock(state_mu_);
+        if (state_ != PeerState::InSync || !session_)
+            return Error{EAGAIN, "the peer is " + std::string(to_string(state_)) + ": verify needs an in-sync peer"};
+    }
+    std::lock_guard lock(verify_mu_);
+    if (verify_.state == "running") return Error{EBUSY, "a verify is already running"};
+    if (verifier_.joinable()) verifier_.join();  // the last one, finished
+    verify_ = VerifyStatus{};
+    verify_.state = "running";
+    verify_.repair = repair;
+    verify_.total_bytes = volume_.size();
+    verifier_ = std::thread([this, repair] { run_verify(repair); });
+    return {};
+}
+
+VerifyStatus PeerLink::verify_status() const {
+    std::lock_guard lock(verify_mu_);
+    return verify_;
+}
+
+void PeerLink::run_verify(bool repair) {
+    std::shared_ptr<Session> s;
+    {
+        std::lock_guard lock(state_mu_);
+        if (state_ == PeerState::InSync) s = session_;
+    }
+    const std::uint64_t size = volume_.size();
+    const std::uint64_t chunk = std::max<std::uint64_t>(4096, options_.verify_chunk);
+    constexpr unsigned kWindow = 4;  // chunks checksummed at once
+    std::mutex mu;
+    std::condition_variable cv;
+    unsigned outstanding = 0;
+    int failed = s ? 0 : ENOTCONN;
+    std::vector<VerifyRange> bad;
+    for (std::uint64_t off = 0; off < size && s; off += chunk) {
+        {
+            std::unique_lock lock(mu);
+            cv.wait(lock, [&] { return outstanding < kWindow || failed; });
+            if (failed || s->dead() || stopping_) break;
+            ++outstanding;
+        }
+        const std::uint64_t len = std::min(chunk, size - off);
+        // Locked from the local read until the peer's digest is in: a write
+        // to the chunk waits, and every earlier one is already applied on
+        // both sides (sync) or queued before the VERIFY (async), so a write in
+        // flight never shows as a mismatch.
+        volume_.range_lock().acquire(off, len, [&, s, off, len](RangeLock::Ticket t) {
+            pool_.post([&, s, off, len, t] {
+                auto finish = [&, off, len, t](int err, bool match) {
+                    volume_.range_lock().release(t);
+                    std::lock_guard lock(mu);
+                    --outstanding;
+                    if (err) {
+                        failed = err;
+                    } else {
+                        if (!match) bad.push_back({off, len});
+                        std::lock_guard vlock(verify_mu_);
+                        verify_.done_bytes += len;
+                    }
+                    cv.notify_all();
+                };
+                auto buf = std::make_shared<AlignedBuffer>(len);
+                if (auto st = volume_.replica().read(off, buf->span()); !st) {
+                    log("verify read: " + st.error().message);
+                    finish(EIO, true);
+                    return;
+                }
+                const std::uint32_t mine = crc32c(buf->span());
+                auto theirs = std::make_shared<std::uint32_t>(0);
+                ship([s, off, len, mine, theirs, finish] {
+                    s->send(
+                        peer::Type::Verify, 0, peer::encode_range({off, len}),
+                        [mine, theirs, finish](int err) { finish(err, *theirs == mine); }, nullptr, 0, 0,
+                        [theirs](std::uint32_t crc) { *theirs = crc; });
+                });
+            });
+        });
+    }
+    {
+        std::unique_lock lock(mu);
+        cv.wait(lock, [&] { return outstanding == 0; });
+    }
+    // Neighbouring mismatched chunks are reported as one range.
+    std::sort(bad.begin(), bad.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
+    std::vector<VerifyRange> merged;
+    std::uint64_t mismatched = 0;
+    for (auto r : bad) {
+        mismatched += r.length;
+        if (!merged.empty() && merged.back().offset + merged.back().length == r.offset)
+            merged.back().length += r.length;
+        else
+            merged.push_back(r);
+    }
+    std::string detail;
+    if (!failed && stopping_) failed = ECANCELED;
+    if (!failed && repair && !merged.empty()) {
+        // Mark them dirty (a new generation, as for any write the peer
+        // missed) and drop the link: the reconnect resyncs just these ranges.
+        for (auto r : merged) record_dirty(r.offset, r.length);
+        s->kill();
+        detail = "mismatched ranges marked for resync";
+    }
+    if (failed) detail = std::string("stopped: ") + std::strerror(failed);
+    log("verify " + std::string(failed ? "failed" : "done") + ": " + std::to_string(mismatched) +
+        " bytes mismatched in " + std::to_string(merged.size()) + " ranges");
+    std::lock_guard lock(verify_mu_);
+    verify_.state = failed ? "failed" : "done";
+    verify_.detail = detail;
+    verify_.mismatched_bytes = mismatched;
+    if (merged.size() > VerifyStatus::kMaxReported) merged.resize(VerifyStatus::kMaxReported);
+    verify_.mismatches = std::move(merged);
 }
 
 Result<SyncDecision> PeerLink::handshake(int fd) {
     set_recv_timeout(fd, options_.ack_timeout_ms);
+    if (!options_.psk.empty()) {
+        if (auto st = authenticate_primary(fd, options_.psk, options_.volume); !st) return st.error();
+    }
     auto meta = meta_.get();
     peer::Hello mine;
     mine.primary = true;
@@ -453,6 +669,14 @@ void PeerLink::manage() {
                 std::lock_guard lock(state_mu_);
                 old.swap(session_);
             }
+        }
+        if (options_.async) {
+            // Ops still queued for a dead session fail as they are sent and
+            // record their ranges; wait for all of them, so the handshake
+            // reads a complete bitmap. Bounded: each send fails at once.
+            std::unique_lock lock(ship_mu_);
+            ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2),
+                              [this] { return (ship_queue_.empty() && lag_ops_ == 0) || stopping_; });
         }
         auto fd = tcp_connect(options_.address, 2000);
         if (!fd) {

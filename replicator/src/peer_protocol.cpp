@@ -71,7 +71,7 @@ Generations get_gens(Reader& r) {
 }
 
 bool known_type(std::uint16_t t) {
-    return t >= 1 && t <= 9;
+    return t >= 1 && t <= 13;
 }
 
 }  // namespace
@@ -193,6 +193,20 @@ Result<std::int32_t> decode_ack(std::span<const std::uint8_t> body) {
     auto e = r.get<std::int32_t>();
     if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer ACK: malformed body"};
     return e;
+}
+
+std::vector<std::uint8_t> encode_digest(const Digest& d) {
+    Writer w;
+    w.put(d.error);
+    w.put(d.crc);
+    return w.out;
+}
+
+Result<Digest> decode_digest(std::span<const std::uint8_t> body) {
+    Reader r(body);
+    Digest d{r.get<std::int32_t>(), r.get<std::uint32_t>()};
+    if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer DIGEST: malformed body"};
+    return d;
 }
 
 std::vector<std::uint8_t> encode_resync_done(const ResyncDone& d) {

@@ -5,7 +5,9 @@
 
 #include <cstdio>
 
+#include "sanagent/replicator/crc32c.h"
 #include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
 
 namespace sanagent::replicator {
@@ -18,8 +20,9 @@ constexpr unsigned kMaxInFlight = 256;
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
 
-PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool)
-    : volume_(std::move(volume)), replica_(replica), meta_(meta), pool_(pool) {}
+PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
+                       std::vector<std::uint8_t> psk)
+    : volume_(std::move(volume)), psk_(std::move(psk)), replica_(replica), meta_(meta), pool_(pool) {}
 
 PeerTarget::~PeerTarget() {
     stop();
@@ -150,7 +153,22 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
 
 void PeerTarget::serve(int fd) {
     set_recv_timeout(fd, 5000);
+    if (!psk_.empty()) {
+        // Nothing about this volume is said before the primary proves it
+        // holds the key.
+        if (auto st = authenticate_secondary(fd, psk_, volume_); !st) {
+            log("refusing a primary: " + st.error().message);
+            set_state("refused", st.error().message);
+            return;
+        }
+    }
     auto first = peer::receive(fd);
+    if (first && first->header.type == peer::Type::Auth) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0,
+                         peer::encode_refuse("this node has no psk_file: authentication is not configured here"));
+        log("refusing a primary that authenticates: this node has no psk_file");
+        return;
+    }
     if (!first || first->header.type != peer::Type::Hello) {
         log("dropping a connection without HELLO");
         return;
@@ -201,6 +219,15 @@ void PeerTarget::serve(int fd) {
             else
                 pool_.post(std::move(job));
         };
+        // As run, for an op on a range: once no earlier op on an overlapping
+        // range is still running (the job gets its ticket to release).
+        auto run_ordered = [this, &run](bool here, std::uint64_t off, std::uint64_t len,
+                                        std::function<void(RangeLock::Ticket)> job) {
+            std::function<void(RangeLock::Ticket)> later = [this, job](RangeLock::Ticket t) {
+                pool_.post([job, t] { job(t); });
+            };
+            if (auto t = order_.take_or_queue(off, len, later)) run(here, [job, t = *t] { job(t); });
+        };
         auto finish = [this, fd, seq = h.seq](int err) {
             send_ack(fd, seq, err);
             std::lock_guard lock(inflight_mu_);
@@ -219,9 +246,12 @@ void PeerTarget::serve(int fd) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run(start(data->size()), [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno] {
-                finish(to_errno(replica_.write(off, data->span(), fua)));
-            });
+            run_ordered(start(data->size()), off, data->size(),
+                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno](RangeLock::Ticket t) {
+                            int err = to_errno(replica_.write(off, data->span(), fua));
+                            order_.release(t);
+                            finish(err);
+                        });
         } else if (h.type == peer::Type::Zero || h.type == peer::Type::Trim) {
             auto r = peer::decode_range(m->body);
             if (!r) {
@@ -232,12 +262,38 @@ void PeerTarget::serve(int fd) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run(start(), [this, r = *r, type = h.type, flags = h.flags, finish, to_errno] {
-                Status st = type == peer::Type::Trim ? replica_.trim(r.offset, r.length)
-                                                     : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch,
-                                                                     flags & peer::kFlagFua);
-                if (st && type == peer::Type::Trim && (flags & peer::kFlagFua)) st = replica_.flush();
-                finish(to_errno(st));
+            run_ordered(start(), r->offset, r->length,
+                        [this, r = *r, type = h.type, flags = h.flags, finish, to_errno](RangeLock::Ticket t) {
+                            Status st = type == peer::Type::Trim
+                                            ? replica_.trim(r.offset, r.length)
+                                            : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch,
+                                                            flags & peer::kFlagFua);
+                            if (st && type == peer::Type::Trim && (flags & peer::kFlagFua)) st = replica_.flush();
+                            order_.release(t);
+                            finish(to_errno(st));
+                        });
+        } else if (h.type == peer::Type::Verify) {
+            auto r = peer::decode_range(m->body);
+            if (!r) {
+                ended = r.error().message;
+                break;
+            }
+            if (r->offset > replica_.size() || r->length > replica_.size() - r->offset || r->length > peer::kMaxBody) {
+                ended = "VERIFY range out of bounds";
+                break;
+            }
+            run_ordered(start(), r->offset, r->length, [this, fd, seq = h.seq, r = *r](RangeLock::Ticket t) {
+                auto buf = std::make_shared<AlignedBuffer>(r.length);
+                auto st = replica_.read(r.offset, buf->span());
+                order_.release(t);
+                peer::Digest d{st ? 0 : (st.error().code ? st.error().code : EIO), st ? crc32c(buf->span()) : 0u};
+                {
+                    std::lock_guard lock(send_mu_);
+                    (void)peer::send(fd, peer::Type::Digest, 0, seq, peer::encode_digest(d));
+                }
+                std::lock_guard lock(inflight_mu_);
+                --inflight_;
+                inflight_cv_.notify_all();
             });
         } else if (h.type == peer::Type::Flush) {
             // Every op received before the flush is applied first: acks the

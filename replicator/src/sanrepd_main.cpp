@@ -2,6 +2,7 @@
 // only turns flags into the objects of replicator_core and runs them.
 #include <signal.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -11,9 +12,11 @@
 #include <thread>
 
 #include "sanagent/replicator/control.h"
+#include "sanagent/replicator/daemon_options.h"
 #include "sanagent/replicator/metadata.h"
 #include "sanagent/replicator/nbd_handshake.h"
 #include "sanagent/replicator/nbd_server.h"
+#include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_link.h"
 #include "sanagent/replicator/peer_target.h"
 #include "sanagent/replicator/replica.h"
@@ -25,29 +28,13 @@ using namespace sanagent::replicator;
 
 namespace {
 
-struct Flags {
-    std::string volume;
-    std::string replica;
-    std::string meta;
-    std::string role = "primary";
-    std::uint64_t size = 0;
-    std::uint64_t granularity = 64 * 1024;
-    bool preallocate = false;
-    bool direct = true;
-    bool force_primary = false;
-    std::string nbd_socket;
-    std::string nbd_tcp;
-    std::string peer;
-    std::string listen;
-    std::string control;
-    int ack_timeout_ms = 5000;
-    int retire_ms = 1000;
-    unsigned threads = 16;
-};
+using Flags = DaemonOptions;
 
 void usage() {
     std::fputs(
         "usage: sanrepd --volume NAME --replica PATH --role primary|secondary [options]\n"
+        "       sanrepd --config FILE --volume NAME [options]\n"
+        "  --config FILE         read [sanrepd] and [volume.NAME] from this TOML file; flags override it\n"
         "  --meta PATH           metadata file (default REPLICA.meta; created on first start)\n"
         "  --size BYTES[K|M|G]   create or extend a file replica to this size (sparse)\n"
         "  --preallocate         allocate the whole file instead of sparse\n"
@@ -60,29 +47,17 @@ void usage() {
         "  --ack-timeout-ms N    drop a peer that has not acked for N ms (default 5000)\n"
         "  --activity-retire-ms N  clear the activity log of an idle volume every N ms (default 1000)\n"
         "  --force-primary       serve even though this replica is marked inconsistent\n"
+        "  --peer-mode sync|async  async: acknowledge after the local write, ship with bounded lag\n"
+        "  --max-lag BYTES[K|M|G]  async: lag past which the peer falls back to the bitmap (default 64M)\n"
+        "  --verify-chunk BYTES  online verify: bytes per checksum (default 1M)\n"
         "secondary:\n"
         "  --listen HOST:PORT    where the primary connects\n"
         "both:\n"
         "  --control PATH        JSON control socket, 0600 (default /run/sanrepd/NAME.ctl)\n"
+        "  --node NAME           this node's name (default: the host name)\n"
+        "  --psk-file PATH       the peers' pre-shared key (root-owned, 0600); without it peers are not authenticated\n"
         "  --threads N           I/O worker threads (default 16)\n",
         stderr);
-}
-
-bool parse_size(const std::string& s, std::uint64_t& out) {
-    char* end = nullptr;
-    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-    if (end == s.c_str()) return false;
-    std::string unit(end);
-    if (unit == "K")
-        v <<= 10;
-    else if (unit == "M")
-        v <<= 20;
-    else if (unit == "G")
-        v <<= 30;
-    else if (!unit.empty())
-        return false;
-    out = v;
-    return true;
 }
 
 std::string hex(std::uint64_t v) {
@@ -121,6 +96,18 @@ Result<std::unique_ptr<MetadataFile>> open_or_create_meta(const Flags& f, std::u
 
 int main(int argc, char** argv) {
     Flags f;
+    // The file first (--config and --volume are looked up before anything
+    // else), then every flag over it.
+    std::string config;
+    for (int i = 1; i + 1 < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config") config = argv[i + 1];
+        if (a == "--volume") f.volume = argv[i + 1];
+    }
+    if (!config.empty()) {
+        if (f.volume.empty()) return fail("--config needs --volume NAME: the [volume.NAME] to serve");
+        if (auto st = load_daemon_config(config, f.volume, f); !st) return fail(st.error().message);
+    }
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -133,7 +120,9 @@ int main(int argc, char** argv) {
         if (a == "--version") {
             std::puts("sanrepd " SANAGENT_VERSION);
             return 0;
-        } else if (a == "--volume")
+        } else if (a == "--config")
+            (void)value();  // read above
+        else if (a == "--volume")
             f.volume = value();
         else if (a == "--replica")
             f.replica = value();
@@ -171,7 +160,20 @@ int main(int argc, char** argv) {
             f.ack_timeout_ms = std::stoi(value());
         else if (a == "--activity-retire-ms")
             f.retire_ms = std::stoi(value());
-        else if (a == "--threads")
+        else if (a == "--node")
+            f.node = value();
+        else if (a == "--psk-file")
+            f.psk_file = value();
+        else if (a == "--peer-mode") {
+            auto m = value();
+            if (m != "sync" && m != "async") return fail("--peer-mode is sync or async, not " + m);
+            f.async = m == "async";
+        } else if (a == "--max-lag") {
+            if (!parse_size(value(), f.max_lag) || f.max_lag == 0) return fail("--max-lag needs a size like 64M");
+        } else if (a == "--verify-chunk") {
+            if (!parse_size(value(), f.verify_chunk) || f.verify_chunk < 4096 || f.verify_chunk > (32u << 20))
+                return fail("--verify-chunk is 4K..32M");
+        } else if (a == "--threads")
             f.threads = static_cast<unsigned>(std::stoul(value()));
         else if (a == "-h" || a == "--help") {
             usage();
@@ -186,6 +188,11 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (f.role == "secondary" && f.listen.empty()) return fail("a secondary needs --listen");
+    if (f.node.empty()) {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        f.node = host;
+    }
     if (f.meta.empty()) f.meta = f.replica + ".meta";
     if (f.nbd_socket.empty()) f.nbd_socket = "/run/sanrepd/" + f.volume + ".nbd";
     if (f.control.empty()) f.control = "/run/sanrepd/" + f.volume + ".ctl";
@@ -197,6 +204,17 @@ int main(int argc, char** argv) {
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    std::vector<std::uint8_t> psk;
+    if (!f.psk_file.empty()) {
+        auto key = load_psk(f.psk_file);
+        if (!key) return fail(key.error().message);
+        psk = std::move(*key);
+    } else if (!f.peer.empty() || !f.listen.empty()) {
+        std::fprintf(stderr,
+                     "sanrepd: WARNING: no psk_file: the peer is not authenticated; "
+                     "keep the replication port on a trusted storage network\n");
+    }
 
     auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
     if (!replica) return fail(replica.error().message);
@@ -217,19 +235,21 @@ int main(int argc, char** argv) {
         po.volume = f.volume;
         po.ack_timeout_ms = f.ack_timeout_ms;
         po.retire_interval_ms = f.retire_ms;
+        po.async = f.async;
+        po.max_lag = f.max_lag;
+        po.verify_chunk = f.verify_chunk;
+        po.psk = psk;
         link = std::make_unique<PeerLink>(po, volume, md, pool);
         volume.set_replication(link.get());
     }
 
-    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool);
+    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool, psk);
 
-    ControlServer control(f.control, [&](const std::string& request) {
-        nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
-        if (req.is_discarded() || !req.is_object() || req.value("command", "") != "status")
-            return nlohmann::json{{"error", "unknown request: send {\"command\":\"status\"}"}}.dump();
+    auto status_json = [&] {
         auto m = md.get();
         nlohmann::json j;
         j["volume"] = f.volume;
+        j["node"] = f.node;
         j["role"] = f.role;
         j["replica"] = {{"path", f.replica},
                         {"size", volume.size()},
@@ -245,8 +265,21 @@ int main(int argc, char** argv) {
                 {"address", f.peer},
                 {"state", to_string(s.state)},
                 {"detail", s.detail},
+                {"mode", f.async ? "async" : "sync"},
                 {"resync",
                  {{"regions_done", s.resync_done}, {"regions_total", s.resync_total}, {"bytes_sent", s.resync_bytes}}}};
+            if (f.async) {
+                j["peer"]["lag_bytes"] = s.lag_bytes;
+                j["peer"]["lag_ops"] = s.lag_ops;
+                j["peer"]["max_lag"] = f.max_lag;
+            }
+            auto v = link->verify_status();
+            nlohmann::json ranges = nlohmann::json::array();
+            for (auto r : v.mismatches) ranges.push_back({{"offset", r.offset}, {"length", r.length}});
+            j["verify"] = {{"state", v.state},           {"detail", v.detail},
+                           {"repair", v.repair},         {"total_bytes", v.total_bytes},
+                           {"done_bytes", v.done_bytes}, {"mismatched_bytes", v.mismatched_bytes},
+                           {"mismatches", ranges}};
         } else if (target) {
             auto s = target->status();
             j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}};
@@ -262,7 +295,60 @@ int main(int argc, char** argv) {
                    {"bytes_read", c.bytes_read.load()},
                    {"bytes_written", c.bytes_written.load()},
                    {"errors", c.errors.load()}};
-        return j.dump();
+        return j;
+    };
+    auto error_json = [](const std::string& message) { return nlohmann::json{{"error", message}}.dump(); };
+    ControlServer control(f.control, [&](const std::string& request) {
+        nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
+        std::string command = req.is_object() && req.contains("command") && req["command"].is_string()
+                                  ? req["command"].get<std::string>()
+                                  : "";
+        if (command == "status") return status_json().dump();
+        if (command == "verify") {
+            if (!link) return error_json("verify runs on the primary of a volume with a peer");
+            bool repair = req.contains("repair") && req["repair"].is_boolean() && req["repair"].get<bool>();
+            if (auto st = link->start_verify(repair); !st) return error_json(st.error().message);
+            return nlohmann::json{{"ok", true}, {"verify", "running"}}.dump();
+        }
+        if (command == "resolve") {
+            // The losing side discards its generations and comes back blank:
+            // the primary then gives it a full sync. Only a secondary that
+            // refused its primary may do that, so a typo cannot wipe the copy
+            // that serves the volume.
+            std::string keep = req.contains("keep") && req["keep"].is_string() ? req["keep"].get<std::string>() : "";
+            if (keep.empty()) return error_json("resolve needs \"keep\": the node whose data survives");
+            if (keep == f.node)
+                return nlohmann::json{{"ok", true},
+                                      {"result", "kept"},
+                                      {"detail", "this node's replica is kept; run the same command on the other node"}}
+                    .dump();
+            if (!target)
+                return error_json("this node (" + f.node + ") is primary: restart it as secondary to discard its data");
+            auto state = target->status().state;
+            if (state != "split-brain" && state != "peer-newer" && state != "unrelated")
+                return error_json("nothing to resolve: the peer state is " + state);
+            auto st = md.update([](Metadata& next) {
+                next.volume_id = {};
+                next.gens = {};
+                next.flags &= ~kMetaFlagConsistent;
+            });
+            if (st) {
+                std::uint64_t from = 0;
+                while (auto bit = md.next_dirty(from)) {
+                    md.clear_bit(*bit);
+                    from = *bit + 1;
+                }
+                st = md.persist_bitmap();
+            }
+            if (!st) return error_json(st.error().message);
+            std::fprintf(stderr, "sanrepd: resolve: discarded this replica's generations (kept %s): full sync next\n",
+                         keep.c_str());
+            return nlohmann::json{{"ok", true},
+                                  {"result", "discarded"},
+                                  {"detail", "this replica is blank now; the primary gives it a full sync"}}
+                .dump();
+        }
+        return error_json("unknown request: the commands are status, verify, resolve");
     });
     if (auto st = control.start(); !st) return fail(st.error().message);
 

@@ -26,6 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (r.ok() && r->offset + r->length < r->offset) std::abort();
     (void)decode_ack(in);
     (void)decode_resync_done(in);
+    (void)decode_digest(in);
     (void)decode_refuse(in);
     if (in.size() >= kMetaHeaderSize) (void)decode_metadata(in.first(kMetaHeaderSize));
     // Round trip: whatever decodes as a HELLO encodes back to the same bytes.

@@ -145,6 +145,10 @@ public:
             ::waitpid(pid, nullptr, 0);
         }
         std::error_code ec;
+        if (std::getenv("SANREP_KEEP_DIR")) {  // debugging: keep the logs and images
+            std::fprintf(stderr, "kept %s\n", dir.c_str());
+            return;
+        }
         fs::remove_all(dir, ec);
     }
     Cluster(const Cluster&) = delete;
@@ -152,9 +156,11 @@ public:
 
     fs::path dir;
 
-    // Starts sanrepd with `args`; stderr goes to DIR/NAME.log.
-    void start(const std::string& name, std::vector<std::string> args) {
-        args.insert(args.begin(), SANREPD_PATH);
+    // Starts sanrepd with `args` (or, with `raw`, the command `args` whose
+    // process becomes sanrepd, like `ip netns exec NS sanrepd ...`); stderr
+    // goes to DIR/NAME.log.
+    void start(const std::string& name, std::vector<std::string> args, bool raw = false) {
+        if (!raw) args.insert(args.begin(), SANREPD_PATH);
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
@@ -166,7 +172,7 @@ public:
                 ::dup2(fd, 2);
                 ::close(fd);
             }
-            ::execv(argv[0], argv.data());
+            ::execvp(argv[0], argv.data());
             ::_exit(127);
         }
         pids_[name] = pid;
@@ -195,10 +201,17 @@ public:
 
     std::string path(const std::string& file) const { return (dir / file).string(); }
 
-    nlohmann::json status(const std::string& name) const {
+    // Sends a signal without waiting (SIGSTOP / SIGCONT to freeze a peer).
+    void signal(const std::string& name, int sig) {
+        if (auto it = pids_.find(name); it != pids_.end()) ::kill(it->second, sig);
+    }
+
+    nlohmann::json status(const std::string& name) const { return request(name, {{"command", "status"}}); }
+
+    nlohmann::json request(const std::string& name, const nlohmann::json& request) const {
         auto fd = unix_connect(path(name + ".ctl"));
         if (!fd) return {};
-        std::string req = "{\"command\":\"status\"}\n";
+        std::string req = request.dump() + "\n";
         if (!write_full(fd->get(), {reinterpret_cast<const std::uint8_t*>(req.data()), req.size()})) return {};
         set_recv_timeout(fd->get(), 2000);
         std::string out;
@@ -234,10 +247,17 @@ public:
         return false;
     }
 
-    void start_secondary(const std::string& name, const std::string& volume, int port, const std::string& size) {
-        start(name,
-              {"--volume", volume, "--role", "secondary", "--replica", path(name + ".img"), "--size", size, "--listen",
-               "127.0.0.1:" + std::to_string(port), "--control", path(name + ".ctl"), "--threads", "4"});
+    void start_secondary(const std::string& name, const std::string& volume, int port, const std::string& size,
+                         std::vector<std::string> extra = {}) {
+        std::vector<std::string> a = {"--volume",  volume,
+                                      "--role",    "secondary",
+                                      "--replica", path(name + ".img"),
+                                      "--size",    size,
+                                      "--listen",  "127.0.0.1:" + std::to_string(port),
+                                      "--control", path(name + ".ctl"),
+                                      "--threads", "4"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        start(name, a);
         wait_file(name + ".ctl");
     }
     void start_primary(const std::string& name, const std::string& volume, int peer_port, const std::string& size,

@@ -73,7 +73,7 @@ BOOST_AUTO_TEST_CASE(hello_round_trip) {
 BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
     Hello h;
     auto body = encode_hello(h);
-    body[0] = 2;  // version 2
+    body[0] = kVersion + 1;  // a version we do not speak
     auto d = decode_hello(body);
     BOOST_TEST_REQUIRE(!d.ok());
     BOOST_TEST(d.error().code == EPROTO);
@@ -86,6 +86,11 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
 
 BOOST_AUTO_TEST_CASE(small_bodies) {
     BOOST_TEST(*decode_ack(encode_ack(-5)) == -5);
+    auto dg = decode_digest(encode_digest({-3, 0xdeadbeef}));
+    BOOST_TEST_REQUIRE(dg.ok());
+    BOOST_TEST(dg->error == -3);
+    BOOST_TEST(dg->crc == 0xdeadbeefu);
+    BOOST_TEST(!decode_digest(encode_ack(0)).ok());
     BOOST_TEST(!decode_ack(std::vector<std::uint8_t>{1, 2}).ok());
     auto r = decode_range(encode_range({4096, 8192}));
     BOOST_TEST_REQUIRE(r.ok());

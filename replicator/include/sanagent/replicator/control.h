@@ -33,4 +33,8 @@ private:
     std::atomic<bool> stopping_{false};
 };
 
+// The client half: sends one request line to the control socket at `path`
+// and returns the reply line (without its newline). Bounded by `timeout_ms`.
+Result<std::string> control_request(const std::string& path, const std::string& request, int timeout_ms = 5000);
+
 }  // namespace sanagent::replicator

@@ -8,14 +8,27 @@
 // anything else, the range is recorded in the persistent dirty bitmap first.
 // A send that fails or an ack that does not come within the timeout drops the
 // link: the affected ranges are recorded dirty and the ops complete.
+//
+// Async mode (a remote site): an op completes once it is queued for the peer;
+// one shipper thread sends the queue in order, so the peer applies writes in
+// the order they completed here. The bytes queued or unacked are the lag;
+// an op that would take it past max_lag drops the link instead, and from then
+// on writes are tracked in the bitmap and resynced on reconnect.
+//
+// Online verify: each chunk is range-locked here, checksummed locally, and a
+// VERIFY for it travels behind every earlier op to the peer, which checksums
+// its copy once those are applied; mismatched chunks are reported (and, with
+// repair, marked dirty and resynced).
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sanagent/replicator/metadata.h"
 #include "sanagent/replicator/volume.h"
@@ -26,13 +39,33 @@ enum class PeerState { Connecting, InSync, Resyncing, OutOfSync, SplitBrain, Pee
 std::string_view to_string(PeerState s);
 
 struct PeerLinkOptions {
-    std::string address;            // the secondary's HOST:PORT
-    std::string volume;             // checked against the peer's HELLO
-    int ack_timeout_ms = 5000;      // an op unacked this long drops the link
-    int reconnect_ms = 500;         // pause between connection attempts
-    int refused_retry_ms = 5000;    // pause after a refused handshake (split brain, ...)
-    unsigned resync_window = 16;    // copies (of up to 1 MiB) in flight during resync
-    int retire_interval_ms = 1000;  // how often an idle volume's activity log is cleared
+    std::string address;                   // the secondary's HOST:PORT
+    std::string volume;                    // checked against the peer's HELLO
+    int ack_timeout_ms = 5000;             // an op unacked this long drops the link
+    int reconnect_ms = 500;                // pause between connection attempts
+    int refused_retry_ms = 5000;           // pause after a refused handshake (split brain, ...)
+    unsigned resync_window = 16;           // copies (of up to 1 MiB) in flight during resync
+    int retire_interval_ms = 1000;         // how often an idle volume's activity log is cleared
+    std::vector<std::uint8_t> psk;         // empty: peers are not authenticated
+    bool async = false;                    // acknowledge after the local write; ship with bounded lag
+    std::uint64_t max_lag = 64ull << 20;   // async: bytes queued or unacked before falling back to the bitmap
+    std::uint64_t verify_chunk = 1 << 20;  // online verify: bytes per checksum
+};
+
+struct VerifyRange {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+};
+
+struct VerifyStatus {
+    std::string state = "never";  // never, running, done, failed
+    std::string detail;           // why it failed
+    bool repair = false;
+    std::uint64_t total_bytes = 0;
+    std::uint64_t done_bytes = 0;
+    std::uint64_t mismatched_bytes = 0;
+    std::vector<VerifyRange> mismatches;  // merged, in offset order; at most kMaxReported
+    static constexpr std::size_t kMaxReported = 1000;
 };
 
 struct PeerStatus {
@@ -41,6 +74,8 @@ struct PeerStatus {
     std::uint64_t resync_total = 0;  // regions to copy in the current/last resync
     std::uint64_t resync_done = 0;
     std::uint64_t resync_bytes = 0;  // bytes the current/last resync has copied
+    std::uint64_t lag_bytes = 0;     // async: written here, not yet acked by the peer
+    std::uint64_t lag_ops = 0;
 };
 
 class PeerLink final : public Replication {
@@ -52,6 +87,11 @@ public:
 
     void replicate(const Op& op, std::function<void()> done) override;
     PeerStatus status() const;
+
+    // Starts an online verify in the background (EBUSY if one runs, EAGAIN if
+    // the peer is not in-sync); progress and result are in verify_status().
+    Status start_verify(bool repair);
+    VerifyStatus verify_status() const;
 
     class Session;
 
@@ -65,6 +105,10 @@ private:
     void set_state(PeerState s, const std::string& detail = {});
     void record_dirty(std::uint64_t offset, std::uint64_t length);
     void pause(int ms);
+    // Sync mode: runs `send` now. Async: queues it behind every earlier op for the shipper thread.
+    void ship(std::function<void()> send);
+    void ship_loop();
+    void run_verify(bool repair);
 
     PeerLinkOptions options_;
     Volume& volume_;
@@ -80,6 +124,16 @@ private:
     std::string detail_;
     std::shared_ptr<Session> session_;
     std::atomic<std::uint64_t> resync_total_{0}, resync_done_{0}, resync_bytes_{0};
+
+    std::mutex ship_mu_;
+    std::condition_variable ship_cv_;
+    std::deque<std::function<void()>> ship_queue_;
+    std::thread shipper_;
+    std::atomic<std::uint64_t> lag_bytes_{0}, lag_ops_{0};
+
+    mutable std::mutex verify_mu_;
+    VerifyStatus verify_;
+    std::thread verifier_;
 };
 
 }  // namespace sanagent::replicator

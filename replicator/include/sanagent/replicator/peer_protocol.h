@@ -19,7 +19,9 @@
 namespace sanagent::replicator::peer {
 
 inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-endian bytes
-inline constexpr std::uint16_t kVersion = 1;
+// 2: VERIFY / DIGEST (online verify), AUTH / AUTH_PROOF (pre-shared key); the secondary orders overlapping writes
+// itself (async mode no longer holds the primary's range lock until the ack).
+inline constexpr std::uint16_t kVersion = 2;
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::uint32_t kMaxBody = (32u << 20) + 64;  // one NBD-sized write plus its framing
 inline constexpr std::size_t kMaxVolumeName = 128;
@@ -34,6 +36,10 @@ enum class Type : std::uint16_t {
     Ack = 7,         // i32 errno (0 = done); header seq = the acked message
     ResyncDone = 8,  // the primary's generations and volume id: the target is now consistent
     Refuse = 9,      // a reason; the sender closes after it
+    Verify = 10,     // primary -> secondary: u64 offset + u64 length, answered by DIGEST
+    Digest = 11,     // i32 errno + u32 crc32c of the range; header seq = the VERIFY
+    Auth = 12,       // before HELLO: a nonce (P->S), or nonce + HMAC (S->P); peer_auth.h
+    AuthProof = 13,  // P->S: the primary's HMAC
 };
 
 inline constexpr std::uint16_t kFlagFua = 1 << 0;       // durable before the ack
@@ -90,6 +96,12 @@ std::vector<std::uint8_t> encode_range(const Range& range);
 Result<Range> decode_range(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_ack(std::int32_t error);
 Result<std::int32_t> decode_ack(std::span<const std::uint8_t> body);
+struct Digest {
+    std::int32_t error = 0;
+    std::uint32_t crc = 0;
+};
+std::vector<std::uint8_t> encode_digest(const Digest& digest);
+Result<Digest> decode_digest(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_resync_done(const ResyncDone& done);
 Result<ResyncDone> decode_resync_done(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_refuse(const std::string& reason);

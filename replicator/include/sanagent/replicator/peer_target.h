@@ -4,6 +4,9 @@
 // FLUSH is acked once every earlier op is applied and the replica is
 // fdatasync-ed. While a resync is running this replica is marked inconsistent
 // on disk, and only RESYNC_DONE makes it consistent again.
+// Ops start in arrival order per range (a range lock): an async primary may
+// have overlapping writes in flight, and they must land in the order sent.
+// VERIFY takes the same lock, so its checksum sees every write sent before it.
 #pragma once
 
 #include <atomic>
@@ -11,9 +14,11 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sanagent/fd.h"
 #include "sanagent/replicator/metadata.h"
+#include "sanagent/replicator/range_lock.h"
 #include "sanagent/replicator/replica.h"
 #include "sanagent/replicator/worker_pool.h"
 
@@ -27,7 +32,9 @@ struct PeerTargetStatus {
 
 class PeerTarget {
 public:
-    PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool);
+    // An empty `psk`: primaries are not authenticated.
+    PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
+               std::vector<std::uint8_t> psk = {});
     ~PeerTarget();
     Status listen(const std::string& address);
     void start();
@@ -42,6 +49,7 @@ private:
     void send_ack(int fd, std::uint64_t seq, int err);
 
     std::string volume_;
+    std::vector<std::uint8_t> psk_;
     Replica& replica_;
     MetadataFile& meta_;
     WorkerPool& pool_;
@@ -57,6 +65,7 @@ private:
     std::mutex inflight_mu_;
     std::condition_variable inflight_cv_;
     unsigned inflight_ = 0;
+    RangeLock order_;
 };
 
 }  // namespace sanagent::replicator

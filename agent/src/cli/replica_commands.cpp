@@ -1,0 +1,192 @@
+// sanctl replica status|verify|resolve: the admin's (and later the agent's)
+// way to drive sanrepd, through the same JSON control socket the daemon
+// serves (docs/replicator.md, "Control socket").
+#include "sanagent/agent/replica_commands.h"
+
+#include <chrono>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+
+#include "sanagent/agent/units.h"
+#include "sanagent/replicator/control.h"
+
+namespace sanagent::agent {
+
+namespace {
+
+struct ReplicaOptions {
+    std::vector<std::string> positional;
+    std::string control;
+    std::string keep;
+    bool json = false;
+    bool repair = false;
+    bool wait = true;
+    int timeout_s = 3600;
+};
+
+int fail(const std::string& message) {
+    std::cerr << "sanctl: " << message << "\n";
+    return 1;
+}
+
+std::optional<ReplicaOptions> parse(const std::vector<std::string>& args) {
+    ReplicaOptions o;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        bool has_value = i + 1 < args.size();
+        if (a == "--json") {
+            o.json = true;
+        } else if (a == "--repair") {
+            o.repair = true;
+        } else if (a == "--no-wait") {
+            o.wait = false;
+        } else if (a == "--control" && has_value) {
+            o.control = args[++i];
+        } else if (a == "--keep" && has_value) {
+            o.keep = args[++i];
+        } else if (a == "--timeout" && has_value) {
+            try {
+                o.timeout_s = std::stoi(args[++i]);
+            } catch (const std::exception&) {
+                o.timeout_s = -1;
+            }
+            if (o.timeout_s <= 0) {
+                std::cerr << "sanctl: --timeout takes seconds\n";
+                return std::nullopt;
+            }
+        } else if (!a.empty() && a[0] == '-') {
+            std::cerr << "sanctl: unknown or incomplete argument '" << a << "'\n";
+            return std::nullopt;
+        } else {
+            o.positional.push_back(a);
+        }
+    }
+    return o;
+}
+
+Result<nlohmann::json> ask(const std::string& socket, const nlohmann::json& request) {
+    auto reply = replicator::control_request(socket, request.dump());
+    if (!reply) return reply.error();
+    auto j = nlohmann::json::parse(*reply, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return Error{EPROTO, "sanrepd at " + socket + " sent no JSON object"};
+    if (j.contains("error")) return Error{EINVAL, "sanrepd: " + j["error"].get<std::string>()};
+    return j;
+}
+
+std::string size_text(std::uint64_t bytes) {
+    const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(bytes);
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        ++u;
+    }
+    char b[32];
+    std::snprintf(b, sizeof b, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+    return b;
+}
+
+void print_status(const nlohmann::json& j) {
+    const auto& p = j.value("peer", nlohmann::json::object());
+    std::cout << "volume " << j.value("volume", "") << " on " << j.value("node", "") << ": " << j.value("role", "")
+              << ", replica " << j["replica"].value("state", "") << "\n";
+    std::cout << "  peer " << p.value("address", p.value("listen", "")) << ": " << p.value("state", "");
+    if (p.contains("mode")) std::cout << " (" << p.value("mode", "") << ")";
+    if (!p.value("detail", "").empty()) std::cout << " - " << p.value("detail", "");
+    std::cout << "\n";
+    if (p.value("state", "") == "resyncing") {
+        std::uint64_t total = p["resync"].value("regions_total", 0ull), done = p["resync"].value("regions_done", 0ull);
+        std::cout << "  resync " << (total ? done * 100 / total : 0) << "% (" << done << "/" << total << " regions)\n";
+    }
+    if (p.contains("lag_bytes"))
+        std::cout << "  async lag " << size_text(p.value("lag_bytes", 0ull)) << " in " << p.value("lag_ops", 0ull)
+                  << " ops (max " << size_text(p.value("max_lag", 0ull)) << ")\n";
+    std::cout << "  dirty " << size_text(j.value("dirty_bytes", 0ull)) << "\n";
+    if (j.contains("verify") && j["verify"].value("state", "") != "never") {
+        const auto& v = j["verify"];
+        std::cout << "  last verify: " << v.value("state", "") << ", " << size_text(v.value("done_bytes", 0ull))
+                  << " of " << size_text(v.value("total_bytes", 0ull)) << " compared, "
+                  << size_text(v.value("mismatched_bytes", 0ull)) << " mismatched\n";
+    }
+}
+
+int cmd_status(const ReplicaOptions& o, const std::string& socket) {
+    auto j = ask(socket, {{"command", "status"}});
+    if (!j) return fail(j.error().message);
+    if (o.json)
+        std::cout << j->dump(2) << "\n";
+    else
+        print_status(*j);
+    return 0;
+}
+
+int cmd_verify(const ReplicaOptions& o, const std::string& volume, const std::string& socket) {
+    auto started = ask(socket, {{"command", "verify"}, {"repair", o.repair}});
+    if (!started) return fail(started.error().message);
+    if (!o.wait) {
+        std::cout << "verify of " << volume << " started; `sanctl replica status " << volume << "` shows it\n";
+        return 0;
+    }
+    // Bounded by --timeout; the verify itself goes on in sanrepd if we give up.
+    auto until = std::chrono::steady_clock::now() + std::chrono::seconds(o.timeout_s);
+    nlohmann::json v;
+    for (;;) {
+        auto j = ask(socket, {{"command", "status"}});
+        if (!j) return fail(j.error().message);
+        v = (*j)["verify"];
+        if (v.value("state", "") != "running") break;
+        if (std::chrono::steady_clock::now() > until)
+            return fail("verify still running after " + std::to_string(o.timeout_s) + " s (it goes on in sanrepd)");
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    if (o.json) {
+        std::cout << v.dump(2) << "\n";
+    } else {
+        std::cout << "verify of " << volume << ": " << v.value("state", "") << ", "
+                  << size_text(v.value("done_bytes", 0ull)) << " compared, "
+                  << size_text(v.value("mismatched_bytes", 0ull)) << " mismatched\n";
+        for (const auto& r : v["mismatches"])
+            std::cout << "  mismatch at offset " << r.value("offset", 0ull) << " length " << r.value("length", 0ull)
+                      << "\n";
+        if (!v.value("detail", "").empty()) std::cout << "  " << v.value("detail", "") << "\n";
+    }
+    if (v.value("state", "") != "done") return 1;
+    return v.value("mismatched_bytes", 0ull) == 0 ? 0 : 4;
+}
+
+int cmd_resolve(const ReplicaOptions& o, const std::string& socket) {
+    if (o.keep.empty()) return fail("replica resolve needs --keep NODE: the node whose data survives");
+    auto j = ask(socket, {{"command", "resolve"}, {"keep", o.keep}});
+    if (!j) return fail(j.error().message);
+    if (o.json)
+        std::cout << j->dump(2) << "\n";
+    else
+        std::cout << j->value("result", "") << ": " << j->value("detail", "") << "\n";
+    return 0;
+}
+
+}  // namespace
+
+int run_replica_command(const std::vector<std::string>& args) {
+    auto o = parse(args);
+    if (!o) return 2;
+    if (o->positional.size() != 2) {
+        std::cerr << "usage: sanctl replica status|verify|resolve VOLUME [--control PATH] [--json]\n"
+                     "       sanctl replica verify VOLUME [--repair] [--no-wait] [--timeout SECONDS]\n"
+                     "       sanctl replica resolve VOLUME --keep NODE\n";
+        return 2;
+    }
+    const auto& op = o->positional[0];
+    const auto& volume = o->positional[1];
+    if (!is_safe_name(volume)) return fail("'" + volume + "' is not a valid volume name");
+    std::string socket = o->control.empty() ? "/run/sanrepd/" + volume + ".ctl" : o->control;
+    if (op == "status") return cmd_status(*o, socket);
+    if (op == "verify") return cmd_verify(*o, volume, socket);
+    if (op == "resolve") return cmd_resolve(*o, socket);
+    std::cerr << "sanctl: replica status|verify|resolve, not '" << op << "'\n";
+    return 2;
+}
+
+}  // namespace sanagent::agent

@@ -1,0 +1,46 @@
+// What one sanrepd process serves, from its flags and/or its TOML file
+// (docs/replicator.md, "Configuration file"). The file is the interface
+// between the agent (which will render it) and sanrepd; flags override it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "sanagent/result.h"
+
+namespace sanagent::replicator {
+
+struct DaemonOptions {
+    std::string volume;
+    std::string replica;
+    std::string meta;
+    std::string role = "primary";
+    std::uint64_t size = 0;
+    std::uint64_t granularity = 64 * 1024;
+    bool preallocate = false;
+    bool direct = true;
+    bool force_primary = false;
+    std::string nbd_socket;
+    std::string nbd_tcp;
+    std::string peer;
+    std::string listen;
+    std::string control;
+    int ack_timeout_ms = 5000;
+    int retire_ms = 1000;
+    unsigned threads = 16;
+    std::string node;  // this node's name, for `replica resolve --keep NODE`
+    bool async = false;
+    std::uint64_t max_lag = 64ull << 20;
+    std::uint64_t verify_chunk = 1 << 20;
+    std::string psk_file;  // the peers' pre-shared key; empty: no authentication
+};
+
+// "64K", "10G", "4096": bytes. False on anything else.
+bool parse_size(const std::string& text, std::uint64_t& out);
+
+// Reads [sanrepd] and [volume.VOLUME] of the TOML file at `path` into `out`;
+// keys that are absent leave `out` as it is. Nothing is half-applied: on an
+// error `out` is untouched and the message is "PATH:LINE: [table] key: what".
+Status load_daemon_config(const std::string& path, const std::string& volume, DaemonOptions& out);
+
+}  // namespace sanagent::replicator

@@ -1,0 +1,174 @@
+#include "sanagent/replicator/daemon_options.h"
+
+#include <toml++/toml.h>
+
+#include <cstdlib>
+#include <functional>
+#include <map>
+
+namespace sanagent::replicator {
+
+bool parse_size(const std::string& s, std::uint64_t& out) {
+    if (s.empty() || s[0] < '0' || s[0] > '9') return false;
+    char* end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+    if (errno) return false;
+    std::string unit(end);
+    int shift = unit == "K" ? 10 : unit == "M" ? 20 : unit == "G" ? 30 : unit == "T" ? 40 : unit.empty() ? 0 : -1;
+    if (shift < 0 || (shift && v > (~0ull >> shift))) return false;
+    out = v << shift;
+    return true;
+}
+
+namespace {
+
+// One key's reader: it checks the value's type and range and stores it into
+// the copy of the options; the message says what was expected.
+using Setter = std::function<std::string(const toml::node&, DaemonOptions&)>;
+
+Setter text(std::string DaemonOptions::*field) {
+    return [field](const toml::node& n, DaemonOptions& o) -> std::string {
+        auto v = n.value<std::string>();
+        if (!v || v->empty()) return "expected a non-empty string";
+        o.*field = *v;
+        return {};
+    };
+}
+
+Setter choice(std::string DaemonOptions::*field, std::string a, std::string b) {
+    return [=](const toml::node& n, DaemonOptions& o) -> std::string {
+        auto v = n.value<std::string>();
+        if (!v || (*v != a && *v != b)) return "expected \"" + a + "\" or \"" + b + "\"";
+        o.*field = *v;
+        return {};
+    };
+}
+
+Setter size(std::uint64_t DaemonOptions::*field, std::uint64_t min, std::uint64_t max) {
+    return [=](const toml::node& n, DaemonOptions& o) -> std::string {
+        std::uint64_t v = 0;
+        bool ok = false;
+        if (auto s = n.value<std::string>())
+            ok = parse_size(*s, v);
+        else if (auto i = n.as_integer(); i && i->get() >= 0) {
+            v = static_cast<std::uint64_t>(i->get());
+            ok = true;
+        }
+        if (!ok || v < min || v > max) return "expected a size like \"64K\" or \"10G\" in range";
+        o.*field = v;
+        return {};
+    };
+}
+
+template <typename T>
+Setter integer(T DaemonOptions::*field, std::int64_t min, std::int64_t max) {
+    return [=](const toml::node& n, DaemonOptions& o) -> std::string {
+        auto i = n.as_integer();
+        if (!i || i->get() < min || i->get() > max)
+            return "expected an integer from " + std::to_string(min) + " to " + std::to_string(max);
+        o.*field = static_cast<T>(i->get());
+        return {};
+    };
+}
+
+Setter flag(bool DaemonOptions::*field) {
+    return [=](const toml::node& n, DaemonOptions& o) -> std::string {
+        auto b = n.as_boolean();
+        if (!b) return "expected true or false";
+        o.*field = b->get();
+        return {};
+    };
+}
+
+const std::map<std::string, Setter>& daemon_keys() {
+    static const std::map<std::string, Setter> keys = {
+        {"node", text(&DaemonOptions::node)},
+        {"threads", integer(&DaemonOptions::threads, 1, 256)},
+        {"psk_file", text(&DaemonOptions::psk_file)},
+    };
+    return keys;
+}
+
+const std::map<std::string, Setter>& volume_keys() {
+    static const std::map<std::string, Setter> keys = {
+        {"role", choice(&DaemonOptions::role, "primary", "secondary")},
+        {"replica", text(&DaemonOptions::replica)},
+        {"meta", text(&DaemonOptions::meta)},
+        {"size", size(&DaemonOptions::size, 4096, ~0ull)},
+        {"granularity", size(&DaemonOptions::granularity, 4096, 1ull << 30)},
+        {"preallocate", flag(&DaemonOptions::preallocate)},
+        {"direct_io", flag(&DaemonOptions::direct)},
+        {"nbd_socket", text(&DaemonOptions::nbd_socket)},
+        {"nbd_tcp", text(&DaemonOptions::nbd_tcp)},
+        {"listen", text(&DaemonOptions::listen)},
+        {"control", text(&DaemonOptions::control)},
+        {"ack_timeout_ms", integer(&DaemonOptions::ack_timeout_ms, 100, 600000)},
+        {"activity_retire_ms", integer(&DaemonOptions::retire_ms, 10, 3600000)},
+        {"verify_chunk", size(&DaemonOptions::verify_chunk, 4096, 32u << 20)},
+    };
+    return keys;
+}
+
+const std::map<std::string, Setter>& peer_keys() {
+    static const std::map<std::string, Setter> keys = {
+        {"address", text(&DaemonOptions::peer)},
+        {"mode",
+         [](const toml::node& n, DaemonOptions& o) -> std::string {
+             auto v = n.value<std::string>();
+             if (!v || (*v != "sync" && *v != "async")) return "expected \"sync\" or \"async\"";
+             o.async = *v == "async";
+             return {};
+         }},
+        {"max_lag", size(&DaemonOptions::max_lag, 1, ~0ull)},
+    };
+    return keys;
+}
+
+}  // namespace
+
+Status load_daemon_config(const std::string& path, const std::string& volume, DaemonOptions& out) {
+    toml::table root;
+    try {
+        root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+        return Error{EINVAL, path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description())};
+    }
+    auto where = [&](const toml::node& n, const std::string& table, const std::string& key) {
+        return path + ":" + std::to_string(n.source().begin.line) + ": [" + table + "] " + key + ": ";
+    };
+    DaemonOptions next = out;
+    auto apply = [&](const toml::table& t, const std::string& name, const std::map<std::string, Setter>& keys,
+                     const std::string& nested) -> Status {
+        for (auto&& [k, v] : t) {
+            std::string key(k.str());
+            if (key == nested && !nested.empty()) continue;
+            auto it = keys.find(key);
+            if (it == keys.end()) return Error{EINVAL, where(v, name, key) + "unknown key"};
+            if (auto why = it->second(v, next); !why.empty()) return Error{EINVAL, where(v, name, key) + why};
+        }
+        return {};
+    };
+    for (auto&& [k, v] : root) {
+        std::string key(k.str());
+        if (key != "sanrepd" && key != "volume")
+            return Error{EINVAL, where(v, key, "") + "unknown table (expected [sanrepd] or [volume.NAME])"};
+        if (!v.is_table()) return Error{EINVAL, where(v, key, "") + "expected a table"};
+    }
+    if (auto* d = root["sanrepd"].as_table())
+        if (auto st = apply(*d, "sanrepd", daemon_keys(), ""); !st) return st;
+    auto* volumes = root["volume"].as_table();
+    auto* mine = volumes ? (*volumes)[volume].as_table() : nullptr;
+    if (!mine) return Error{ENOENT, path + ": no [volume." + volume + "] table"};
+    const std::string name = "volume." + volume;
+    if (auto st = apply(*mine, name, volume_keys(), "peer"); !st) return st;
+    if (auto* p = (*mine)["peer"].node()) {
+        if (!p->is_table()) return Error{EINVAL, where(*p, name, "peer") + "expected a table [" + name + ".peer]"};
+        if (auto st = apply(*p->as_table(), name + ".peer", peer_keys(), ""); !st) return st;
+    }
+    next.volume = volume;
+    out = next;
+    return {};
+}
+
+}  // namespace sanagent::replicator

@@ -1,0 +1,130 @@
+#include "sanagent/replicator/peer_auth.h"
+
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sanagent/fd.h"
+#include "sanagent/replicator/peer_io.h"
+
+namespace sanagent::replicator {
+
+namespace {
+
+constexpr std::size_t kMinKey = 16;
+constexpr std::size_t kMaxKey = 4096;
+
+Result<Nonce> new_nonce() {
+    Nonce n{};
+    std::size_t got = 0;
+    while (got < n.size()) {
+        ssize_t r = ::getrandom(n.data() + got, n.size() - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return last_errno("getrandom");
+        }
+        got += static_cast<std::size_t>(r);
+    }
+    return n;
+}
+
+bool same(const Mac& a, std::span<const std::uint8_t> b) {
+    return b.size() == a.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// The next message must be `type` with a body of exactly `size` bytes.
+Result<std::vector<std::uint8_t>> expect(int fd, peer::Type type, std::size_t size, const char* what) {
+    auto m = peer::receive(fd);
+    if (!m) return m.error().context(std::string("waiting for ") + what);
+    if (m->header.type == peer::Type::Refuse)
+        return Error{EPERM, "refused: " + std::string(m->body.begin(), m->body.end())};
+    if (m->header.type != type || m->body.size() != size)
+        return Error{EPERM, std::string("expected ") + what + ": the peer does not authenticate (psk_file)"};
+    return std::move(m->body);
+}
+
+}  // namespace
+
+Result<std::vector<std::uint8_t>> load_psk(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd.valid()) return last_errno("opening the key file " + path);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) < 0) return last_errno("stat of the key file " + path);
+    if (!S_ISREG(st.st_mode)) return Error{EINVAL, "key file " + path + ": not a regular file"};
+    if (st.st_uid != 0 && st.st_uid != ::geteuid())
+        return Error{EPERM, "key file " + path + ": must be owned by root (chown root " + path + ")"};
+    if (st.st_mode & 077) return Error{EPERM, "key file " + path + ": readable by others; chmod 0600 " + path};
+    std::vector<std::uint8_t> key(kMaxKey + 1);
+    std::size_t got = 0;
+    while (got < key.size()) {
+        ssize_t r = ::read(fd.get(), key.data() + got, key.size() - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return last_errno("reading the key file " + path);
+        if (r == 0) break;
+        got += static_cast<std::size_t>(r);
+    }
+    key.resize(got);
+    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
+    if (key.size() < kMinKey || key.size() > kMaxKey)
+        return Error{EINVAL, "key file " + path + ": the key must be 16 to 4096 bytes (e.g. openssl rand -hex 32)"};
+    return key;
+}
+
+Mac auth_mac(std::span<const std::uint8_t> key, const std::string& label, const std::string& volume,
+             std::span<const std::uint8_t> first, std::span<const std::uint8_t> second) {
+    // label | 0 | volume | 0 | first | second: the separators keep
+    // ("ab", "c") and ("a", "bc") apart.
+    std::vector<std::uint8_t> msg(label.begin(), label.end());
+    msg.push_back(0);
+    msg.insert(msg.end(), volume.begin(), volume.end());
+    msg.push_back(0);
+    msg.insert(msg.end(), first.begin(), first.end());
+    msg.insert(msg.end(), second.begin(), second.end());
+    Mac out{};
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), msg.data(), msg.size(), out.data(), &len);
+    return out;
+}
+
+Status authenticate_primary(int fd, std::span<const std::uint8_t> key, const std::string& volume) {
+    auto mine = new_nonce();
+    if (!mine) return mine.error();
+    if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, *mine); !st) return st.error();
+    auto reply = expect(fd, peer::Type::Auth, 64, "the peer's AUTH");
+    if (!reply) return reply.error();
+    std::span<const std::uint8_t> theirs(reply->data(), 32), their_mac(reply->data() + 32, 32);
+    if (!same(auth_mac(key, "sanrepd-s", volume, *mine, theirs), their_mac)) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication failed"));
+        return Error{EPERM, "authentication failed: the peer does not hold our key"};
+    }
+    auto proof = auth_mac(key, "sanrepd-p", volume, theirs, *mine);
+    if (auto st = peer::send(fd, peer::Type::AuthProof, 0, 0, proof); !st) return st.error();
+    return {};
+}
+
+Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const std::string& volume) {
+    auto challenge = expect(fd, peer::Type::Auth, 32, "AUTH");
+    if (!challenge) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication required"));
+        return challenge.error();
+    }
+    auto mine = new_nonce();
+    if (!mine) return mine.error();
+    std::vector<std::uint8_t> body(mine->begin(), mine->end());
+    auto mac = auth_mac(key, "sanrepd-s", volume, *challenge, *mine);
+    body.insert(body.end(), mac.begin(), mac.end());
+    if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, body); !st) return st.error();
+    auto proof = expect(fd, peer::Type::AuthProof, 32, "AUTH_PROOF");
+    if (!proof) return proof.error();
+    if (!same(auth_mac(key, "sanrepd-p", volume, *mine, *challenge), *proof)) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication failed"));
+        return Error{EPERM, "authentication failed: the primary does not hold our key"};
+    }
+    return {};
+}
+
+}  // namespace sanagent::replicator

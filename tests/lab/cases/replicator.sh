@@ -1,0 +1,117 @@
+# sanrepd across two guests over a faulty network, as an admin would run it:
+#   sanlab1 (192.168.77.11) is the primary, serving the volume over NBD;
+#   sanlab2 (192.168.77.12) holds the secondary replica.
+# The two authenticate with a pre-shared key (root-owned 0600 file on each).
+# The primary's link gets 5% loss and 50 ms delay (tc netem): writes go on and
+# stay replicated (with 5% loss TCP moves well under 100 KB/s at this round
+# trip, so that phase writes 64 KiB pieces and the ack timeout is generous).
+# Then the link goes down: the peer turns out-of-sync, writes go on and are
+# recorded in the bitmap. Link up, the loss gone but the delay kept: the peer
+# is resynced. At the
+# end the two replica files have the same checksum (compared through the
+# shared directory), every acknowledged write reads back, and an online verify
+# over the lossy link finds no mismatch.
+. "$SANLAB_SRC/tests/lab/lib.sh"
+shared=/lab/shared
+sanrepd=$SANLAB_BUILD/replicator/sanrepd
+sanctl=$SANLAB_BUILD/agent/sanctl
+run=/run/lab/rep
+mkdir -p $run
+
+# The peer's state from `sanctl replica status` ("  peer ADDR: STATE (mode)").
+peer_state() { "$sanctl" replica status vol --control $run/vol.ctl | sed -n 's/^  peer [^ ]*: \([a-z-]*\).*/\1/p'; }
+is_state() { [[ $(peer_state) == "$1" ]]; }
+# stop_daemon PID: SIGTERM, then its exit status (0 = clean), bounded: a child
+# that has exited is a zombie until waited for, so look at /proc, not kill -0.
+# Not inside `check`: that runs in a subshell, which cannot wait for our child.
+exited() { [[ ! -e /proc/$1 ]] || grep -q '^State:.*Z' /proc/$1/status 2> /dev/null; }
+stop_daemon() {
+    kill -TERM "$1"
+    wait_for 30 exited "$1" || kill -KILL "$1"
+    wait "$1"
+}
+
+# The cluster's pre-shared key: made by the secondary, handed over through the
+# shared directory, and installed root-owned 0600 on each node.
+install_key() { install -m 0600 -o root $shared/cluster.psk $run/peer.psk; }
+
+secondary() {
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $shared/cluster.psk
+    check "the key is installed 0600" install_key
+    "$sanrepd" --volume vol --role secondary --node sanlab2 --replica $run/vol.img --size 64M \
+        --listen 192.168.77.12:7789 --control $run/vol.ctl --psk-file $run/peer.psk > $run/sanrepd.log 2>&1 &
+    local pid=$!
+    check "the secondary listens" wait_for 30 test -S $run/vol.ctl
+    touch $shared/peer-ready
+    check "the primary finished" wait_for 500 test -e $shared/primary-done
+    stop_daemon $pid
+    check "the secondary stops cleanly" test $? -eq 0
+    sha256sum < $run/vol.img | cut -d' ' -f1 > $shared/secondary.sum
+    sed 's/^/# /' $run/sanrepd.log | tail -n 20
+}
+
+primary() {
+    local uri="nbd+unix:///vol?socket=$run/vol.nbd"
+    check "netem is available" modprobe sch_netem
+    check "the secondary is up" wait_for 120 test -e $shared/peer-ready
+    check "the key is installed 0600" install_key
+    "$sanrepd" --volume vol --role primary --node sanlab1 --replica $run/vol.img --size 64M \
+        --peer 192.168.77.12:7789 --nbd-socket $run/vol.nbd --control $run/vol.ctl --ack-timeout-ms 20000 \
+        --psk-file $run/peer.psk \
+        > $run/sanrepd.log 2>&1 &
+    local pid=$!
+    check "the primary is in sync with the secondary" wait_for 120 is_state in-sync
+    # Acknowledged writes: a pattern per piece, logged only when qemu-io says done.
+    : > $run/acked
+    write_piece() {  # write_piece OFFSET LENGTH PATTERN
+        qemu-io -f raw "$uri" -c "write -P $3 $1 $2" > /dev/null && echo "$1 $2 $3" >> $run/acked
+    }
+    write_range() {  # write_range FIRST_MIB LAST_MIB PATTERN: 1 MiB pieces
+        local m
+        for ((m = $1; m <= $2; m++)); do write_piece $((m << 20)) 1M $3 || return 1; done
+    }
+    write_small() {  # write_small MIB PATTERN: 64 KiB pieces, 8 of them, in that MiB
+        local i
+        for ((i = 0; i < 8; i++)); do write_piece $((($1 << 20) + i * 131072)) 64k $2 || return 1; done
+    }
+    check "a full write under no faults" write_range 0 3 0x11
+
+    check "5% loss and 50 ms delay on the link" tc qdisc add dev eth0 root netem loss 5% delay 50ms
+    lossy_writes() { write_small 4 0x22 && write_small 5 0x23; }
+    check "writes go on over the lossy link" lossy_writes
+    check "and the peer stays in sync" is_state in-sync
+    check "an online verify over the lossy link is clean" bash -c \
+        "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify1.txt"
+    sed 's/^/# /' $run/verify1.txt
+
+    check "link down" ip link set eth0 down
+    check "writes go on with the link down" write_range 16 19 0x33
+    check "the peer goes out of sync" wait_for 120 is_state out-of-sync
+    check "writes go on while it is away" write_range 32 35 0x44
+    "$sanctl" replica status vol --control $run/vol.ctl | sed 's/^/# /'
+    check "the away writes are recorded dirty" bash -c \
+        "'$sanctl' replica status vol --control $run/vol.ctl --json | grep -q '\"dirty_bytes\": [1-9]'"
+
+    check "link up, delay kept, loss gone" bash -c "tc qdisc change dev eth0 root netem delay 50ms && ip link set eth0 up"
+    check "the peer is resynced" wait_for 300 is_state in-sync
+    "$sanctl" replica status vol --control $run/vol.ctl | sed 's/^/# /'
+    check "writes go on after the resync" write_range 40 43 0x55
+    check "a flush reaches both replicas" qemu-io -f raw "$uri" -c flush
+    check "every acknowledged write reads back" bash -c "
+        while read -r o l p; do qemu-io -f raw '$uri' -c \"read -P \$p \$o \$l\" | grep -q 'Pattern verification failed' && exit 1; done < $run/acked; true"
+    check "32 writes were acknowledged" test "$(wc -l < $run/acked)" -eq 32
+    check "a second verify is clean" bash -c \
+        "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify2.txt"
+    sed 's/^/# /' $run/verify2.txt
+    tc qdisc del dev eth0 root 2> /dev/null
+    stop_daemon $pid
+    check "the primary stops cleanly" test $? -eq 0
+    sha256sum < $run/vol.img | cut -d' ' -f1 > $run/primary.sum
+    touch $shared/primary-done
+    check "the secondary reported its checksum" wait_for 60 test -s $shared/secondary.sum
+    check "the replicas are identical" cmp $run/primary.sum $shared/secondary.sum
+    grep -E 'peer:|verify' $run/sanrepd.log | sed 's/^/# /' | tail -n 30
+}
+
+if [[ $SANLAB_INDEX == 1 ]]; then primary; else secondary; fi
+finish

@@ -1,0 +1,91 @@
+// Peer authentication: the exchange over a socketpair with the same and with
+// different keys, and the key file's ownership, mode and size checks.
+#include "sanagent/replicator/peer_auth.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <boost/test/unit_test.hpp>
+#include <fstream>
+#include <future>
+
+using namespace sanagent::replicator;
+
+namespace {
+
+std::vector<std::uint8_t> bytes(const std::string& s) {
+    return {s.begin(), s.end()};
+}
+
+// Runs both halves on a socketpair: {primary's status, secondary's status}.
+std::pair<sanagent::Status, sanagent::Status> exchange(const std::string& kp, const std::string& ks,
+                                                       const std::string& vp = "vol", const std::string& vs = "vol") {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    auto secondary = std::async(std::launch::async, [&] { return authenticate_secondary(sv[1], bytes(ks), vs); });
+    auto p = authenticate_primary(sv[0], bytes(kp), vp);
+    ::shutdown(sv[0], SHUT_RDWR);  // a failed primary must not leave the other side waiting
+    auto s = secondary.get();
+    ::close(sv[0]);
+    ::close(sv[1]);
+    return {p, s};
+}
+
+struct KeyFile {
+    std::string path = "/tmp/sanrepd-psk-" + std::to_string(::getpid());
+    KeyFile(const std::string& content, mode_t mode) {
+        std::ofstream(path) << content;
+        ::chmod(path.c_str(), mode);
+    }
+    ~KeyFile() { ::unlink(path.c_str()); }
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(same_key_authenticates_both_ways) {
+    auto [p, s] = exchange("0123456789abcdef-key", "0123456789abcdef-key");
+    BOOST_TEST(p.ok(), (p.ok() ? "" : p.error().message));
+    BOOST_TEST(s.ok(), (s.ok() ? "" : s.error().message));
+}
+
+BOOST_AUTO_TEST_CASE(wrong_key_or_volume_is_refused_on_both_sides) {
+    for (auto [p, s] : {exchange("0123456789abcdef-key", "0123456789abcdef-kez"),
+                        exchange("0123456789abcdef-key", "0123456789abcdef-key", "vol", "other")}) {
+        BOOST_TEST_REQUIRE(!p.ok());
+        BOOST_TEST(p.error().code == EPERM);
+        BOOST_TEST(p.error().message.find("authentication failed") != std::string::npos, p.error().message);
+        BOOST_TEST_REQUIRE(!s.ok());
+        BOOST_TEST(s.error().code == EPERM, s.error().message);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(macs_depend_on_every_input) {
+    auto k = bytes("0123456789abcdef"), n1 = bytes("nonce-one"), n2 = bytes("nonce-two");
+    auto base = auth_mac(k, "sanrepd-p", "vol", n1, n2);
+    BOOST_TEST((base == auth_mac(k, "sanrepd-p", "vol", n1, n2)));
+    BOOST_TEST((base != auth_mac(k, "sanrepd-s", "vol", n1, n2)));
+    BOOST_TEST((base != auth_mac(k, "sanrepd-p", "vo", n1, n2)));
+    BOOST_TEST((base != auth_mac(k, "sanrepd-p", "vol", n2, n1)));
+    BOOST_TEST((base != auth_mac(bytes("0123456789abcdeg"), "sanrepd-p", "vol", n1, n2)));
+}
+
+BOOST_AUTO_TEST_CASE(key_file_must_be_private_and_long_enough) {
+    {
+        KeyFile f("0123456789abcdef0123\n", 0600);
+        auto k = load_psk(f.path);
+        BOOST_TEST_REQUIRE(k.ok(), (k.ok() ? "" : k.error().message));
+        BOOST_TEST(k->size() == 20u);  // the newline is not part of the key
+    }
+    {
+        KeyFile f("0123456789abcdef0123\n", 0640);
+        auto k = load_psk(f.path);
+        BOOST_TEST_REQUIRE(!k.ok());
+        BOOST_TEST(k.error().message.find("chmod 0600") != std::string::npos, k.error().message);
+    }
+    {
+        KeyFile f("short\n", 0600);
+        BOOST_TEST(!load_psk(f.path).ok());
+    }
+    BOOST_TEST(!load_psk("/nonexistent/psk").ok());
+}
