@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <charconv>
 #include <cstdio>
 #include <map>
@@ -504,6 +505,10 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
                 (op.path.parent_path() == "core" &&
                  op.path.filename().string().ends_with("_" + std::to_string(configfs::kSanagentHbaIndex))));
     };
+    auto removes_acl = [](const ConfigfsOp& op) {
+        return op.kind == ConfigfsOp::Kind::RemoveDir && op.path.parent_path().filename() == "acls";
+    };
+    std::optional<configfs::LioState> full;  // read only when a removal needs it
     SecretCache secrets;
     for (const auto* vol : config.objects("volume")) {
         const std::string object = object_of(vol->name);
@@ -521,8 +526,16 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
         if (const auto* target = configfs::find_target(observed_, spec->iqn);
             target && !ours(*target, *spec, owned, object))
             continue;  // foreign: status says so
+        auto planned = configfs::plan_target(*spec, observed_);
+        // LioDepth::plan does not list what a removal must empty first (a
+        // mapped LUN someone added by hand next to ours), so a plan that
+        // removes a server's ACL is made again from the whole tree.
+        if (std::any_of(planned.begin(), planned.end(), removes_acl)) {
+            if (!full) full = configfs::observe_lio(*tree_, configfs::LioDepth::full);
+            planned = configfs::plan_target(*spec, *full);
+        }
         std::vector<ConfigfsOp> ops;
-        for (auto& op : configfs::plan_target(*spec, observed_)) {
+        for (auto& op : planned) {
             if (is_shared(op)) {
                 if (std::none_of(shared.begin(), shared.end(), [&](const ConfigfsOp& s) { return s.path == op.path; }))
                     shared.push_back(std::move(op));
@@ -575,6 +588,10 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
 std::vector<ObjectStatus> TargetModule::status(const Config& config, const Ownership& owned) {
     std::vector<ObjectStatus> out;
     if (!wanted(config)) return out;
+    auto removes_acl = [](const ConfigfsOp& op) {
+        return op.kind == ConfigfsOp::Kind::RemoveDir && op.path.parent_path().filename() == "acls";
+    };
+    std::optional<configfs::LioState> full;  // read only when a removal needs it
     SecretCache secrets;
     for (const auto* vol : config.objects("volume")) {
         const std::string object = object_of(vol->name);

@@ -167,6 +167,28 @@ BOOST_FIXTURE_TEST_CASE(volumes_become_targets_once_and_secrets_stay_hidden, Tar
     BOOST_TEST((status_of("target/vol2")->health == Health::orphaned));
 }
 
+// The no-change read (LioDepth::plan) stops at an ACL's lun_0/map; a server
+// taken off a volume whose ACL someone gave a second LUN by hand must still
+// be removed whole, not fail on a directory that is not empty.
+BOOST_FIXTURE_TEST_CASE(an_acl_with_a_lun_mapped_by_hand_is_removed_whole, TargetAgent) {
+    configure(base(volume("vol1", "\"xs01\", \"xs02\"")));
+    BOOST_TEST_REQUIRE((agent->apply().outcome == Outcome::ok));
+    const std::string tpg = "iscsi/iqn.2026-11.org.example:g:vol1/tpgt_1";
+    const fs::path acl = dir.root / "target" / tpg / "acls/iqn.2026-11.org.example:xs02";
+    fs::create_directories(acl / "lun_1");
+    fs::create_symlink(dir.root / "target" / tpg / "lun/lun_0", acl / "lun_1/by-hand");
+
+    configure(base(volume("vol1")));
+    // This fake's rmdir empties a directory as configfs does its default
+    // groups, so the plan itself must name the hand-made mapping first.
+    const std::string planned = to_text(agent->plan().steps);
+    BOOST_TEST(planned.find("xs02/lun_1/by-hand") != std::string::npos, planned);
+    auto report = agent->apply();
+    BOOST_TEST((report.outcome == Outcome::ok), to_text(report));
+    BOOST_TEST(!fs::exists(acl));
+    BOOST_TEST(fs::exists(dir.root / "target" / tpg / "acls/iqn.2026-11.org.example:xs01/lun_0/map"));
+}
+
 BOOST_FIXTURE_TEST_CASE(a_target_made_by_hand_with_the_same_iqn_is_foreign, TargetAgent) {
     fs::create_directories(dir.root / "target/core/fileio_0/disk0");
     fs::create_directories(dir.root / "target/iscsi/iqn.2026-11.org.example:g:vol1/tpgt_1/lun/lun_0");

@@ -102,7 +102,8 @@ enum class LioDepth {
     // objects without enable/udev_path; a target whose tpgt_1 exists is read
     // as that one TPG, with only its lun_0 if that exists; an ACL whose lun_0
     // is mapped through a link named "map" (sanagent's) is not listed further.
-    // Anything else is read as with full.
+    // Anything else is read as with full. Removing an ACL needs the full
+    // listing (a LUN mapped by hand beside ours): plan again from a full read.
     plan,
     full,  // everything: storage objects with attributes, iSCSI targets, ACLs, CHAP
 };
