@@ -105,6 +105,13 @@ Status export_again(configfs::ConfigfsTree& tree, const Config& config, const st
 Status rollback_volume(CommandRunner& runner, configfs::ConfigfsTree& tree, const Config& config,
                        const std::string& vg, const std::string& volume, const lvm::LogicalVolumeState& snapshot,
                        bool force, std::ostream& out) {
+    // A merge under a replicated volume would change one replica without the
+    // replicator knowing (its generations and bitmaps would call the copies
+    // in sync): refused until sanrepd can mark the whole volume for resync.
+    if (config.get_integer("volume", volume, "replication") > 1)
+        return Error{EOPNOTSUPP, "volume " + volume +
+                                     " is replicated; a rollback would change one replica behind the replicator's "
+                                     "back, so it is not offered for replicated volumes yet"};
     const std::string copy = lvm::rollback_lv_name(volume);
     const std::string iqn = TargetModule::target_iqn(config, volume);
     auto sessions = configfs::logged_in_initiators(tree, iqn);

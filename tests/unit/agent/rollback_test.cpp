@@ -104,6 +104,19 @@ BOOST_FIXTURE_TEST_CASE(refused_while_an_initiator_is_logged_in, Rollback) {
     BOOST_TEST(exported());
 }
 
+BOOST_FIXTURE_TEST_CASE(a_replicated_volume_is_not_rolled_back, Rollback) {
+    config = parse(
+        "[node]\nname = \"n1\"\nroles = [\"storage\"]\nportals = [\"127.0.0.1\"]\n"
+        "[group]\nname = \"g\"\niqn_prefix = \"iqn.2026-11.org.example\"\n"
+        "[server.xs01]\niqn = \"" + kHost + "\"\n[pool.default]\nvg = \"sanpool\"\n"
+        "[volume.vol1]\nsize = \"64M\"\nservers = [\"xs01\"]\nreplication = 2\n");
+    auto st = run(true);
+    BOOST_TEST_REQUIRE(!st.ok());
+    BOOST_TEST(st.error().message.find("is replicated") != std::string::npos, st.error().message);
+    BOOST_TEST(lvm.ran.empty());
+    BOOST_TEST(exported());
+}
+
 BOOST_FIXTURE_TEST_CASE(copies_takes_the_export_down_merges_and_brings_it_back, Rollback) {
     const std::string before = serial();
     session(true);
