@@ -535,6 +535,7 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     mine.size = volume_.size();
     mine.granularity = meta.granularity;
     mine.gens = meta.gens;
+    mine.node = options_.node;
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return st.error();
     auto m = peer::receive(fd);
     if (!m) return m.error().context("reading the peer's HELLO");

@@ -183,10 +183,17 @@ void PeerTarget::serve(int fd) {
     mine.size = replica_.size();
     mine.granularity = meta.granularity;
     mine.gens = meta.gens;
+    mine.node = node_;
     if (!theirs) {
         log("refusing primary: " + theirs.error().message);
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(theirs.error().message));
         return;
+    }
+    {
+        // Only a primary that holds the key (if one is configured) gets this
+        // far: its name is what `resolve --keep` may name besides our own.
+        std::lock_guard lock(mu_);
+        status_.peer_node = theirs->node;
     }
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return;
     std::string why;

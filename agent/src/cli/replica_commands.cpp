@@ -22,6 +22,7 @@ struct ReplicaOptions {
     std::string keep;
     bool json = false;
     bool repair = false;
+    bool yes_destroy_data = false;
     bool wait = true;
     int timeout_s = 3600;
 };
@@ -40,6 +41,8 @@ std::optional<ReplicaOptions> parse(const std::vector<std::string>& args) {
             o.json = true;
         } else if (a == "--repair") {
             o.repair = true;
+        } else if (a == "--yes-destroy-data") {
+            o.yes_destroy_data = true;
         } else if (a == "--no-wait") {
             o.wait = false;
         } else if (a == "--control" && has_value) {
@@ -175,7 +178,7 @@ int run_replica_command(const std::vector<std::string>& args) {
     if (o->positional.size() != 2) {
         std::cerr << "usage: sanctl replica status|verify|resolve VOLUME [--control PATH] [--json]\n"
                      "       sanctl replica verify VOLUME [--repair] [--no-wait] [--timeout SECONDS]\n"
-                     "       sanctl replica resolve VOLUME --keep NODE\n";
+                     "       sanctl replica resolve VOLUME --keep NODE [--yes-destroy-data]\n";
         return 2;
     }
     const auto& op = o->positional[0];

@@ -256,7 +256,24 @@ BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
     BOOST_TEST_REQUIRE(kept.ok());
     BOOST_TEST(kept->exit_code == 0, kept->err);
     BOOST_TEST(kept->out.find("kept") != std::string::npos);
-    auto out = sanctl({"replica", "resolve", "vol", "--keep", "node-a", "--control", k.path("b.ctl")});
+    // On the node that would lose its copy: a name that is neither node nor
+    // its peer (a typo), or the right name without --yes-destroy-data,
+    // discards nothing.
+    auto b_gens_before = k.status("b")["generations"];
+    auto typo = sanctl({"replica", "resolve", "vol", "--keep", "node-bb", "--control", k.path("b.ctl")});
+    BOOST_TEST_REQUIRE(typo.ok());
+    BOOST_TEST(typo->exit_code == 1);
+    BOOST_TEST(typo->err.find("unknown node 'node-bb'") != std::string::npos, typo->err);
+    auto unconfirmed = sanctl({"replica", "resolve", "vol", "--keep", "node-a", "--control", k.path("b.ctl")});
+    BOOST_TEST_REQUIRE(unconfirmed.ok());
+    BOOST_TEST(unconfirmed->exit_code == 1);
+    BOOST_TEST(unconfirmed->err.find("--yes-destroy-data") != std::string::npos, unconfirmed->err);
+    auto b_now = k.status("b");
+    BOOST_TEST(b_now["peer"].value("state", "") == "split-brain");
+    BOOST_TEST(b_now["peer"].value("peer_node", "") == "node-a");
+    BOOST_TEST((b_now["generations"] == b_gens_before));
+    auto out = sanctl({"replica", "resolve", "vol", "--keep", "node-a", "--yes-destroy-data", "--control",
+                       k.path("b.ctl")});
     BOOST_TEST_REQUIRE(out.ok());
     BOOST_TEST(out->exit_code == 0, out->err);
     BOOST_TEST(out->out.find("discarded") != std::string::npos, out->out);

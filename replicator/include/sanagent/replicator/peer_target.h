@@ -28,6 +28,7 @@ struct PeerTargetStatus {
     std::string state;  // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
     std::string detail;
     std::string primary;  // the connected primary's address, if any
+    std::string peer_node;  // the node name in the last primary's HELLO (for resolve --keep)
 };
 
 class PeerTarget {
@@ -36,6 +37,8 @@ public:
     PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
                std::vector<std::uint8_t> psk = {});
     ~PeerTarget();
+    // This node's name, sent in HELLO; call before start().
+    void set_node(std::string node) { node_ = std::move(node); }
     Status listen(const std::string& address);
     void start();
     void stop();
@@ -49,6 +52,7 @@ private:
     void send_ack(int fd, std::uint64_t seq, int err);
 
     std::string volume_;
+    std::string node_;
     std::vector<std::uint8_t> psk_;
     Replica& replica_;
     MetadataFile& meta_;
@@ -58,7 +62,7 @@ private:
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex mu_;
-    PeerTargetStatus status_{"waiting", {}, {}};
+    PeerTargetStatus status_{"waiting", {}, {}, {}};
     int active_fd_ = -1;
 
     std::mutex send_mu_;
