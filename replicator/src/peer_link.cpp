@@ -502,7 +502,15 @@ void PeerLink::run_verify(bool repair) {
             merged.push_back(r);
     }
     std::string detail;
-    if (!failed && stopping_) failed = ECANCELED;
+    std::uint64_t compared;
+    {
+        std::lock_guard lock(verify_mu_);
+        compared = verify_.done_bytes;
+    }
+    // A verify that did not compare every byte proves nothing about the rest:
+    // the loop also ends early, without an error of its own, when the session
+    // dies or the daemon stops between chunks.
+    if (!failed && compared < size) failed = stopping_ ? ECANCELED : ECONNRESET;
     if (!failed && repair && !merged.empty()) {
         // Mark them dirty (a new generation, as for any write the peer
         // missed) and drop the link: the reconnect resyncs just these ranges.
@@ -510,9 +518,11 @@ void PeerLink::run_verify(bool repair) {
         s->kill();
         detail = "mismatched ranges marked for resync";
     }
-    if (failed) detail = std::string("stopped: ") + std::strerror(failed);
+    if (failed)
+        detail = "stopped after comparing " + std::to_string(compared) + " of " + std::to_string(size) +
+                 " bytes: " + std::strerror(failed);
     log("verify " + std::string(failed ? "failed" : "done") + ": " + std::to_string(mismatched) +
-        " bytes mismatched in " + std::to_string(merged.size()) + " ranges");
+        " bytes mismatched in " + std::to_string(merged.size()) + " ranges" + (failed ? "; " + detail : ""));
     std::lock_guard lock(verify_mu_);
     verify_.state = failed ? "failed" : "done";
     verify_.detail = detail;

@@ -148,20 +148,31 @@ int cmd_verify(const ReplicaOptions& o, const std::string& volume, const std::st
         std::cout << v.dump(2) << "\n";
     } else {
         std::cout << "verify of " << volume << ": " << v.value("state", "") << ", "
-                  << size_text(v.value("done_bytes", 0ull)) << " compared, "
-                  << size_text(v.value("mismatched_bytes", 0ull)) << " mismatched\n";
+                  << size_text(v.value("done_bytes", 0ull)) << " of " << size_text(v.value("total_bytes", 0ull))
+                  << " compared, " << size_text(v.value("mismatched_bytes", 0ull)) << " mismatched\n";
         for (const auto& r : v["mismatches"])
             std::cout << "  mismatch at offset " << r.value("offset", 0ull) << " length " << r.value("length", 0ull)
                       << "\n";
         if (!v.value("detail", "").empty()) std::cout << "  " << v.value("detail", "") << "\n";
     }
-    if (v.value("state", "") != "done") return 1;
+    // Only a verify that compared every byte may pass: one that stopped
+    // early says nothing about the rest of the volume.
+    const std::string state = v.value("state", "");
+    const std::uint64_t done = v.value("done_bytes", 0ull), total = v.value("total_bytes", 0ull);
+    if (state != "done" || done != total) {
+        std::cerr << "sanctl: verify of " << volume << " " << (state == "done" ? "ended" : state) << " after comparing "
+                  << size_text(done) << " of " << size_text(total) << " (" << done << " of " << total
+                  << " bytes): the replicas are not verified\n";
+        return 1;
+    }
     return v.value("mismatched_bytes", 0ull) == 0 ? 0 : 4;
 }
 
 int cmd_resolve(const ReplicaOptions& o, const std::string& socket) {
     if (o.keep.empty()) return fail("replica resolve needs --keep NODE: the node whose data survives");
-    auto j = ask(socket, {{"command", "resolve"}, {"keep", o.keep}});
+    // Without --yes-destroy-data sanrepd discards nothing: on the node that
+    // would lose its replica it answers what it would do.
+    auto j = ask(socket, {{"command", "resolve"}, {"keep", o.keep}, {"yes_destroy_data", o.yes_destroy_data}});
     if (!j) return fail(j.error().message);
     if (o.json)
         std::cout << j->dump(2) << "\n";

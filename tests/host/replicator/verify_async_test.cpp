@@ -9,6 +9,7 @@
 
 #include "cluster.h"
 #include "sanagent/process.h"
+#include "sanagent/replicator/control.h"
 
 using namespace sanrep_test;
 using sanagent::replicator::nbd::CommandType;
@@ -468,4 +469,24 @@ BOOST_AUTO_TEST_CASE(peers_authenticate_with_a_pre_shared_key) {
     BOOST_TEST(r->exit_code == 1);
     BOOST_TEST(r->err.find("chmod 0600") != std::string::npos, r->err);
     BOOST_TEST(!fs::exists(k.path("c.img")));
+}
+
+BOOST_AUTO_TEST_CASE(sanctl_fails_a_verify_that_did_not_compare_every_byte) {
+    // A stand-in sanrepd whose verify ended "done" after half the volume (the
+    // session died between chunks): sanctl must not call that verified.
+    Cluster k;
+    ControlServer fake(k.path("fake.ctl"), [](const std::string& request) {
+        auto req = nlohmann::json::parse(request, nullptr, false);
+        if (req.value("command", "") == "verify") return nlohmann::json{{"ok", true}, {"verify", "running"}}.dump();
+        nlohmann::json v = {{"state", "done"},         {"detail", ""},           {"repair", false},
+                            {"total_bytes", 1 << 20},  {"done_bytes", 1 << 19}, {"mismatched_bytes", 0},
+                            {"mismatches", nlohmann::json::array()}};
+        return nlohmann::json{{"verify", v}}.dump();
+    });
+    BOOST_TEST_REQUIRE(fake.start().ok());
+    auto out = sanctl({"replica", "verify", "vol", "--control", k.path("fake.ctl")});
+    BOOST_TEST_REQUIRE(out.ok());
+    BOOST_TEST(out->exit_code == 1);
+    BOOST_TEST(out->err.find("524288 of 1048576 bytes") != std::string::npos, out->err);
+    fake.stop();
 }
