@@ -210,14 +210,20 @@ void PeerLink::start() {
         for (auto [off, len] : active) record_dirty(off, len);
         if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(r.error().message);
     }
-    if (options_.async) shipper_ = std::thread([this] { ship_loop(); });
+    if (options_.async) {
+        {
+            std::lock_guard lock(ship_mu_);
+            shipping_ = true;
+        }
+        shipper_ = std::thread([this] { ship_loop(); });
+    }
     manager_ = std::thread([this] { manage(); });
 }
 
 void PeerLink::ship(std::function<void()> send) {
     {
         std::lock_guard lock(ship_mu_);
-        if (options_.async && shipper_.joinable() && !stopping_) {
+        if (shipping_ && !stopping_) {
             ship_queue_.push_back(std::move(send));
             ship_cv_.notify_all();
             return;
@@ -285,7 +291,10 @@ void PeerLink::stop() {
     if (s) s->kill();
     if (manager_.joinable()) manager_.join();
     {
+        // From here ship() sends inline (to a dead session: the send fails
+        // at once) and the shipper drains what is queued, then ends.
         std::lock_guard lock(ship_mu_);
+        shipping_ = false;
         ship_cv_.notify_all();
     }
     if (shipper_.joinable()) shipper_.join();

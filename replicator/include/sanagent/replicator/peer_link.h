@@ -130,6 +130,9 @@ private:
     std::condition_variable ship_cv_;
     std::deque<std::function<void()>> ship_queue_;
     std::thread shipper_;
+    // Under ship_mu_: the shipper takes queued ops. ship() reads this, not
+    // shipper_.joinable(), which stop() changes by joining.
+    bool shipping_ = false;
     std::atomic<std::uint64_t> lag_bytes_{0}, lag_ops_{0};
 
     mutable std::mutex verify_mu_;
