@@ -679,6 +679,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
 }
 
 void PeerLink::manage() {
+    bool drain_logged = false;  // logged once per wait, not every round
     while (!stopping_) {
         {
             // An old session's failed ops record their ranges as they fail;
@@ -693,10 +694,25 @@ void PeerLink::manage() {
         if (options_.async) {
             // Ops still queued for a dead session fail as they are sent and
             // record their ranges; wait for all of them, so the handshake
-            // reads a complete bitmap. Bounded: each send fails at once.
-            std::unique_lock lock(ship_mu_);
-            ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2),
-                              [this] { return (ship_queue_.empty() && lag_ops_ == 0) || stopping_; });
+            // reads a complete bitmap. Each send fails at once, so this is
+            // quick; if not, no handshake (a resync could finish while the
+            // peer still differs): back off and wait again, each round
+            // bounded and ended by stop().
+            bool drained;
+            {
+                std::unique_lock lock(ship_mu_);
+                drained = ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2), [this] {
+                    return (ship_queue_.empty() && lag_ops_ == 0) || stopping_;
+                });
+            }
+            if (stopping_) break;
+            if (!drained) {
+                if (!drain_logged) log("async ops of the old link still in flight: waiting before reconnecting");
+                drain_logged = true;
+                pause(options_.reconnect_ms);
+                continue;
+            }
+            drain_logged = false;
         }
         auto fd = tcp_connect(options_.address, 2000);
         if (!fd) {
