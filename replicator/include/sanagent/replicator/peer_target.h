@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -50,9 +51,15 @@ private:
     bool agree(int fd, const peer::Hello& theirs, std::string& why);
     void set_state(const std::string& state, const std::string& detail = {});
     void send_ack(int fd, std::uint64_t seq, int err);
+    // A connection dropped before it proved itself (or said HELLO): logged,
+    // at most once per kRefusalLogMs with a count of the rest, and never a
+    // visible state: anyone who can connect could otherwise flip it.
+    void log_refusal(const std::string& why);
 
     std::string volume_;
     std::string node_;
+    std::chrono::steady_clock::time_point last_refusal_log_{};  // accept thread only
+    unsigned refusals_unlogged_ = 0;
     std::vector<std::uint8_t> psk_;
     Replica& replica_;
     MetadataFile& meta_;
