@@ -10,6 +10,7 @@
 #include "cluster.h"
 #include "sanagent/process.h"
 #include "sanagent/replicator/control.h"
+#include "sanagent/replicator/peer_protocol.h"
 
 using namespace sanrep_test;
 using sanagent::replicator::nbd::CommandType;
