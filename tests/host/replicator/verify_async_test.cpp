@@ -517,9 +517,9 @@ BOOST_AUTO_TEST_CASE(a_client_trickling_bytes_cannot_hold_the_secondary) {
     // at most), ending at the first failed send.
     std::vector<std::uint8_t> nonce(32, 7);
     auto h = peer::encode_header(peer::Type::Auth, 0, 0, nonce);
-    std::vector<std::uint8_t> bytes(h.begin(), h.end());
-    bytes.insert(bytes.end(), nonce.begin(), nonce.end());
-    bytes.resize(150, 0);
+    std::vector<std::uint8_t> bytes(150, 0);
+    std::copy(h.begin(), h.end(), bytes.begin());
+    std::copy(nonce.begin(), nonce.end(), bytes.begin() + h.size());
     std::thread trickler([&] {
         for (std::size_t i = 0; i < bytes.size() && !done; ++i) {
             if (::send(fd->get(), &bytes[i], 1, MSG_NOSIGNAL) != 1) {
