@@ -249,16 +249,20 @@ void PeerTarget::serve(int fd) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(theirs.error().message));
         return;
     }
-    {
-        // Only a primary that holds the key (if one is configured) gets this
-        // far: its name is what `resolve --keep` may name besides our own.
+    if (theirs->volume == volume_) {
+        // Only a primary that holds the key (if one is configured) and
+        // serves this volume: its name is what `resolve --keep` may name
+        // besides our own.
         std::lock_guard lock(mu_);
         status_.peer_node = theirs->node;
     }
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return;
     std::string why;
     if (!agree(fd, *theirs, why)) {
-        why = cut_off(why);
+        if (deadline.expired()) {
+            log_refusal(cut_off(why));  // a stalled handshake is no verdict on the data
+            return;
+        }
         log("refusing primary: " + why);
         if (status().state == "waiting" || status().state == "in-sync") set_state("refused", why);
         return;
