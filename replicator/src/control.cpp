@@ -69,8 +69,8 @@ Result<std::string> control_request(const std::string& path, const std::string& 
     while (reply.size() < (16u << 20) && reply.find('\n') == std::string::npos) {
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
         if (left.count() <= 0)
-            return Error{ETIMEDOUT, "sanrepd at " + path + ": no complete reply within " +
-                                        std::to_string(timeout_ms) + " ms"};
+            return Error{ETIMEDOUT,
+                         "sanrepd at " + path + ": no complete reply within " + std::to_string(timeout_ms) + " ms"};
         pollfd pfd{fd->get(), POLLIN, 0};
         int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
         if (ready < 0 && errno == EINTR) continue;

@@ -701,9 +701,8 @@ void PeerLink::manage() {
             bool drained;
             {
                 std::unique_lock lock(ship_mu_);
-                drained = ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2), [this] {
-                    return (ship_queue_.empty() && lag_ops_ == 0) || stopping_;
-                });
+                drained = ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2),
+                                            [this] { return (ship_queue_.empty() && lag_ops_ == 0) || stopping_; });
             }
             if (stopping_) break;
             if (!drained) {

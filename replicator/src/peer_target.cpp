@@ -125,12 +125,12 @@ void PeerTarget::accept_loop() {
 
 void PeerTarget::log_refusal(const std::string& why) {
     auto now = std::chrono::steady_clock::now();
-    if (last_refusal_log_ != std::chrono::steady_clock::time_point{} &&
-        now - last_refusal_log_ < kRefusalLogInterval) {
+    if (last_refusal_log_ != std::chrono::steady_clock::time_point{} && now - last_refusal_log_ < kRefusalLogInterval) {
         ++refusals_unlogged_;
         return;
     }
-    std::string more = refusals_unlogged_ ? " (and " + std::to_string(refusals_unlogged_) + " more since the last)" : "";
+    std::string more =
+        refusals_unlogged_ ? " (and " + std::to_string(refusals_unlogged_) + " more since the last)" : "";
     log("dropping a connection: " + why + more);
     last_refusal_log_ = now;
     refusals_unlogged_ = 0;

@@ -343,7 +343,8 @@ int main(int argc, char** argv) {
                 return error_json("nothing to resolve: the peer state is " + ts.state);
             if (!destroy)
                 return error_json("keeping " + keep + " discards this node's (" + f.node + ") replica of " + f.volume +
-                                  " (state " + ts.state + ") and overwrites it with a full sync; repeat with "
+                                  " (state " + ts.state +
+                                  ") and overwrites it with a full sync; repeat with "
                                   "--yes-destroy-data to do that");
             auto st = md.update([](Metadata& next) {
                 next.volume_id = {};

@@ -274,8 +274,8 @@ BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
     BOOST_TEST(b_now["peer"].value("state", "") == "split-brain");
     BOOST_TEST(b_now["peer"].value("peer_node", "") == "node-a");
     BOOST_TEST((b_now["generations"] == b_gens_before));
-    auto out = sanctl({"replica", "resolve", "vol", "--keep", "node-a", "--yes-destroy-data", "--control",
-                       k.path("b.ctl")});
+    auto out =
+        sanctl({"replica", "resolve", "vol", "--keep", "node-a", "--yes-destroy-data", "--control", k.path("b.ctl")});
     BOOST_TEST_REQUIRE(out.ok());
     BOOST_TEST(out->exit_code == 0, out->err);
     BOOST_TEST(out->out.find("discarded") != std::string::npos, out->out);
@@ -486,8 +486,12 @@ BOOST_AUTO_TEST_CASE(sanctl_fails_a_verify_that_did_not_compare_every_byte) {
     ControlServer fake(k.path("fake.ctl"), [](const std::string& request) {
         auto req = nlohmann::json::parse(request, nullptr, false);
         if (req.value("command", "") == "verify") return nlohmann::json{{"ok", true}, {"verify", "running"}}.dump();
-        nlohmann::json v = {{"state", "done"},         {"detail", ""},           {"repair", false},
-                            {"total_bytes", 1 << 20},  {"done_bytes", 1 << 19}, {"mismatched_bytes", 0},
+        nlohmann::json v = {{"state", "done"},
+                            {"detail", ""},
+                            {"repair", false},
+                            {"total_bytes", 1 << 20},
+                            {"done_bytes", 1 << 19},
+                            {"mismatched_bytes", 0},
                             {"mismatches", nlohmann::json::array()}};
         return nlohmann::json{{"verify", v}}.dump();
     });

@@ -1,7 +1,6 @@
 // Peer authentication: the exchange over a socketpair with the same and with
 // different keys, and the key file's ownership, mode and size checks.
 #include "sanagent/replicator/peer_auth.h"
-#include "sanagent/replicator/peer_protocol.h"
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,6 +9,8 @@
 #include <boost/test/unit_test.hpp>
 #include <fstream>
 #include <future>
+
+#include "sanagent/replicator/peer_protocol.h"
 
 using namespace sanagent::replicator;
 

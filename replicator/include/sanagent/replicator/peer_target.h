@@ -28,7 +28,7 @@ namespace sanagent::replicator {
 struct PeerTargetStatus {
     std::string state;  // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
     std::string detail;
-    std::string primary;  // the connected primary's address, if any
+    std::string primary;    // the connected primary's address, if any
     std::string peer_node;  // the node name in the last primary's HELLO (for resolve --keep)
 };
 
