@@ -4,6 +4,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
+
 #include "sanagent/replicator/net.h"
 
 namespace sanagent::replicator {
@@ -51,6 +54,9 @@ void ControlServer::loop() {
 }
 
 Result<std::string> control_request(const std::string& path, const std::string& request, int timeout_ms) {
+    // One deadline for the whole exchange: a per-recv timeout would let a
+    // server that trickles a byte now and then keep us waiting for ever.
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
     auto fd = unix_connect(path);
     if (!fd) return fd.error().context("sanrepd control socket " + path);
     set_recv_timeout(fd->get(), timeout_ms);
@@ -61,7 +67,17 @@ Result<std::string> control_request(const std::string& path, const std::string& 
     char buf[4096];
     // A reply is one line; the bound keeps a confused peer from feeding us forever.
     while (reply.size() < (16u << 20) && reply.find('\n') == std::string::npos) {
-        ssize_t n = ::recv(fd->get(), buf, sizeof buf, 0);
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        if (left.count() <= 0)
+            return Error{ETIMEDOUT,
+                         "sanrepd at " + path + ": no complete reply within " + std::to_string(timeout_ms) + " ms"};
+        pollfd pfd{fd->get(), POLLIN, 0};
+        int ready = ::poll(&pfd, 1, static_cast<int>(left.count()));
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready < 0) return Error{errno, "waiting for the reply of sanrepd at " + path};
+        if (ready == 0) continue;  // the deadline check above ends it
+        ssize_t n = ::recv(fd->get(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
         if (n < 0) return Error{errno, "reading the reply of sanrepd at " + path};
         if (n == 0) break;
         reply.append(buf, static_cast<std::size_t>(n));

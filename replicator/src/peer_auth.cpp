@@ -8,7 +8,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
+
 #include "sanagent/fd.h"
+#include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_io.h"
 
 namespace sanagent::replicator {
@@ -36,15 +39,24 @@ bool same(const Mac& a, std::span<const std::uint8_t> b) {
     return b.size() == a.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-// The next message must be `type` with a body of exactly `size` bytes.
+// The next message must be `type` with a body of exactly `size` bytes. The
+// header is checked before any body is read: an unauthenticated peer cannot
+// make us wait for (or allocate) a body we would refuse anyway. A REFUSE is
+// read too, if its text is short.
 Result<std::vector<std::uint8_t>> expect(int fd, peer::Type type, std::size_t size, const char* what) {
-    auto m = peer::receive(fd);
-    if (!m) return m.error().context(std::string("waiting for ") + what);
-    if (m->header.type == peer::Type::Refuse)
-        return Error{EPERM, "refused: " + std::string(m->body.begin(), m->body.end())};
-    if (m->header.type != type || m->body.size() != size)
+    constexpr std::size_t kMaxRefusal = 4096;
+    std::array<std::uint8_t, peer::kHeaderSize> hb;
+    if (auto st = read_full(fd, hb); !st) return st.error().context(std::string("waiting for ") + what);
+    auto h = peer::decode_header(hb);
+    if (!h) return h.error().context(std::string("waiting for ") + what);
+    const bool refusal = h->type == peer::Type::Refuse && h->length <= kMaxRefusal;
+    if (!refusal && (h->type != type || h->length != size))
         return Error{EPERM, std::string("expected ") + what + ": the peer does not authenticate (psk_file)"};
-    return std::move(m->body);
+    std::vector<std::uint8_t> body(h->length);
+    if (auto st = read_full(fd, body); !st) return st.error().context(std::string("reading ") + what);
+    if (auto st = peer::check_body(*h, body); !st) return st.error();
+    if (refusal) return Error{EPERM, "refused: " + std::string(body.begin(), body.end())};
+    return body;
 }
 
 }  // namespace

@@ -29,6 +29,22 @@ Result<Message> receive(int fd) {
     return m;
 }
 
+Result<Message> receive_small(int fd, std::uint32_t max_body) {
+    std::array<std::uint8_t, kHeaderSize> hb;
+    if (auto st = read_full(fd, hb); !st) return st.error();
+    auto h = decode_header(hb);
+    if (!h) return h.error();
+    if (h->type == Type::Write || h->length > max_body)
+        return Error{EMSGSIZE, "peer message of type " + std::to_string(static_cast<int>(h->type)) + " with " +
+                                   std::to_string(h->length) + " bytes during the handshake"};
+    Message m;
+    m.header = *h;
+    m.body.resize(h->length);
+    if (auto st = read_full(fd, m.body); !st) return st.error();
+    if (auto st = check_body(*h, m.body); !st) return st.error();
+    return m;
+}
+
 Status send(int fd, Type type, std::uint16_t flags, std::uint64_t seq, std::span<const std::uint8_t> body) {
     auto h = encode_header(type, flags, seq, body);
     struct iovec iov[2] = {{h.data(), h.size()}, {const_cast<std::uint8_t*>(body.data()), body.size()}};

@@ -210,14 +210,20 @@ void PeerLink::start() {
         for (auto [off, len] : active) record_dirty(off, len);
         if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(r.error().message);
     }
-    if (options_.async) shipper_ = std::thread([this] { ship_loop(); });
+    if (options_.async) {
+        {
+            std::lock_guard lock(ship_mu_);
+            shipping_ = true;
+        }
+        shipper_ = std::thread([this] { ship_loop(); });
+    }
     manager_ = std::thread([this] { manage(); });
 }
 
 void PeerLink::ship(std::function<void()> send) {
     {
         std::lock_guard lock(ship_mu_);
-        if (options_.async && shipper_.joinable() && !stopping_) {
+        if (shipping_ && !stopping_) {
             ship_queue_.push_back(std::move(send));
             ship_cv_.notify_all();
             return;
@@ -285,7 +291,10 @@ void PeerLink::stop() {
     if (s) s->kill();
     if (manager_.joinable()) manager_.join();
     {
+        // From here ship() sends inline (to a dead session: the send fails
+        // at once) and the shipper drains what is queued, then ends.
         std::lock_guard lock(ship_mu_);
+        shipping_ = false;
         ship_cv_.notify_all();
     }
     if (shipper_.joinable()) shipper_.join();
@@ -502,7 +511,15 @@ void PeerLink::run_verify(bool repair) {
             merged.push_back(r);
     }
     std::string detail;
-    if (!failed && stopping_) failed = ECANCELED;
+    std::uint64_t compared;
+    {
+        std::lock_guard lock(verify_mu_);
+        compared = verify_.done_bytes;
+    }
+    // A verify that did not compare every byte proves nothing about the rest:
+    // the loop also ends early, without an error of its own, when the session
+    // dies or the daemon stops between chunks.
+    if (!failed && compared < size) failed = stopping_ ? ECANCELED : ECONNRESET;
     if (!failed && repair && !merged.empty()) {
         // Mark them dirty (a new generation, as for any write the peer
         // missed) and drop the link: the reconnect resyncs just these ranges.
@@ -510,9 +527,11 @@ void PeerLink::run_verify(bool repair) {
         s->kill();
         detail = "mismatched ranges marked for resync";
     }
-    if (failed) detail = std::string("stopped: ") + std::strerror(failed);
+    if (failed)
+        detail = "stopped after comparing " + std::to_string(compared) + " of " + std::to_string(size) +
+                 " bytes: " + std::strerror(failed);
     log("verify " + std::string(failed ? "failed" : "done") + ": " + std::to_string(mismatched) +
-        " bytes mismatched in " + std::to_string(merged.size()) + " ranges");
+        " bytes mismatched in " + std::to_string(merged.size()) + " ranges" + (failed ? "; " + detail : ""));
     std::lock_guard lock(verify_mu_);
     verify_.state = failed ? "failed" : "done";
     verify_.detail = detail;
@@ -535,6 +554,7 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     mine.size = volume_.size();
     mine.granularity = meta.granularity;
     mine.gens = meta.gens;
+    mine.node = options_.node;
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return st.error();
     auto m = peer::receive(fd);
     if (!m) return m.error().context("reading the peer's HELLO");
@@ -659,6 +679,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
 }
 
 void PeerLink::manage() {
+    bool drain_logged = false;  // logged once per wait, not every round
     while (!stopping_) {
         {
             // An old session's failed ops record their ranges as they fail;
@@ -673,10 +694,24 @@ void PeerLink::manage() {
         if (options_.async) {
             // Ops still queued for a dead session fail as they are sent and
             // record their ranges; wait for all of them, so the handshake
-            // reads a complete bitmap. Bounded: each send fails at once.
-            std::unique_lock lock(ship_mu_);
-            ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2),
-                              [this] { return (ship_queue_.empty() && lag_ops_ == 0) || stopping_; });
+            // reads a complete bitmap. Each send fails at once, so this is
+            // quick; if not, no handshake (a resync could finish while the
+            // peer still differs): back off and wait again, each round
+            // bounded and ended by stop().
+            bool drained;
+            {
+                std::unique_lock lock(ship_mu_);
+                drained = ship_cv_.wait_for(lock, std::chrono::milliseconds(options_.ack_timeout_ms * 2),
+                                            [this] { return (ship_queue_.empty() && lag_ops_ == 0) || stopping_; });
+            }
+            if (stopping_) break;
+            if (!drained) {
+                if (!drain_logged) log("async ops of the old link still in flight: waiting before reconnecting");
+                drain_logged = true;
+                pause(options_.reconnect_ms);
+                continue;
+            }
+            drain_logged = false;
         }
         auto fd = tcp_connect(options_.address, 2000);
         if (!fd) {

@@ -117,6 +117,8 @@ std::vector<std::uint8_t> encode_hello(const Hello& h) {
     w.put(h.size);
     w.put(h.granularity);
     put_gens(w, h.gens);
+    w.put<std::uint16_t>(static_cast<std::uint16_t>(h.node.size()));
+    w.put_bytes({reinterpret_cast<const std::uint8_t*>(h.node.data()), h.node.size()});
     return w.out;
 }
 
@@ -142,6 +144,10 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     h.size = r.get<std::uint64_t>();
     h.granularity = r.get<std::uint32_t>();
     h.gens = get_gens(r);
+    auto node_len = r.get<std::uint16_t>();
+    if (node_len > kMaxVolumeName) return Error{EBADMSG, "peer HELLO: node name too long"};
+    h.node.resize(node_len);
+    r.get_bytes(reinterpret_cast<std::uint8_t*>(h.node.data()), node_len);
     if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer HELLO: malformed body"};
     return h;
 }

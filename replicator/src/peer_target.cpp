@@ -17,6 +17,49 @@ void log(const std::string& s) {
     std::fprintf(stderr, "sanrepd: secondary: %s\n", s.c_str());
 }
 constexpr unsigned kMaxInFlight = 256;
+// From accept to the agreed decision, authentication included: the primary
+// needs a few round trips, a client that trickles bytes is cut off.
+constexpr auto kHandshakeBound = std::chrono::seconds(10);
+constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
+// HELLO and DECISION are a few hundred bytes; a REFUSE's text is short.
+constexpr std::uint32_t kMaxHandshakeBody = 4096;
+
+// Shuts the connection down unless disarmed within `bound`: one deadline for
+// the whole handshake however the peer paces its bytes (a per-recv timeout
+// restarts with every byte).
+class HandshakeDeadline {
+public:
+    HandshakeDeadline(int fd, std::chrono::milliseconds bound)
+        : thread_([this, fd, bound] {
+              std::unique_lock lock(mu_);
+              if (!cv_.wait_for(lock, bound, [this] { return disarmed_; })) {
+                  expired_ = true;
+                  ::shutdown(fd, SHUT_RDWR);
+              }
+          }) {}
+    ~HandshakeDeadline() { disarm(); }
+    HandshakeDeadline(const HandshakeDeadline&) = delete;
+    HandshakeDeadline& operator=(const HandshakeDeadline&) = delete;
+    void disarm() {
+        {
+            std::lock_guard lock(mu_);
+            disarmed_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+    bool expired() {
+        std::lock_guard lock(mu_);
+        return expired_;
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool disarmed_ = false;
+    bool expired_ = false;
+    std::thread thread_;  // last: starts once the rest is constructed
+};
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
 
@@ -80,6 +123,19 @@ void PeerTarget::accept_loop() {
     }
 }
 
+void PeerTarget::log_refusal(const std::string& why) {
+    auto now = std::chrono::steady_clock::now();
+    if (last_refusal_log_ != std::chrono::steady_clock::time_point{} && now - last_refusal_log_ < kRefusalLogInterval) {
+        ++refusals_unlogged_;
+        return;
+    }
+    std::string more =
+        refusals_unlogged_ ? " (and " + std::to_string(refusals_unlogged_) + " more since the last)" : "";
+    log("dropping a connection: " + why + more);
+    last_refusal_log_ = now;
+    refusals_unlogged_ = 0;
+}
+
 void PeerTarget::send_ack(int fd, std::uint64_t seq, int err) {
     std::lock_guard lock(send_mu_);
     // A failed ack send means the link is gone; the primary finds out itself.
@@ -99,7 +155,7 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
         why = "size " + std::to_string(theirs.size) + " differs from ours";
     if (!why.empty()) return false;
 
-    auto m = peer::receive(fd);
+    auto m = peer::receive_small(fd, kMaxHandshakeBody);
     if (!m) {
         why = m.error().message;
         return false;
@@ -153,24 +209,28 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
 
 void PeerTarget::serve(int fd) {
     set_recv_timeout(fd, 5000);
+    HandshakeDeadline deadline(fd, kHandshakeBound);
+    auto cut_off = [&](const std::string& why) {
+        return deadline.expired() ? "no complete handshake within " + std::to_string(kHandshakeBound.count()) + " s"
+                                  : why;
+    };
     if (!psk_.empty()) {
         // Nothing about this volume is said before the primary proves it
         // holds the key.
         if (auto st = authenticate_secondary(fd, psk_, volume_); !st) {
-            log("refusing a primary: " + st.error().message);
-            set_state("refused", st.error().message);
+            log_refusal("not authenticated: " + cut_off(st.error().message));
             return;
         }
     }
-    auto first = peer::receive(fd);
+    auto first = peer::receive_small(fd, kMaxHandshakeBody);
     if (first && first->header.type == peer::Type::Auth) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0,
                          peer::encode_refuse("this node has no psk_file: authentication is not configured here"));
-        log("refusing a primary that authenticates: this node has no psk_file");
+        log_refusal("a primary that authenticates: this node has no psk_file");
         return;
     }
     if (!first || first->header.type != peer::Type::Hello) {
-        log("dropping a connection without HELLO");
+        log_refusal("no HELLO: " + cut_off(first ? "another message first" : first.error().message));
         return;
     }
     auto theirs = peer::decode_hello(first->body);
@@ -183,18 +243,31 @@ void PeerTarget::serve(int fd) {
     mine.size = replica_.size();
     mine.granularity = meta.granularity;
     mine.gens = meta.gens;
+    mine.node = node_;
     if (!theirs) {
         log("refusing primary: " + theirs.error().message);
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(theirs.error().message));
         return;
     }
+    if (theirs->volume == volume_) {
+        // Only a primary that holds the key (if one is configured) and
+        // serves this volume: its name is what `resolve --keep` may name
+        // besides our own.
+        std::lock_guard lock(mu_);
+        status_.peer_node = theirs->node;
+    }
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return;
     std::string why;
     if (!agree(fd, *theirs, why)) {
+        if (deadline.expired()) {
+            log_refusal(cut_off(why));  // a stalled handshake is no verdict on the data
+            return;
+        }
         log("refusing primary: " + why);
         if (status().state == "waiting" || status().state == "in-sync") set_state("refused", why);
         return;
     }
+    deadline.disarm();
     set_recv_timeout(fd, 0);
     std::string ended;
     while (!stopping_) {

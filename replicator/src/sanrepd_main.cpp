@@ -233,6 +233,7 @@ int main(int argc, char** argv) {
         PeerLinkOptions po;
         po.address = f.peer;
         po.volume = f.volume;
+        po.node = f.node;
         po.ack_timeout_ms = f.ack_timeout_ms;
         po.retire_interval_ms = f.retire_ms;
         po.async = f.async;
@@ -243,7 +244,10 @@ int main(int argc, char** argv) {
         volume.set_replication(link.get());
     }
 
-    if (f.role == "secondary") target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool, psk);
+    if (f.role == "secondary") {
+        target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool, psk);
+        target->set_node(f.node);
+    }
 
     auto status_json = [&] {
         auto m = md.get();
@@ -282,7 +286,7 @@ int main(int argc, char** argv) {
                            {"mismatches", ranges}};
         } else if (target) {
             auto s = target->status();
-            j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}};
+            j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}, {"peer_node", s.peer_node}};
         } else {
             j["peer"] = {{"state", "standalone"}};
         }
@@ -313,9 +317,12 @@ int main(int argc, char** argv) {
         if (command == "resolve") {
             // The losing side discards its generations and comes back blank:
             // the primary then gives it a full sync. Only a secondary that
-            // refused its primary may do that, so a typo cannot wipe the copy
-            // that serves the volume.
+            // refused its primary may do that, only for `keep` naming its
+            // peer exactly (a typo discards nothing), and only with an
+            // explicit destroy flag (sanctl --yes-destroy-data).
             std::string keep = req.contains("keep") && req["keep"].is_string() ? req["keep"].get<std::string>() : "";
+            bool destroy = req.contains("yes_destroy_data") && req["yes_destroy_data"].is_boolean() &&
+                           req["yes_destroy_data"].get<bool>();
             if (keep.empty()) return error_json("resolve needs \"keep\": the node whose data survives");
             if (keep == f.node)
                 return nlohmann::json{{"ok", true},
@@ -324,9 +331,21 @@ int main(int argc, char** argv) {
                     .dump();
             if (!target)
                 return error_json("this node (" + f.node + ") is primary: restart it as secondary to discard its data");
-            auto state = target->status().state;
-            if (state != "split-brain" && state != "peer-newer" && state != "unrelated")
-                return error_json("nothing to resolve: the peer state is " + state);
+            auto ts = target->status();
+            if (ts.peer_node.empty())
+                return error_json("'" + keep + "' is not this node (" + f.node +
+                                  ") and the peer's name is not known yet (no primary has said HELLO): nothing "
+                                  "discarded");
+            if (keep != ts.peer_node)
+                return error_json("unknown node '" + keep + "': this node is " + f.node + ", its peer is " +
+                                  ts.peer_node + "; nothing discarded");
+            if (ts.state != "split-brain" && ts.state != "peer-newer" && ts.state != "unrelated")
+                return error_json("nothing to resolve: the peer state is " + ts.state);
+            if (!destroy)
+                return error_json("keeping " + keep + " discards this node's (" + f.node + ") replica of " + f.volume +
+                                  " (state " + ts.state +
+                                  ") and overwrites it with a full sync; repeat with "
+                                  "--yes-destroy-data to do that");
             auto st = md.update([](Metadata& next) {
                 next.volume_id = {};
                 next.gens = {};

@@ -22,6 +22,7 @@ struct ReplicaOptions {
     std::string keep;
     bool json = false;
     bool repair = false;
+    bool yes_destroy_data = false;
     bool wait = true;
     int timeout_s = 3600;
 };
@@ -40,6 +41,8 @@ std::optional<ReplicaOptions> parse(const std::vector<std::string>& args) {
             o.json = true;
         } else if (a == "--repair") {
             o.repair = true;
+        } else if (a == "--yes-destroy-data") {
+            o.yes_destroy_data = true;
         } else if (a == "--no-wait") {
             o.wait = false;
         } else if (a == "--control" && has_value) {
@@ -145,20 +148,31 @@ int cmd_verify(const ReplicaOptions& o, const std::string& volume, const std::st
         std::cout << v.dump(2) << "\n";
     } else {
         std::cout << "verify of " << volume << ": " << v.value("state", "") << ", "
-                  << size_text(v.value("done_bytes", 0ull)) << " compared, "
-                  << size_text(v.value("mismatched_bytes", 0ull)) << " mismatched\n";
+                  << size_text(v.value("done_bytes", 0ull)) << " of " << size_text(v.value("total_bytes", 0ull))
+                  << " compared, " << size_text(v.value("mismatched_bytes", 0ull)) << " mismatched\n";
         for (const auto& r : v["mismatches"])
             std::cout << "  mismatch at offset " << r.value("offset", 0ull) << " length " << r.value("length", 0ull)
                       << "\n";
         if (!v.value("detail", "").empty()) std::cout << "  " << v.value("detail", "") << "\n";
     }
-    if (v.value("state", "") != "done") return 1;
+    // Only a verify that compared every byte may pass: one that stopped
+    // early says nothing about the rest of the volume.
+    const std::string state = v.value("state", "");
+    const std::uint64_t done = v.value("done_bytes", 0ull), total = v.value("total_bytes", 0ull);
+    if (state != "done" || done != total) {
+        std::cerr << "sanctl: verify of " << volume << " " << (state == "done" ? "ended" : state) << " after comparing "
+                  << size_text(done) << " of " << size_text(total) << " (" << done << " of " << total
+                  << " bytes): the replicas are not verified\n";
+        return 1;
+    }
     return v.value("mismatched_bytes", 0ull) == 0 ? 0 : 4;
 }
 
 int cmd_resolve(const ReplicaOptions& o, const std::string& socket) {
     if (o.keep.empty()) return fail("replica resolve needs --keep NODE: the node whose data survives");
-    auto j = ask(socket, {{"command", "resolve"}, {"keep", o.keep}});
+    // Without --yes-destroy-data sanrepd discards nothing: on the node that
+    // would lose its replica it answers what it would do.
+    auto j = ask(socket, {{"command", "resolve"}, {"keep", o.keep}, {"yes_destroy_data", o.yes_destroy_data}});
     if (!j) return fail(j.error().message);
     if (o.json)
         std::cout << j->dump(2) << "\n";
@@ -175,7 +189,7 @@ int run_replica_command(const std::vector<std::string>& args) {
     if (o->positional.size() != 2) {
         std::cerr << "usage: sanctl replica status|verify|resolve VOLUME [--control PATH] [--json]\n"
                      "       sanctl replica verify VOLUME [--repair] [--no-wait] [--timeout SECONDS]\n"
-                     "       sanctl replica resolve VOLUME --keep NODE\n";
+                     "       sanctl replica resolve VOLUME --keep NODE [--yes-destroy-data]\n";
         return 2;
     }
     const auto& op = o->positional[0];

@@ -10,6 +10,8 @@
 #include <fstream>
 #include <future>
 
+#include "sanagent/replicator/peer_protocol.h"
+
 using namespace sanagent::replicator;
 
 namespace {
@@ -88,4 +90,24 @@ BOOST_AUTO_TEST_CASE(key_file_must_be_private_and_long_enough) {
         BOOST_TEST(!load_psk(f.path).ok());
     }
     BOOST_TEST(!load_psk("/nonexistent/psk").ok());
+}
+
+BOOST_AUTO_TEST_CASE(secondary_refuses_an_unexpected_header_before_reading_a_body) {
+    // A header announcing a 32 MiB AUTH, or a HELLO, with no body behind it:
+    // refused at once from the header alone (reading the body would wait for
+    // bytes that never come; the receive timeout only bounds a regression).
+    for (auto type : {sanagent::replicator::peer::Type::Auth, sanagent::replicator::peer::Type::Hello}) {
+        int sv[2];
+        BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+        timeval tv{2, 0};
+        ::setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        std::vector<std::uint8_t> fake_body(type == sanagent::replicator::peer::Type::Auth ? 32u << 20 : 32);
+        auto h = sanagent::replicator::peer::encode_header(type, 0, 0, fake_body);
+        BOOST_REQUIRE(::write(sv[0], h.data(), h.size()) == static_cast<ssize_t>(h.size()));
+        auto st = authenticate_secondary(sv[1], bytes("0123456789abcdef-key"), "vol");
+        BOOST_TEST_REQUIRE(!st.ok());
+        BOOST_TEST(st.error().code == EPERM, st.error().message);
+        ::close(sv[0]);
+        ::close(sv[1]);
+    }
 }

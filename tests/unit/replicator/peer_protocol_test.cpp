@@ -56,6 +56,7 @@ BOOST_AUTO_TEST_CASE(hello_round_trip) {
     h.size = 1ull << 33;
     h.granularity = 65536;
     h.gens = {11, 22, {33, 44}};
+    h.node = "node-a";
     auto body = encode_hello(h);
     auto d = decode_hello(body);
     BOOST_TEST_REQUIRE(d.ok());
@@ -64,6 +65,7 @@ BOOST_AUTO_TEST_CASE(hello_round_trip) {
     BOOST_TEST(d->size == h.size);
     BOOST_TEST((d->gens == h.gens));
     BOOST_TEST((d->volume_id == h.volume_id));
+    BOOST_TEST(d->node == "node-a");
     // Every truncation and one extra byte are refused.
     for (std::size_t n = 0; n < body.size(); ++n) BOOST_TEST(!decode_hello(std::span(body).first(n)).ok());
     body.push_back(0);
@@ -81,6 +83,9 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
     body[2] = 2;  // "primary" must be 0 or 1 (found by the fuzzer: one encoding per message)
     BOOST_TEST(!decode_hello(body).ok());
     h.volume = std::string(kMaxVolumeName + 1, 'x');
+    BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+    h.volume = "v";
+    h.node = std::string(kMaxVolumeName + 1, 'n');
     BOOST_TEST(!decode_hello(encode_hello(h)).ok());
 }
 

@@ -20,6 +20,9 @@ struct Message {
 
 // Reads one message; EBADMSG/EMSGSIZE on a malformed one (close the link).
 Result<Message> receive(int fd);
+// As receive, for handshake messages: a header announcing a body longer than
+// `max_body` fails (EMSGSIZE) before any of the body is read.
+Result<Message> receive_small(int fd, std::uint32_t max_body);
 Status send(int fd, Type type, std::uint16_t flags, std::uint64_t seq, std::span<const std::uint8_t> body);
 // A Write: the offset prefix and the data from the caller's buffer, one CRC over both.
 Status send_write(int fd, std::uint16_t flags, std::uint64_t seq, std::uint64_t offset,

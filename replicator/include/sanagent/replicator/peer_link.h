@@ -41,6 +41,7 @@ std::string_view to_string(PeerState s);
 struct PeerLinkOptions {
     std::string address;                   // the secondary's HOST:PORT
     std::string volume;                    // checked against the peer's HELLO
+    std::string node;                      // this node's name, sent in HELLO
     int ack_timeout_ms = 5000;             // an op unacked this long drops the link
     int reconnect_ms = 500;                // pause between connection attempts
     int refused_retry_ms = 5000;           // pause after a refused handshake (split brain, ...)
@@ -129,6 +130,9 @@ private:
     std::condition_variable ship_cv_;
     std::deque<std::function<void()>> ship_queue_;
     std::thread shipper_;
+    // Under ship_mu_: the shipper takes queued ops. ship() reads this, not
+    // shipper_.joinable(), which stop() changes by joining.
+    bool shipping_ = false;
     std::atomic<std::uint64_t> lag_bytes_{0}, lag_ops_{0};
 
     mutable std::mutex verify_mu_;

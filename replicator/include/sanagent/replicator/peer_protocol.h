@@ -21,7 +21,7 @@ namespace sanagent::replicator::peer {
 inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-endian bytes
 // 2: VERIFY / DIGEST (online verify), AUTH / AUTH_PROOF (pre-shared key); the secondary orders overlapping writes
 // itself (async mode no longer holds the primary's range lock until the ack).
-inline constexpr std::uint16_t kVersion = 2;
+inline constexpr std::uint16_t kVersion = 3;  // 3: HELLO carries the node name
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::uint32_t kMaxBody = (32u << 20) + 64;  // one NBD-sized write plus its framing
 inline constexpr std::size_t kMaxVolumeName = 128;
@@ -65,6 +65,9 @@ struct Hello {
     std::uint64_t size = 0;
     std::uint32_t granularity = 0;
     Generations gens;
+    // The sender's node name: `resolve --keep NODE` accepts only this node's
+    // or its peer's name, so a typo cannot discard a replica.
+    std::string node;
 };
 
 struct Range {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -27,7 +28,8 @@ namespace sanagent::replicator {
 struct PeerTargetStatus {
     std::string state;  // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
     std::string detail;
-    std::string primary;  // the connected primary's address, if any
+    std::string primary;    // the connected primary's address, if any
+    std::string peer_node;  // the node name in the last primary's HELLO (for resolve --keep)
 };
 
 class PeerTarget {
@@ -36,6 +38,8 @@ public:
     PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
                std::vector<std::uint8_t> psk = {});
     ~PeerTarget();
+    // This node's name, sent in HELLO; call before start().
+    void set_node(std::string node) { node_ = std::move(node); }
     Status listen(const std::string& address);
     void start();
     void stop();
@@ -47,8 +51,15 @@ private:
     bool agree(int fd, const peer::Hello& theirs, std::string& why);
     void set_state(const std::string& state, const std::string& detail = {});
     void send_ack(int fd, std::uint64_t seq, int err);
+    // A connection dropped before it proved itself (or said HELLO): logged,
+    // at most once per kRefusalLogMs with a count of the rest, and never a
+    // visible state: anyone who can connect could otherwise flip it.
+    void log_refusal(const std::string& why);
 
     std::string volume_;
+    std::string node_;
+    std::chrono::steady_clock::time_point last_refusal_log_{};  // accept thread only
+    unsigned refusals_unlogged_ = 0;
     std::vector<std::uint8_t> psk_;
     Replica& replica_;
     MetadataFile& meta_;
@@ -58,7 +69,7 @@ private:
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex mu_;
-    PeerTargetStatus status_{"waiting", {}, {}};
+    PeerTargetStatus status_{"waiting", {}, {}, {}};
     int active_fd_ = -1;
 
     std::mutex send_mu_;
