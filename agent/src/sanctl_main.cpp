@@ -48,7 +48,9 @@ commands:
                                PORTAL alone: the target IQNs; --target: its LUNs
                                with vendor, serial, SCSI id, size and what each
                                holds; --scsi-id: the SRs (VG, uuid, name) on it
-  sr attach NAME               PBD plug: log in, activate the SR's volume group
+  sr attach NAME [--force]     PBD plug: log in, activate the SR's volume group;
+                               refused while its MGT names another host as
+                               attached unless --force (that host is gone)
   sr detach NAME [--force]     PBD unplug: deactivate, log out; refused while a
                                VDI is open unless --force; apply leaves it
                                detached until sr attach
@@ -418,7 +420,8 @@ int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
     for (std::size_t i = 2; i < args.size(); ++i) {
         const auto& a = args[i];
         const bool has_value = i + 1 < args.size();
-        if (a == "--force" && ((kind == "sr" && op == "detach") || (kind == "vdi" && op == "resize"))) {
+        if (a == "--force" &&
+            ((kind == "sr" && (op == "detach" || op == "attach")) || (kind == "vdi" && op == "resize"))) {
             request.force = true;
         } else if (a == "--yes-destroy-data" && kind == "vdi" && op == "delete") {
             request.destroy = true;
@@ -465,7 +468,7 @@ int cmd_host(const std::string& kind, const std::vector<std::string>& args) {
         return 0;
     }
     if (kind == "sr" && op == "attach") {
-        done = attach_sr(seams, config, name, state_dir);
+        done = attach_sr(seams, config, name, state_dir, request.force);
         said = "SR " + name + " attached";
     } else if (kind == "sr" && op == "detach") {
         done = detach_sr(seams, config, name, state_dir, request.force);

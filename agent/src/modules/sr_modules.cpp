@@ -22,6 +22,8 @@ namespace {
 
 constexpr const char* kMgtLv = "MGT";
 constexpr std::uint64_t kMgtBytes = 4 * 1024 * 1024;
+// The MGT key naming the host that has the SR attached (see held_here).
+constexpr const char* kHolderKey = "attached_host";
 // Tags of a VDI made from another by `sanctl vdi snapshot|clone`: the origin's name.
 constexpr std::string_view kSnapshotOfTag = "snapshot_of=";
 constexpr std::string_view kCloneOfTag = "clone_of=";
@@ -46,6 +48,12 @@ const lvm::VolumeGroupState* sr_vg(const LvmView& view, const std::string& sr) {
             has_tag(vg.tags, std::string(lvm::kSrNameTag) + sr))
             return &vg;
     return nullptr;
+}
+
+// The SR's name, from its VG's tag.
+std::string sr_name(const lvm::VolumeGroupState& vg) {
+    auto name = lvm::tag_value(vg.tags, lvm::kSrNameTag);
+    return name.empty() ? vg.name : name;
 }
 
 const lvm::LogicalVolumeState* vdi_lv(const LvmView& view, const std::string& vg, const std::string& vdi) {
@@ -96,12 +104,23 @@ std::vector<std::string> wanted_portals(const SrSpec& spec) {
     return {spec.portals.front()};
 }
 
-// Discover, write the node record, log in: PBD plug's first half.
-Status log_in(HostSeams& seams, const SrSpec& spec) {
+bool has_session(const std::vector<lvm::Session>& sessions, const std::string& target, const std::string& portal) {
+    for (const auto& s : sessions)
+        if (s.target == target && s.portal == portal) return true;
+    return false;
+}
+
+// Discover, write the node record, log in: PBD plug's first half. Portals
+// that already have a session are left as they are (a live path is never
+// touched); the ones logged in to here are appended to `made`, so an undo
+// logs out exactly those and never a session that carried I/O before.
+Status log_in(HostSeams& seams, const SrSpec& spec, std::vector<std::string>* made = nullptr) {
     lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
     Status problem;
     auto settings = node_settings(spec, seams.secret_owner, problem);
     if (!problem) return problem.error().context("SR " + spec.name);
+    auto sessions = initiator.sessions();
+    if (!sessions) return sessions.error().context("SR " + spec.name);
     auto one = [&](const std::string& portal) -> Status {
         auto targets = initiator.discover(portal);
         if (!targets) return targets.error();
@@ -113,6 +132,7 @@ Status log_in(HostSeams& seams, const SrSpec& spec) {
             (void)initiator.forget(spec.target, portal);
             return l;
         }
+        if (made) made->push_back(portal);
         return {};
     };
     // Under multipath a path that is down must not keep the SR from being
@@ -120,6 +140,10 @@ Status log_in(HostSeams& seams, const SrSpec& spec) {
     std::optional<Error> first_failure;
     unsigned logged_in = 0;
     for (const auto& portal : wanted_portals(spec)) {
+        if (has_session(*sessions, spec.target, portal)) {
+            ++logged_in;
+            continue;
+        }
         if (auto st = one(portal); !st) {
             if (!spec.multipath) return st.error().context("SR " + spec.name);
             if (!first_failure) first_failure = st.error();
@@ -132,9 +156,10 @@ Status log_in(HostSeams& seams, const SrSpec& spec) {
     return {};
 }
 
-Status log_out(HostSeams& seams, const SrSpec& spec, bool forget) {
+// Log out of `portals` of the SR's target (and forget their node records).
+Status log_out(HostSeams& seams, const SrSpec& spec, const std::vector<std::string>& portals, bool forget) {
     lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
-    for (const auto& portal : spec.portals) {
+    for (const auto& portal : portals) {
         if (auto s = initiator.logout(spec.target, portal); !s) return s.error().context("SR " + spec.name);
         if (forget)
             if (auto s = initiator.forget(spec.target, portal); !s) return s.error().context("SR " + spec.name);
@@ -218,6 +243,11 @@ fs::path lv_path(const HostSeams& seams, const std::string& vg, const std::strin
     return seams.dev / vg / lv;
 }
 
+Status held_here(HostSeams& seams, const std::string& sr, const std::string& vg, const std::string& host);
+Result<std::vector<std::string>> open_vdis(CommandRunner& runner, const std::string& vg,
+                                           const std::string& only_lv = "");
+Status write_holder(HostSeams& seams, const std::string& vg, const std::string& host);
+
 // Create the SR on the LUN just logged in to, or activate it when it exists.
 Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
     auto view = read_view(*seams.runner);
@@ -233,8 +263,27 @@ Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
             if (!id) return id.error().context("SR " + spec.name);
             if (auto map = stable_device(seams, spec, *disk, *id); !map) return map.error();
         }
-        return run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "y", vg->name}),
-                           "SR " + spec.name + ": activating " + vg->name);
+        // Which host has it: read from MGT, activated alone first.
+        const std::string mgt_lv = vg->name + "/" + kMgtLv;
+        if (auto a = run_checked(*seams.runner, Command({"lvm", "lvchange", "--activate", "y", mgt_lv}),
+                                 "SR " + spec.name + ": activating " + mgt_lv);
+            !a)
+            return a;
+        if (auto held = held_here(seams, spec.name, vg->name, spec.host); !held && !spec.take_over) {
+            // Not this host's: leave none of it active here, as the login may
+            // have had LVM's udev autoactivation (pvscan -aay) activate it
+            // already; an LV open here is left alone (that is a VM's disk).
+            if (auto open = open_vdis(*seams.runner, vg->name); open && open->empty())
+                (void)seams.runner->run(Command({"lvm", "vgchange", "--activate", "n", vg->name}));
+            return held;
+        }
+        if (auto act = run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "y", vg->name}),
+                                   "SR " + spec.name + ": activating " + vg->name);
+            !act)
+            return act;
+        if (auto w = write_holder(seams, vg->name, spec.host); !w)
+            return w.error().context("SR " + spec.name + ": recording this host as the one that has it attached");
+        return {};
     }
     auto device = wait_for_device(seams, spec);
     if (!device) return device.error();
@@ -284,7 +333,8 @@ Status create_or_activate(HostSeams& seams, const SrSpec& spec) {
                             {"scsi_id", *id},
                             {"target", spec.target},
                             {"portals", spec.portals}}},
-                          {"vdis", nlohmann::json::object()}};
+                          {"vdis", nlohmann::json::object()},
+                          {kHolderKey, spec.host}};
     if (auto w = write_mgt(lv_path(seams, vg, kMgtLv), mgt); !w) {
         undo();
         return w.error().context("SR " + spec.name);
@@ -307,6 +357,40 @@ Status write_mgt_vdi(HostSeams& seams, const std::string& vg, const std::string&
 Status update_mgt_vdi(HostSeams& seams, const std::string& vg, const std::string& uuid, const std::string& name,
                       std::uint64_t size) {
     return write_mgt_vdi(seams, vg, uuid, {{"name", name}, {"size", size}});
+}
+
+// An SR is attached to one host at a time: its MGT volume names the host
+// ("attached_host") that attached it, and only that host changes the VG's
+// metadata. Two hosts changing LVM metadata on one shared LUN without a lock
+// manager corrupt it, and a VDI deleted here while active on another host
+// leaves that host's device mapped onto freed extents.
+std::string holder_of(const nlohmann::json& mgt) {
+    auto it = mgt.find(kHolderKey);
+    return it != mgt.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string held_elsewhere_message(const std::string& sr, const std::string& holder) {
+    return "SR " + sr + " is attached on host " + holder +
+           " (its MGT volume says so); an SR is attached to one host at a time: run sanctl sr detach " + sr + " on " +
+           holder + " first, or, when " + holder + " is down for good, sanctl sr attach " + sr + " --force here";
+}
+
+// Refuse a metadata change of SR `sr` (VG `vg`) unless this host holds it.
+Status held_here(HostSeams& seams, const std::string& sr, const std::string& vg, const std::string& host) {
+    auto mgt = read_mgt(lv_path(seams, vg, kMgtLv));
+    if (!mgt) return mgt.error().context("SR " + sr + ": checking which host has it attached");
+    const std::string holder = holder_of(*mgt);
+    if (!holder.empty() && holder != host) return Error{EBUSY, held_elsewhere_message(sr, holder)};
+    return {};
+}
+
+Status write_holder(HostSeams& seams, const std::string& vg, const std::string& host) {
+    const auto path = lv_path(seams, vg, kMgtLv);
+    auto mgt = read_mgt(path);
+    if (!mgt) return mgt.error();
+    if (holder_of(*mgt) == host) return {};
+    (*mgt)[kHolderKey] = host;
+    return write_mgt(path, *mgt);
 }
 
 // The SR's sessions are there: one to any portal without multipath, one to
@@ -347,13 +431,14 @@ std::optional<std::uint32_t> ipv4(const std::string& text) {
 // Make VDI `name` of `size` bytes in SR `sr` as LV-<new uuid>; `made` gets
 // "VG/LV" once the LV exists (for an undo). Nothing when it exists already.
 Status create_vdi_lv(HostSeams& seams, const std::string& sr, const std::string& name, std::uint64_t size,
-                     std::string& made) {
+                     const std::string& host, std::string& made) {
     auto view = read_view(*seams.runner);
     if (!view) return view.error().context("VDI " + name);
     const auto* group = sr_vg(*view, sr);
     if (!group)
         return Error{ENOENT, "VDI " + name + ": SR " + sr + " is not attached (no VG tagged sr_name=" + sr + ")"};
     if (vdi_lv(*view, group->name, name)) return {};
+    if (auto held = held_here(seams, sr, group->name, host); !held) return held.error().context("VDI " + name);
     auto uuid = new_uuid();
     if (!uuid) return uuid.error();
     const std::string lv_name = "LV-" + *uuid;
@@ -372,8 +457,7 @@ Status create_vdi_lv(HostSeams& seams, const std::string& sr, const std::string&
 
 // The LVs of `vg` that are open (a VM or a process holds them), as
 // "LV-... (VDI name)", from `lvs -o lv_device_open`.
-Result<std::vector<std::string>> open_vdis(CommandRunner& runner, const std::string& vg,
-                                           const std::string& only_lv = "") {
+Result<std::vector<std::string>> open_vdis(CommandRunner& runner, const std::string& vg, const std::string& only_lv) {
     Command open_lvs({"lvm", "lvs", "--reportformat", "json", "-o", "lv_name,lv_device_open,lv_tags", vg});
     auto r = check_exit(open_lvs, runner.run(open_lvs));
     if (!r) return r.error();
@@ -394,7 +478,37 @@ Result<std::vector<std::string>> open_vdis(CommandRunner& runner, const std::str
     return open;
 }
 
+// Each VG's PV device ("VG_XenStorage-..." -> "/dev/mapper/3600..."), from
+// `lvm pvs`; asked only while multipathd runs.
+Result<std::map<std::string, std::string>> pv_devices(CommandRunner& runner) {
+    Command pvs({"lvm", "pvs", "--noheadings", "-o", "vg_name,pv_name"});
+    auto r = check_exit(pvs, runner.run(pvs));
+    if (!r) return r.error().context("reading which device each SR's PV is");
+    std::map<std::string, std::string> out;
+    std::istringstream lines(r->out);
+    std::string vg, pv;
+    for (std::string line; std::getline(lines, line);) {
+        std::istringstream words(line);
+        if (words >> vg >> pv) out[vg] = pv;
+    }
+    return out;
+}
+
+// Whether the SR's VG sits on a multipath map rather than one path's disk.
+bool pv_is_map(const std::map<std::string, std::string>& pvs, const HostSeams& seams, const std::string& vg) {
+    auto it = pvs.find(vg);
+    return it != pvs.end() && it->second.starts_with((seams.dev / "mapper").string() + "/");
+}
+
 }  // namespace
+
+std::string this_host(const Config& config) {
+    std::string name = config.get_string("node", "", "name");
+    if (!name.empty()) return name;
+    char buf[256] = {};
+    if (::gethostname(buf, sizeof buf - 1) == 0) name = buf;
+    return name.empty() ? "unknown" : name;
+}
 
 bool is_host(const Config& config) {
     auto roles = config.get_list("node", "", "roles");
@@ -410,6 +524,7 @@ SrSpec sr_spec(const Config& config, const std::string& name) {
     spec.chap_user = config.get_string("sr", name, "chap_user");
     spec.chap_secret_file = config.get_string("sr", name, "chap_secret_file");
     spec.force = config.get_bool("sr", name, "force");
+    spec.host = this_host(config);
     const std::string volume = config.get_string("sr", name, "volume");
     if (!volume.empty()) {
         if (spec.target.empty()) {
@@ -477,6 +592,12 @@ Status SrModule::observe() {
     if (!sessions) return sessions.error();
     sessions_ = std::move(*sessions);
     multipath_ = multipath_running(*seams_.runner);
+    pvs_.clear();
+    if (multipath_) {
+        auto pvs = pv_devices(*seams_.runner);
+        if (!pvs) return pvs.error();
+        pvs_ = std::move(*pvs);
+    }
     return {};
 }
 
@@ -496,12 +617,20 @@ std::vector<Step> SrModule::plan(const Config& config, const Ownership&) {
         spec.multipath = multipath_;
         std::error_code ec;
         if (fs::exists(detached_mark(config, sr->name), ec)) continue;  // unplugged by the admin
-        const bool up = session_up(sessions_, spec);
         const auto* vg = sr_vg(view_, sr->name);
-        bool active = vg != nullptr;
+        bool any_active = false, active = vg != nullptr;
         if (vg)
             for (const auto& lv : view_.lvs)
-                if (lv.vg == vg->name && !lv.is_active()) active = false;
+                if (lv.vg == vg->name) {
+                    any_active = any_active || lv.is_active();
+                    active = active && lv.is_active();
+                }
+        // multipathd started under an SR already in use through one disk: the
+        // VG holds /dev/sdX, which `multipath` cannot claim while it is busy,
+        // so logging in to more paths would only fail (and undo). It stays a
+        // single-path SR until it is detached and attached (status says so).
+        if (spec.multipath && vg && any_active && !pv_is_map(pvs_, seams_, vg->name)) spec.multipath = false;
+        const bool up = session_up(sessions_, spec);
         if (up && active) continue;
         auto seams = std::make_shared<HostSeams>(seams_);
         if (!up) {
@@ -512,12 +641,18 @@ std::vector<Step> SrModule::plan(const Config& config, const Ownership&) {
             login.action = "log in to " + spec.target + " at " + portals + " (node.startup automatic" +
                            (spec.chap_secret_file.empty() ? "" : ", CHAP") +
                            (spec.multipath ? ", multipath, replacement_timeout 15 s" : "") + ")";
-            login.apply = [seams, spec]() { return log_in(*seams, spec); };
-            // A create that fails after this leaves no session and no record behind.
-            login.undo = [seams, spec]() { return log_out(*seams, spec, true); };
+            auto made = std::make_shared<std::vector<std::string>>();
+            login.apply = [seams, spec, made]() { return log_in(*seams, spec, made.get()); };
+            // A create that fails after this logs out of (and forgets) only the
+            // sessions this step made: a path that was up before keeps the
+            // running VMs' I/O whatever happens here.
+            login.undo = [seams, spec, made]() { return log_out(*seams, spec, *made, true); };
             login.claims = true;
             steps.push_back(std::move(login));
         }
+        // A live SR that only misses a path needs nothing more: dm-multipath
+        // adds the new path to the SR's map by itself.
+        if (active && session_count(sessions_, spec) > 0) continue;
         Step make;
         make.object = object;
         make.action = vg ? "activate " + vg->name
@@ -538,6 +673,10 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
         spec.multipath = multipath_;
         ObjectStatus s{"sr/" + sr->name, "attached, LUN 0 of " + spec.target, "", Health::ok, {}};
         const auto* vg = sr_vg(view_, sr->name);
+        bool single_path = false;  // attached before multipathd ran (see plan)
+        if (spec.multipath && vg && !pv_is_map(pvs_, seams_, vg->name))
+            for (const auto& lv : view_.lvs) single_path = single_path || (lv.vg == vg->name && lv.is_active());
+        if (single_path) spec.multipath = false;
         const unsigned paths = session_count(sessions_, spec);
         const bool up = paths > 0;
         std::error_code ec;
@@ -565,6 +704,13 @@ std::vector<ObjectStatus> SrModule::status(const Config& config, const Ownership
                 s.health = Health::degraded;
                 warnings.push_back("only " + std::to_string(paths) + " of " + std::to_string(spec.portals.size()) +
                                    " paths are logged in (the next apply tries the others again)");
+            }
+            if (single_path) {
+                auto pv = pvs_.find(vg->name);
+                warnings.push_back("multipathd runs but the SR uses one path's disk (" +
+                                   (pv == pvs_.end() ? std::string("?") : pv->second) +
+                                   "): it was attached before; sanctl sr detach " + sr->name + " && sanctl sr attach " +
+                                   sr->name + " switches it to multipath (stop its VMs first)");
             }
             if (vdis > 1) warnings.push_back("one VDI per SR is recommended (" + std::to_string(vdis) + " here)");
             auto more = sr_config_warnings(config, spec);
@@ -624,7 +770,9 @@ std::vector<Step> VdiModule::plan(const Config& config, const Ownership&) {
             Step grow;
             grow.object = object;
             grow.action = "grow VDI " + vdi->name + " (" + lv->name + ") to " + format_size(size);
-            grow.apply = [seams, vg = lv->vg, name = lv->name, size, what = grow.action]() {
+            grow.apply = [seams, sr, vg = lv->vg, name = lv->name, size, host = this_host(config),
+                          what = grow.action]() -> Status {
+                if (auto held = held_here(*seams, sr, vg, host); !held) return held.error().context(what);
                 return run_checked(*seams->runner,
                                    Command({"lvm", "lvextend", "-L", std::to_string(size) + "b", vg + "/" + name}),
                                    what);
@@ -636,8 +784,8 @@ std::vector<Step> VdiModule::plan(const Config& config, const Ownership&) {
         create.object = object;
         create.action = "create VDI " + vdi->name + " (" + format_size(size) + ") in SR " + sr + " as LV-<new uuid>";
         auto made = std::make_shared<std::string>();  // "VG/LV", for the undo
-        create.apply = [seams, sr, name = vdi->name, size, made]() -> Status {
-            return create_vdi_lv(*seams, sr, name, size, *made);
+        create.apply = [seams, sr, name = vdi->name, size, host = this_host(config), made]() -> Status {
+            return create_vdi_lv(*seams, sr, name, size, host, *made);
         };
         create.undo = [seams, made]() -> Status {
             if (made->empty()) return {};
@@ -675,18 +823,31 @@ std::vector<ObjectStatus> VdiModule::status(const Config& config, const Ownershi
 
 // ---- sanctl operations ------------------------------------------------------
 
-Status attach_sr(HostSeams& seams, const Config& config, const std::string& name, const fs::path& state_dir) {
+Status attach_sr(HostSeams& seams, const Config& config, const std::string& name, const fs::path& state_dir,
+                 bool take_over) {
     if (!config.find("sr", name)) return Error{ENOENT, "attaching SR " + name + ": no [sr." + name + "] in the config"};
     auto spec = sr_spec(config, name);
+    spec.take_over = take_over;
     spec.multipath = multipath_running(*seams.runner);
+    if (spec.multipath) {
+        // In use through one path's disk already: stays so (see SrModule::plan).
+        auto view = read_view(*seams.runner);
+        if (!view) return view.error().context("attaching SR " + name);
+        auto pvs = pv_devices(*seams.runner);
+        if (!pvs) return pvs.error().context("attaching SR " + name);
+        if (const auto* vg = sr_vg(*view, name))
+            for (const auto& lv : view->lvs)
+                if (lv.vg == vg->name && lv.is_active() && !pv_is_map(*pvs, seams, vg->name)) spec.multipath = false;
+    }
+    std::vector<std::string> made;
+    if (auto s = log_in(seams, spec, &made); !s) return s;
+    if (auto s = create_or_activate(seams, spec); !s) {
+        (void)log_out(seams, spec, made, true);  // only the sessions made here
+        return s;
+    }
     std::error_code ec;
     fs::remove(state_dir / "sr" / (name + ".detached"), ec);
-    lvm::Initiator initiator(*seams.runner, seams.node_db, seams.sysfs);
-    auto sessions = initiator.sessions();
-    if (!sessions) return sessions.error();
-    if (!session_up(*sessions, spec))
-        if (auto s = log_in(seams, spec); !s) return s;
-    return create_or_activate(seams, spec);
+    return {};
 }
 
 Status detach_sr(HostSeams& seams, const Config& config, const std::string& name, const fs::path& state_dir,
@@ -704,13 +865,24 @@ Status detach_sr(HostSeams& seams, const Config& config, const std::string& name
             return Error{EBUSY, "detaching SR " + name + ": in use: " + list +
                                     " is open (a VM or a process uses it); stop it first, or --force"};
         }
+        // Free the SR for another host (while MGT is still active). Best
+        // effort: a record left behind only makes the other host need
+        // sanctl sr attach --force.
+        bool freed = false;
+        if (auto mgt = read_mgt(lv_path(seams, vg->name, kMgtLv)); mgt && holder_of(*mgt) == spec.host) {
+            (*mgt)[kHolderKey] = "";
+            freed = write_mgt(lv_path(seams, vg->name, kMgtLv), *mgt).ok();
+        }
         // The PV's device, read before deactivating: a multipath map is flushed
         // after, so no map without paths is left queueing I/O forever.
         Command pvs({"lvm", "pvs", "--noheadings", "-o", "pv_name", "--select", "vg_name=" + vg->name});
         auto pv = check_exit(pvs, seams.runner->run(pvs));
         auto deact = run_checked(*seams.runner, Command({"lvm", "vgchange", "--activate", "n", vg->name}),
                                  "detaching SR " + name + ": deactivating " + vg->name);
-        if (!deact && !force) return deact;
+        if (!deact && !force) {
+            if (freed) (void)write_holder(seams, vg->name, spec.host);  // still attached here
+            return deact;
+        }
         std::string pv_name = pv ? pv->out : "";
         pv_name.erase(0, pv_name.find_first_not_of(" \t\n"));
         pv_name.erase(pv_name.find_last_not_of(" \t\n") + 1);
@@ -720,7 +892,7 @@ Status detach_sr(HostSeams& seams, const Config& config, const std::string& name
                 !f && !force)
                 return f;
     }
-    if (auto s = log_out(seams, spec, false); !s) return s;
+    if (auto s = log_out(seams, spec, spec.portals, false); !s) return s;
     std::error_code ec;
     fs::create_directories(state_dir / "sr", ec);
     std::ofstream mark(state_dir / "sr" / (name + ".detached"));
@@ -813,7 +985,7 @@ Status create_vdi(HostSeams& seams, const Config& config, const VdiRequest& requ
     if (find_vdi(*view, config, r.name, ""))
         return Error{EEXIST, what + ": a VDI of that name exists already (sanctl vdi path " + r.name + ")"};
     std::string made;
-    return create_vdi_lv(seams, r.sr, r.name, r.size, made);
+    return create_vdi_lv(seams, r.sr, r.name, r.size, this_host(config), made);
 }
 
 Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& request) {
@@ -829,6 +1001,8 @@ Status remove_vdi(HostSeams& seams, const Config& config, const VdiRequest& requ
     if (auto copies = copies_of(*view, *found->lv); !copies.empty())
         return Error{EBUSY,
                      what + ": its snapshots or clones depend on it (" + joined(copies) + "); delete them first"};
+    if (auto held = held_here(seams, sr_name(*found->vg), found->vg->name, this_host(config)); !held)
+        return held.error().context(what);
     auto open = open_vdis(*seams.runner, found->vg->name, found->lv->name);
     if (!open) return open.error().context(what);
     if (!open->empty())
@@ -862,6 +1036,8 @@ Status resize_vdi(HostSeams& seams, const Config& config, const VdiRequest& requ
     const std::string path = found->vg->name + "/" + lv.name;
     const std::string bytes = std::to_string(request.size) + "b";
     if (request.size == lv.size_bytes) return {};
+    if (auto held = held_here(seams, sr_name(*found->vg), found->vg->name, this_host(config)); !held)
+        return held.error().context(what);
     if (request.size < lv.size_bytes) {
         if (!request.force)
             return Error{EPERM,
@@ -894,6 +1070,8 @@ Status copy_vdi(HostSeams& seams, const Config& config, const VdiRequest& origin
     if (found->vg->free_bytes < lv.size_bytes)
         return Error{ENOSPC, what + ": needs " + human_size(lv.size_bytes) + " free in SR, " + found->vg->name +
                                  " has " + human_size(found->vg->free_bytes)};
+    if (auto held = held_here(seams, sr_name(*found->vg), found->vg->name, this_host(config)); !held)
+        return held.error().context(what);
     auto uuid = new_uuid();
     if (!uuid) return uuid.error();
     const std::string lv_name = "LV-" + *uuid;

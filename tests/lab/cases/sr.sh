@@ -3,7 +3,8 @@
 #     with CHAP: vm1 (its empty disk /dev/vda) and used (a small disk holding ext4);
 #   sanlab2 (192.168.77.12) is a host: it probes the portal in stages, makes an
 #     SR and a VDI with `sanctl apply --direct`, writes data through the VDI,
-#     detaches and attaches the SR, snapshots, clones, resizes and deletes VDIs,
+#     detaches and attaches the SR, is refused it while its MGT names another
+#     host (simulated) until attach --force, snapshots, clones, resizes and deletes VDIs,
 #     brings the SR back after a simulated reboot, and is refused an ext4 LUN
 #     and a wrong CHAP secret;
 #   then multipath: the storage node's second address 192.168.77.21 is a second
@@ -134,6 +135,25 @@ CONF
         '$sanctl' sr attach vm1 --config-dir $conf && [[ \$('$sanctl' vdi path vm1 --config-dir $conf) == '$vdi' ]] &&
         udevadm settle --timeout=10; cmp -n 4194304 '$vdi' /run/lab/sr/pattern"
     check "and a second apply still changes nothing" bash -c "$(declare -f apply); sanctl=$sanctl conf=$conf; apply | tail -1 | grep -qx 'ok: 0 change(s)'"
+    # One host at a time: MGT names the host that has the SR attached; another
+    # host (simulated by rewriting that name) is refused, --force takes over.
+    local mgt_lv
+    mgt_lv=$(dirname "$vdi")/MGT
+    check "the MGT names this host as the one that has the SR attached" bash -c "
+        head -c 65536 '$mgt_lv' | tr -d '\\0' | grep -q '\"attached_host\": \"sanlab2\"'"
+    check "another host recorded in MGT (simulated)" bash -c "
+        head -c 65536 '$mgt_lv' | tr -d '\\0' | sed 's/\"attached_host\": \"sanlab2\"/\"attached_host\": \"xs-other\"/' > /run/lab/sr/mgt-other &&
+        dd if=/run/lab/sr/mgt-other of='$mgt_lv' conv=notrunc,fsync status=none && grep -q xs-other /run/lab/sr/mgt-other"
+    check "a VDI change is refused while MGT names another host" bash -c "
+        ! '$sanctl' vdi snapshot vm1 vm1-x --config-dir $conf 2> /run/lab/sr/other.txt; cat /run/lab/sr/other.txt; grep -q 'SR vm1 is attached on host xs-other' /run/lab/sr/other.txt"
+    sed 's/^/# /' /run/lab/sr/other.txt
+    check "detach leaves another host's record alone" "$sanctl" sr detach vm1 --config-dir $conf
+    check "attach is refused too, leaving no session and the VDI inactive" bash -c "
+        ! '$sanctl' sr attach vm1 --config-dir $conf 2> /run/lab/sr/other2.txt; cat /run/lab/sr/other2.txt;
+        grep -q 'sanctl sr attach vm1 --force' /run/lab/sr/other2.txt && ! iscsiadm -m session > /dev/null 2>&1 && [[ ! -e '$vdi' ]]"
+    check "attach --force takes the SR over, data intact, MGT names this host again" bash -c "
+        '$sanctl' sr attach vm1 --force --config-dir $conf && udevadm settle --timeout=10 && cmp -n 4194304 '$vdi' /run/lab/sr/pattern &&
+        head -c 65536 '$mgt_lv' | tr -d '\\0' | grep -q '\"attached_host\": \"sanlab2\"'"
     sed -i 's/size = "64M"/size = "96M"/' $conf/sanagent.conf
     cat >> $conf/sanagent.conf << CONF
 [vdi.scratch]
@@ -269,6 +289,9 @@ CONF
     check "replacement_timeout is 15 s with multipath" bash -c "
         iscsiadm -m node -T $prefix:mp -p 192.168.77.21 | grep -qx 'node.session.timeo.replacement_timeout = 15'"
     check "status shows two paths" bash -c "'$sanctl' status --direct --config-dir $conf | grep '^ok  sr/mp' | grep -q 'multipath: 2 path(s)'"
+    check "vm1, attached before multipathd ran, stays on its one disk, and status says how to switch" bash -c "
+        '$sanctl' status --direct --config-dir $conf | grep '^ok  sr/vm1' | grep -q \"multipathd runs but the SR uses one path's disk (/dev/sd\" &&
+        pvs --noheadings -o pv_name,vg_tags | grep 'sr_name=vm1' | grep -q '/dev/sd'"
     mpvdi=$("$sanctl" vdi path mp --config-dir $conf)
     check "I/O through the multipath map" bash -c "
         dd if=/run/lab/sr/p3 of='$mpvdi' bs=1M oflag=direct status=none && cmp -n 4194304 '$mpvdi' /run/lab/sr/p3"

@@ -21,6 +21,7 @@ constexpr const char* kTarget = "iqn.2026-11.org.example:g:vm1";
 class FakeHost : public CommandRunner {
 public:
     std::string vgs_rows, lvs_rows, sessions, open_rows;
+    std::string pv_rows;  // `lvm pvs -o vg_name,pv_name`: "VG DEVICE" lines
     bool multipathd = false;
     std::vector<std::string> changes;
     Result<CommandOutput> run(const Command& c) override {
@@ -32,6 +33,11 @@ public:
             return multipathd ? CommandOutput{0, "pid 42 idle\n", ""} : CommandOutput{1, "", "cannot connect\n"};
         if (c.display().starts_with("lvm lvs --reportformat json -o lv_name,lv_device_open,lv_tags"))
             return CommandOutput{0, "{\"report\": [{\"lv\": [" + open_rows + "]}]}", ""};
+        if (c.display() == "lvm pvs --noheadings -o vg_name,pv_name") return CommandOutput{0, pv_rows, ""};
+        if (c.display().starts_with("iscsiadm -m discovery -t sendtargets -p ")) {
+            // Every portal offers the one target.
+            return CommandOutput{0, c.argv.back() + ",1 " + kTarget + "\n", ""};
+        }
         if (c.display() == "iscsiadm -m session")
             return sessions.empty() ? CommandOutput{21, "", "iscsiadm: No active sessions.\n"}
                                     : CommandOutput{0, sessions, ""};
@@ -72,17 +78,32 @@ Config parse(const std::string& text) {
     return config;
 }
 
+// /dev, /sys and the node records under `dir`; no waiting for disks.
+HostSeams fake_seams(const test::TempDir& dir, std::shared_ptr<FakeHost> runner) {
+    auto seams = default_host_seams(std::move(runner));
+    seams.dev = dir.root / "dev";
+    seams.sysfs = dir.root / "sys";
+    seams.node_db = dir.root / "nodes";
+    seams.device_wait = std::chrono::milliseconds(0);
+    return seams;
+}
+
 struct Fixture {
     test::TempDir dir;
     std::shared_ptr<FakeHost> runner = std::make_shared<FakeHost>();
-    SrModule sr{default_host_seams(runner)};
-    VdiModule vdi{default_host_seams(runner)};
+    SrModule sr{fake_seams(dir, runner)};
+    VdiModule vdi{fake_seams(dir, runner)};
     Ownership owned;
 
     std::string conf(const std::string& roles = "host") {
         return "[agent]\nstate_dir = \"" + dir.root.string() + "/state\"\n[node]\nname = \"h1\"\nroles = [\"" + roles +
                "\"]\n[sr.vm1]\ntarget = \"" + kTarget +
                "\"\nportals = [\"10.0.0.1\"]\n[vdi.vm1]\nsr = \"vm1\"\nsize = \"64M\"\n";
+    }
+    std::string joined_changes() const {
+        std::string out;
+        for (const auto& c : runner->changes) out += c + "\n";
+        return out;
     }
     std::vector<Step> plan(const Config& config) {
         BOOST_TEST_REQUIRE(sr.observe().ok());
@@ -135,6 +156,7 @@ BOOST_FIXTURE_TEST_CASE(an_inactive_sr_is_activated_without_a_new_login, Fixture
 }
 
 BOOST_FIXTURE_TEST_CASE(a_bigger_size_grows_the_vdi_and_a_smaller_one_is_refused, Fixture) {
+    dir.write(std::string("dev/") + kVg + "/MGT", "{\"attached_host\": \"h1\", \"vdis\": {}}");
     runner->attached("33554432");
     auto steps = plan(parse(conf()));
     BOOST_TEST_REQUIRE(steps.size() == 1u, to_text(steps));
@@ -215,7 +237,7 @@ constexpr const char* kExtra = "LV-e0000000-0000-4000-8000-000000000002";
 // An attached SR holding vm1 (in the config) and extra (not), with an MGT
 // volume the operations record into.
 struct OpsFixture : Fixture {
-    HostSeams seams = default_host_seams(runner);
+    HostSeams seams = fake_seams(dir, runner);
     Config config = parse(conf());
     OpsFixture() {
         seams.dev = dir.root / "dev";
@@ -311,6 +333,41 @@ BOOST_FIXTURE_TEST_CASE(vdi_create_outside_the_config_needs_sr_and_size, OpsFixt
     BOOST_TEST(has(runner->changes[0], "--addtag vdi_name=new"));
 }
 
+// An SR is attached to one host at a time: its MGT names that host, and
+// another host neither changes the VG's metadata nor attaches it (unless
+// forced, taking it over); detach frees it.
+BOOST_FIXTURE_TEST_CASE(an_sr_attached_on_another_host_refuses_changes_and_attach, OpsFixture) {
+    dir.write(std::string("dev/") + kVg + "/MGT",
+              "{\"format\": \"sanagent-sr-1\", \"attached_host\": \"h2\", \"vdis\": {}}");
+    const std::string there = "SR vm1 is attached on host h2";
+    BOOST_TEST(has(message(remove_vdi(seams, config, {.name = "extra", .destroy = true})), there));
+    BOOST_TEST(has(message(resize_vdi(seams, config, {.name = "extra", .size = 32u << 20})), there));
+    BOOST_TEST(has(message(copy_vdi(seams, config, {.name = "vm1"}, "vm1-before", false)), there));
+    BOOST_TEST(has(message(create_vdi(seams, config, {.name = "new", .sr = "vm1", .size = 16u << 20})), there));
+    BOOST_TEST(runner->changes.empty());
+
+    runner->attached("67108864", "-wi-------");  // inactive here
+    const auto state = dir.root / "state";
+    auto refused = message(attach_sr(seams, config, "vm1", state));
+    BOOST_TEST(has(refused, there), refused);
+    BOOST_TEST(has(refused, "sanctl sr detach vm1 on h2 first"), refused);
+    BOOST_TEST(has(refused, "sanctl sr attach vm1 --force"), refused);
+    const std::string mgt_lv = std::string(kVg) + "/MGT";
+    // MGT read, then the VG left inactive (udev may have activated it at login).
+    BOOST_TEST_REQUIRE(runner->changes.size() == 2u, joined_changes());
+    BOOST_TEST(runner->changes[0] == "lvm lvchange --activate y " + mgt_lv);
+    BOOST_TEST(runner->changes[1] == std::string("lvm vgchange --activate n ") + kVg);
+
+    runner->changes.clear();
+    BOOST_TEST(attach_sr(seams, config, "vm1", state, true).ok());  // --force: h2 is gone
+    BOOST_TEST(has(joined_changes(), std::string("lvm vgchange --activate y ") + kVg), joined_changes());
+    BOOST_TEST(has(mgt(), "\"attached_host\": \"h1\""), mgt());
+
+    runner->attached();
+    BOOST_TEST(detach_sr(seams, config, "vm1", state, false).ok());
+    BOOST_TEST(has(mgt(), "\"attached_host\": \"\""), mgt());
+}
+
 BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
     auto two_portals = [&]() {
         std::string text = conf();
@@ -328,10 +385,12 @@ BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
     BOOST_TEST(steps[0].action ==
                "log in to iqn.2026-11.org.example:g:vm1 at 10.0.0.1:3260, 10.0.0.2:3260 "
                "(node.startup automatic, multipath, replacement_timeout 15 s)");
-    // One session is not enough under multipath: the second path is logged in to.
+    // One session is not enough under multipath: the second path is logged in
+    // to, and nothing else is done to the live SR.
     runner->attached();
+    runner->pv_rows = std::string(kVg) + " " + (dir.root / "dev/mapper/36001405aa").string() + "\n";
     steps = two(true);
-    BOOST_TEST_REQUIRE(!steps.empty());
+    BOOST_TEST_REQUIRE(steps.size() == 1u, to_text(steps));
     BOOST_TEST(steps[0].action.starts_with("log in to"));
     auto degraded = sr.status(parse(two_portals()), owned);
     BOOST_TEST(health_name(degraded[0].health) == "degraded");
@@ -340,6 +399,64 @@ BOOST_FIXTURE_TEST_CASE(with_multipathd_every_portal_is_a_path, Fixture) {
     BOOST_TEST(two(true).empty());
     auto status = sr.status(parse(conf()), owned);
     BOOST_TEST(has(status[0].actual, "multipath: 2 path(s)"));
+}
+
+namespace {
+
+std::string two_portal_conf(Fixture& f) {
+    std::string text = f.conf();
+    text.replace(text.find("portals = [\"10.0.0.1\"]"), 22, "portals = [\"10.0.0.1\", \"10.0.0.2\"]");
+    return text;
+}
+
+}  // namespace
+
+// A multipath SR with one path down and a VDI inactive: the login of the
+// missing path succeeds, the activation fails (no disk shows up). The undo
+// must log out of the path it made only: the path that was up carries the
+// running VMs' I/O.
+BOOST_FIXTURE_TEST_CASE(a_failed_activation_logs_out_only_the_new_path, Fixture) {
+    runner->multipathd = true;
+    runner->attached("67108864", "-wi-------");
+    runner->lvs_rows.replace(runner->lvs_rows.find("-wi-------"), 10, "-wi-a-----");  // MGT active, the VDI not
+    runner->pv_rows = std::string(kVg) + " " + (dir.root / "dev/mapper/36001405aa").string() + "\n";
+    dir.write(std::string("nodes/") + kTarget + "/10.0.0.2,3260,1/default", "node.name = x\n# END RECORD\n");
+    auto steps = plan(parse(two_portal_conf(*this)));
+    BOOST_TEST_REQUIRE(steps.size() == 2u, to_text(steps));
+    BOOST_TEST(steps[0].action.starts_with("log in to"));
+    BOOST_TEST(steps[1].action == std::string("activate ") + kVg);
+    BOOST_TEST_REQUIRE(steps[0].apply().ok());
+    const std::string login = std::string("iscsiadm -m node -T ") + kTarget + " -p 10.0.0.2:3260 --login";
+    BOOST_TEST(has(joined_changes(), login), joined_changes());
+    BOOST_TEST(!has(joined_changes(), "-p 10.0.0.1:3260 --login"));  // the live path is left alone
+    BOOST_TEST_REQUIRE(!steps[1].apply().ok());
+    runner->changes.clear();
+    BOOST_TEST_REQUIRE(steps[0].undo().ok());
+    BOOST_TEST_REQUIRE(runner->changes.size() == 2u, joined_changes());
+    BOOST_TEST(runner->changes[0] == std::string("iscsiadm -m node -T ") + kTarget + " -p 10.0.0.2:3260 --logout");
+    BOOST_TEST(runner->changes[1] == std::string("iscsiadm -m node -T ") + kTarget + " -p 10.0.0.2:3260 -o delete");
+}
+
+// multipathd started on a host whose SR is in use through /dev/sdb: no
+// second session (multipath could not claim the busy disk anyway), a warning
+// saying how to switch.
+BOOST_FIXTURE_TEST_CASE(a_single_path_sr_in_use_is_not_switched_to_multipath, Fixture) {
+    runner->multipathd = true;
+    runner->attached();
+    runner->pv_rows = std::string("  ") + kVg + " /dev/sdb\n";
+    auto config = parse(two_portal_conf(*this));
+    BOOST_TEST(plan(config).empty(), to_text(plan(config)));
+    auto status = sr.status(config, owned);
+    BOOST_TEST(health_name(status[0].health) == "ok");
+    BOOST_TEST(has(status[0].detail, "multipathd runs but the SR uses one path's disk (/dev/sdb)"), status[0].detail);
+    BOOST_TEST(has(status[0].detail, "sanctl sr detach vm1 && sanctl sr attach vm1"), status[0].detail);
+    BOOST_TEST(!has(status[0].actual, "multipath"));
+    // A VDI inactive there: activated as the single-path SR it is, no login.
+    runner->attached("67108864", "-wi-------");
+    runner->lvs_rows.replace(runner->lvs_rows.find("-wi-------"), 10, "-wi-a-----");
+    auto steps = plan(config);
+    BOOST_TEST_REQUIRE(steps.size() == 1u, to_text(steps));
+    BOOST_TEST(steps[0].action == std::string("activate ") + kVg);
 }
 
 BOOST_FIXTURE_TEST_CASE(iscsi_off_the_storage_network_is_warned_about, Fixture) {

@@ -13,12 +13,16 @@
 //
 // A LUN that holds any signature (file system, partition table, another PV)
 // is refused unless `force = true`. A create that fails logs out and forgets
-// the node record again. PBD unplug (`sanctl sr detach`) deactivates the VG
+// the node records of the sessions that apply made (never one that was there
+// before: a live path keeps carrying I/O). An SR is attached to one host at a
+// time: MGT's "attached_host" names it; other hosts refuse to attach it or
+// change its VDIs (no lock manager for shared LVM metadata). PBD unplug (`sanctl sr detach`) deactivates the VG
 // and logs out, refusing while an LV is open; it leaves a mark in the state
 // dir so the next apply does not plug it back until `sanctl sr attach`.
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -31,6 +35,8 @@
 namespace sanagent::agent {
 
 bool is_host(const Config& config);
+// This host's name as SRs record it ("attached_host" in MGT): [node] name, else the hostname.
+std::string this_host(const Config& config);
 
 // What the config asks of one SR, with the volume reference resolved.
 struct SrSpec {
@@ -43,6 +49,10 @@ struct SrSpec {
     // Not config: whether multipathd runs on this host (observed). Then every
     // portal is logged in to as a path and the SR uses the multipath map.
     bool multipath = false;
+    // Not config: this host's name (recorded in MGT as the SR's holder), and
+    // whether to take the SR over from the host MGT names (sr attach --force).
+    std::string host;
+    bool take_over = false;
 };
 SrSpec sr_spec(const Config& config, const std::string& name);
 
@@ -80,6 +90,7 @@ private:
     LvmView view_;
     std::vector<lvm::Session> sessions_;
     bool multipath_ = false;
+    std::map<std::string, std::string> pvs_;  // VG -> its PV's device, while multipath_
 };
 
 class VdiModule final : public Module {
@@ -99,8 +110,10 @@ private:
 
 // PBD plug / unplug and the VBD path, for sanctl. `state_dir` keeps the
 // "detached" marks the SR module honours.
+// Attach refuses an SR whose MGT names another host as attached, unless
+// `take_over` (--force: that host is gone); detach clears the record.
 Status attach_sr(HostSeams& seams, const Config& config, const std::string& name,
-                 const std::filesystem::path& state_dir);
+                 const std::filesystem::path& state_dir, bool take_over = false);
 Status detach_sr(HostSeams& seams, const Config& config, const std::string& name,
                  const std::filesystem::path& state_dir, bool force);
 Result<std::string> vdi_path(HostSeams& seams, const Config& config, const std::string& name);
