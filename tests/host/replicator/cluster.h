@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -325,6 +326,20 @@ struct AckedLog {
         return lost;
     }
 };
+
+// How a replication test ends: both daemons stopped cleanly, no acknowledged
+// write missing from either replica, the replicas byte-identical and, when
+// every write of the test was logged, equal to the log's model.
+inline void stop_and_expect_replicas_agree(Cluster& k, const AckedLog& log, bool every_write_logged = true) {
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    const auto a = read_file(k.path("a.img"));
+    const auto b = read_file(k.path("b.img"));
+    BOOST_TEST(log.lost_in(a) == 0u);
+    BOOST_TEST(log.lost_in(b) == 0u);
+    BOOST_TEST((a == b));
+    if (every_write_logged) BOOST_TEST((a == std::string(log.model.begin(), log.model.end())));
+}
 
 // Random writes: sizes of 4 KiB..128 KiB at 4 KiB-aligned offsets, some
 // unaligned, overlapping by chance.

@@ -141,11 +141,7 @@ BOOST_AUTO_TEST_CASE(verify_is_clean_during_writes_and_finds_exactly_a_changed_b
     BOOST_TEST(st->out.find("in-sync") != std::string::npos, st->out);
 
     c->disconnect();
-    BOOST_TEST(k.stop("a") == 0);
-    BOOST_TEST(k.stop("b") == 0);
-    auto a = read_file(k.path("a.img"));
-    BOOST_TEST(log.lost_in(a) == 0u);
-    BOOST_TEST((a == read_file(k.path("b.img"))));
+    stop_and_expect_replicas_agree(k, log, false);
 }
 
 BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resyncs) {
@@ -208,14 +204,7 @@ BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resy
     auto v = run_verify(k, "a");
     BOOST_TEST(v.value("mismatched_bytes", 1ull) == 0u, v.dump());
     c->disconnect();
-    BOOST_TEST(k.stop("a") == 0);
-    BOOST_TEST(k.stop("b") == 0);
-    auto a = read_file(k.path("a.img"));
-    auto b = read_file(k.path("b.img"));
-    BOOST_TEST(log.lost_in(a) == 0u);
-    BOOST_TEST(log.lost_in(b) == 0u);
-    BOOST_TEST((a == b));
-    BOOST_TEST((a == std::string(log.model.begin(), log.model.end())));
+    stop_and_expect_replicas_agree(k, log);
 }
 
 BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
@@ -415,13 +404,7 @@ BOOST_AUTO_TEST_CASE(link_down_between_namespaces_then_resync) {
     BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);
     BOOST_TEST(*c->simple(CommandType::Flush, 0, 0) == 0u);
     c->disconnect();
-    BOOST_TEST(k.stop("a") == 0);
-    BOOST_TEST(k.stop("b") == 0);
-    auto a = read_file(k.path("a.img"));
-    auto b = read_file(k.path("b.img"));
-    BOOST_TEST(log.lost_in(a) == 0u);
-    BOOST_TEST(log.lost_in(b) == 0u);
-    BOOST_TEST((a == b));
+    stop_and_expect_replicas_agree(k, log, false);
 }
 
 BOOST_AUTO_TEST_CASE(peers_authenticate_with_a_pre_shared_key) {

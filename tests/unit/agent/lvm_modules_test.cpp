@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "sanagent/agent/lvm_modules.h"
+#include "config_text.h"
 
 using namespace sanagent;
 using namespace sanagent::agent;
@@ -30,13 +31,7 @@ public:
     }
 };
 
-Config parse(const std::string& text) {
-    Config config;
-    Diagnostics diagnostics;
-    merge_toml(config, text, "test.conf", diagnostics);
-    BOOST_TEST_REQUIRE(diagnostics.empty(), diagnostics.text());
-    return config;
-}
+using sanagent::agent::test::parse;
 
 const std::string kNode = "[node]\nname = \"n1\"\nroles = [\"storage\"]\n";
 const std::string kPool = "[pool.default]\nvg = \"sanpool\"\ndevices = [\"/dev/vda\"]\n";

@@ -6,6 +6,7 @@
 #include "sanagent/agent/snapshot_schedule.h"
 #include "sanagent/agent/lvm_modules.h"
 #include "test_dir.h"
+#include "config_text.h"
 
 using namespace sanagent;
 using namespace sanagent::agent;
@@ -19,13 +20,7 @@ std::ostream& operator<<(std::ostream& out, AlarmLevel level) {
 
 namespace {
 
-Config parse(const std::string& text) {
-    Config config;
-    Diagnostics diagnostics;
-    merge_toml(config, text, "test.conf", diagnostics);
-    BOOST_TEST_REQUIRE(diagnostics.empty(), diagnostics.text());
-    return config;
-}
+using sanagent::agent::test::parse;
 
 // Records each command (with its environment) and answers with `exit_code`.
 class FakeRunner : public CommandRunner {

@@ -9,6 +9,7 @@
 #include "sanagent/agent/volume_commands.h"
 #include "sanagent/configfs/target_plan.h"
 #include "test_dir.h"
+#include "config_text.h"
 
 using namespace sanagent;
 using namespace sanagent::agent;
@@ -44,13 +45,7 @@ public:
     }
 };
 
-Config parse(const std::string& text) {
-    Config config;
-    Diagnostics diagnostics;
-    merge_toml(config, text, "test.conf", diagnostics);
-    BOOST_TEST_REQUIRE(diagnostics.empty(), diagnostics.text());
-    return config;
-}
+using sanagent::agent::test::parse;
 
 const std::string kIqn = "iqn.2026-11.org.example:g:vol1";
 const std::string kHost = "iqn.2026-11.org.example:xs01";

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "test_dir.h"
+#include "config_text.h"
 
 using namespace sanagent;
 using namespace sanagent::agent;
@@ -70,13 +71,7 @@ public:
     }
 };
 
-Config parse(const std::string& text) {
-    Config config;
-    Diagnostics diagnostics;
-    merge_toml(config, text, "test.conf", diagnostics);
-    BOOST_TEST_REQUIRE(diagnostics.empty(), diagnostics.text());
-    return config;
-}
+using sanagent::agent::test::parse;
 
 // /dev, /sys and the node records under `dir`; no waiting for disks.
 HostSeams fake_seams(const test::TempDir& dir, std::shared_ptr<FakeHost> runner) {
