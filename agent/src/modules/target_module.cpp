@@ -588,10 +588,6 @@ std::vector<Step> TargetModule::plan(const Config& config, const Ownership& owne
 std::vector<ObjectStatus> TargetModule::status(const Config& config, const Ownership& owned) {
     std::vector<ObjectStatus> out;
     if (!wanted(config)) return out;
-    auto removes_acl = [](const ConfigfsOp& op) {
-        return op.kind == ConfigfsOp::Kind::RemoveDir && op.path.parent_path().filename() == "acls";
-    };
-    std::optional<configfs::LioState> full;  // read only when a removal needs it
     SecretCache secrets;
     for (const auto* vol : config.objects("volume")) {
         const std::string object = object_of(vol->name);

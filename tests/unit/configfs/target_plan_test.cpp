@@ -43,8 +43,16 @@ std::ptrdiff_t index_of(const std::vector<ConfigfsOp>& ops, const std::string& p
 
 }  // namespace
 
+// A loaded LIO with the iscsi fabric and nothing in it.
+LioState empty_fabric() {
+    LioState state;
+    state.present = true;
+    state.iscsi_fabric = true;
+    return state;
+}
+
 BOOST_AUTO_TEST_CASE(a_new_target_is_built_in_the_kernels_order) {
-    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}, {}, {}, {}});
+    auto ops = plan_target(volume_spec(), empty_fabric());
     auto enable_so = index_of(ops, "core/iblock_57/xpsp2-01/enable", Kind::Write);
     auto serial = index_of(ops, "wwn/vpd_unit_serial", Kind::Write);
     auto lun_link = index_of(ops, "lun/lun_0/xpsp2-01", Kind::MakeLink);
@@ -62,7 +70,7 @@ BOOST_AUTO_TEST_CASE(a_new_target_is_built_in_the_kernels_order) {
 }
 
 BOOST_AUTO_TEST_CASE(tpg_is_never_in_demo_mode_and_authenticates_with_chap) {
-    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}, {}, {}, {}});
+    auto ops = plan_target(volume_spec(), empty_fabric());
     auto value_of = [&](const std::string& suffix) {
         auto i = index_of(ops, suffix, Kind::Write);
         BOOST_TEST_REQUIRE(i >= 0, "no write to " << suffix);
@@ -76,7 +84,7 @@ BOOST_AUTO_TEST_CASE(tpg_is_never_in_demo_mode_and_authenticates_with_chap) {
 }
 
 BOOST_AUTO_TEST_CASE(secrets_are_never_described) {
-    auto ops = plan_target(volume_spec(), LioState{true, true, "", "", {}, {}, {}, {}, {}});
+    auto ops = plan_target(volume_spec(), empty_fabric());
     bool saw_password = false;
     for (const auto& op : ops) {
         BOOST_TEST(op.describe().find("secret-0123456789") == std::string::npos);
