@@ -248,6 +248,14 @@ public:
         return false;
     }
 
+    // The usual pair: secondary "b" listening on `port`, then primary "a"
+    // shipping volume "vol" to it (the primary must find the listener).
+    void start_pair(int port, const std::string& size, std::vector<std::string> secondary_extra = {},
+                    std::vector<std::string> primary_extra = {}) {
+        start_secondary("b", "vol", port, size, std::move(secondary_extra));
+        start_primary("a", "vol", port, size, std::move(primary_extra));
+    }
+
     void start_secondary(const std::string& name, const std::string& volume, int port, const std::string& size,
                          std::vector<std::string> extra = {}) {
         std::vector<std::string> a = {"--volume",  volume,

@@ -39,8 +39,7 @@ bool have(const std::string& tool) {
 BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
     Cluster k;
     int port = free_port();
-    k.start_secondary("b", "vol", port, kSizeArg);
-    k.start_primary("a", "vol", port, kSizeArg);
+    k.start_pair(port, kSizeArg);
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
@@ -73,8 +72,7 @@ BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
 BOOST_AUTO_TEST_CASE(peer_killed_during_writes_is_resynced_from_the_bitmap) {
     Cluster k;
     int port = free_port();
-    k.start_secondary("b", "vol", port, kSizeArg);
-    k.start_primary("a", "vol", port, kSizeArg);
+    k.start_pair(port, kSizeArg);
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
@@ -121,8 +119,7 @@ BOOST_AUTO_TEST_CASE(primary_crash_is_healed_from_the_activity_log) {
     // The activity log is never retired here, so the crash below certainly
     // leaves the extents of the last writes active.
     const std::vector<std::string> no_retire = {"--activity-retire-ms", "600000"};
-    k.start_secondary("b", "vol", port, kSizeArg);
-    k.start_primary("a", "vol", port, kSizeArg, no_retire);
+    k.start_pair(port, kSizeArg, {}, no_retire);
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     std::mt19937_64 rng(3);
     AckedLog log(kSize);
@@ -161,8 +158,7 @@ BOOST_AUTO_TEST_CASE(primary_crash_is_healed_from_the_activity_log) {
 BOOST_AUTO_TEST_CASE(split_brain_is_detected_and_nothing_is_overwritten) {
     Cluster k;
     int port = free_port();
-    k.start_secondary("b", "vol", port, kSizeArg);
-    k.start_primary("a", "vol", port, kSizeArg);
+    k.start_pair(port, kSizeArg);
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     std::mt19937_64 rng(4);
     AckedLog log_a(kSize), log_b(kSize);
@@ -186,8 +182,7 @@ BOOST_AUTO_TEST_CASE(split_brain_is_detected_and_nothing_is_overwritten) {
     BOOST_TEST(k.stop("b") == 0);
     auto a_before = read_file(k.path("a.img"));
     auto b_before = read_file(k.path("b.img"));
-    k.start_secondary("b", "vol", port, kSizeArg);
-    k.start_primary("a", "vol", port, kSizeArg);
+    k.start_pair(port, kSizeArg);
     BOOST_TEST(k.wait_state("a", "split-brain"));
     BOOST_TEST(k.wait_state("b", "split-brain"));
     BOOST_TEST(k.stop("a") == 0);
@@ -242,8 +237,7 @@ BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
     }
     Cluster k;
     int port = free_port();
-    k.start_secondary("b", "vol", port, kSizeArg);
-    k.start_primary("a", "vol", port, kSizeArg);
+    k.start_pair(port, kSizeArg);
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     std::string uri = "nbd+unix:///vol?socket=" + k.path("a.nbd");
     sanagent::SystemCommandRunner run;
