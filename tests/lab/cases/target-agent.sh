@@ -162,6 +162,16 @@ check "and apply repairs them, then has nothing left to do" bash -c "$(declare -
     [[ -e $t/iscsi/$v3/tpgt_1/acls/$other/lun_0/map && \$(cat $t/iscsi/$v3/tpgt_1/attrib/demo_mode_discovery) == 0 ]] &&
     apply | tail -1 | grep -qx 'ok: 0 change(s)'"
 
+# A second LUN mapped by hand in a server's ACL: taking that server off the
+# volume must unmap it first (configfs refuses rmdir of an ACL that still has
+# a mapped LUN), not fail the volume's apply.
+acl=$t/iscsi/$v3/tpgt_1/acls/$other
+check "a LUN mapped by hand in vol3's ACL of $other" bash -c "mkdir $acl/lun_1 && ln -s $t/iscsi/$v3/tpgt_1/lun/lun_0 $acl/lun_1/by-hand"
+volumes vol1:me vol2:me vol3:me vol4:me
+check "taking $other off vol3 removes that ACL whole" bash -c "$(declare -f apply); sanctl=$sanctl conf=$conf; apply > /run/lab/apply-acl.txt 2>&1; cat /run/lab/apply-acl.txt; tail -1 /run/lab/apply-acl.txt | grep -q '^ok:' && [[ ! -e $acl ]]"
+volumes vol1:me vol2:me vol3:other,me vol4:me
+check "and giving it back makes it again" bash -c "$(declare -f apply); sanctl=$sanctl conf=$conf; apply | tail -1 | grep -q '^ok:' && [[ -e $acl/lun_0/map ]]"
+
 # "Reboot": sessions out, the tree cleared, the modules reloaded, apply again.
 serials_before=$(cat $t/core/iblock_57/vol{1,2,3}/wwn/vpd_unit_serial | md5sum)
 check "logout" iscsiadm -m node --logoutall=all
