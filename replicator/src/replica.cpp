@@ -10,18 +10,81 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <new>
 #include <vector>
 
 namespace sanagent::replicator {
 
+namespace {
+
+// Free buffers by size class (the allocation's power-of-two size).
+class BufferCache {
+public:
+    static BufferCache& instance() {
+        static BufferCache cache;  // never destroyed before the last buffer: see ~BufferCache
+        return cache;
+    }
+    ~BufferCache() {
+        std::lock_guard lock(mu_);
+        for (auto& [capacity, list] : free_)
+            for (auto* p : list) std::free(p);
+        free_.clear();
+        kept_ = 0;
+        closed_ = true;
+    }
+    std::uint8_t* take(std::size_t capacity) {
+        {
+            std::lock_guard lock(mu_);
+            auto it = free_.find(capacity);
+            if (it != free_.end() && !it->second.empty()) {
+                auto* p = it->second.back();
+                it->second.pop_back();
+                kept_ -= capacity;
+                return p;
+            }
+        }
+        void* p = std::aligned_alloc(AlignedBuffer::kAlignment, capacity);
+        if (!p) throw std::bad_alloc();
+        return static_cast<std::uint8_t*>(p);
+    }
+    void give_back(std::uint8_t* p, std::size_t capacity) {
+        {
+            std::lock_guard lock(mu_);
+            if (!closed_ && kept_ + capacity <= AlignedBuffer::kCacheBytes) {
+                free_[capacity].push_back(p);
+                kept_ += capacity;
+                return;
+            }
+        }
+        std::free(p);
+    }
+
+private:
+    std::mutex mu_;
+    std::map<std::size_t, std::vector<std::uint8_t*>> free_;
+    std::size_t kept_ = 0;
+    bool closed_ = false;  // buffers freed during static destruction go straight to free()
+};
+
+std::size_t size_class(std::size_t size) {
+    std::size_t c = AlignedBuffer::kAlignment;
+    while (c < size) c <<= 1;
+    return c;
+}
+
+}  // namespace
+
 AlignedBuffer::AlignedBuffer(std::size_t size) : size_(size) {
-    // Round the allocation up: O_DIRECT wants whole blocks of memory too.
-    std::size_t alloc = (size + kAlignment - 1) / kAlignment * kAlignment;
-    if (alloc == 0) alloc = kAlignment;
-    void* p = std::aligned_alloc(kAlignment, alloc);
-    if (!p) throw std::bad_alloc();
-    data_.reset(static_cast<std::uint8_t*>(p));
+    // Whole blocks of memory, as O_DIRECT wants; a size class so that freed
+    // buffers fit the next request of a similar size.
+    std::size_t capacity = size_class(size);
+    data_ = std::unique_ptr<std::uint8_t, Release>(BufferCache::instance().take(capacity), Release{capacity});
+}
+
+void AlignedBuffer::Release::operator()(std::uint8_t* p) const {
+    if (p) BufferCache::instance().give_back(p, capacity);
 }
 
 Result<Replica> Replica::open(const ReplicaOptions& options) {

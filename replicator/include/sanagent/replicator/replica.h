@@ -20,9 +20,17 @@
 namespace sanagent::replicator {
 
 // A heap buffer aligned for O_DIRECT.
+//
+// Its memory comes from a process-wide cache of recently freed buffers (by
+// power-of-two size class, a bounded total kept): every request and every
+// peer message needs one, and a fresh allocation of a large one is an mmap
+// whose pages fault in, get zeroed and are unmapped again on free. Profiled
+// at 1 MiB writes, that was a third of the daemon's CPU.
 class AlignedBuffer {
 public:
     static constexpr std::size_t kAlignment = 4096;
+    // Bytes of free buffers the cache keeps at most; more are freed.
+    static constexpr std::size_t kCacheBytes = 64u << 20;
     AlignedBuffer() = default;
     explicit AlignedBuffer(std::size_t size);
     std::uint8_t* data() { return data_.get(); }
@@ -32,10 +40,13 @@ public:
     std::span<const std::uint8_t> span() const { return {data_.get(), size_}; }
 
 private:
-    struct Free {
-        void operator()(std::uint8_t* p) const { std::free(p); }
+    struct Release {
+        Release() noexcept : capacity(0) {}
+        explicit Release(std::size_t c) noexcept : capacity(c) {}
+        std::size_t capacity;
+        void operator()(std::uint8_t* p) const;
     };
-    std::unique_ptr<std::uint8_t, Free> data_;
+    std::unique_ptr<std::uint8_t, Release> data_;
     std::size_t size_ = 0;
 };
 
