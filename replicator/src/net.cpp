@@ -67,6 +67,9 @@ Result<UniqueFd> tcp_listen(const std::string& address) {
     if (!fd.valid()) return last_errno("socket for " + address);
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    // Accepted connections inherit these: a secondary's acks must not wait
+    // for Nagle either (measured: 4 KiB QD32 writes at a third of the rate).
+    tune_tcp(fd.get());
     if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&p->addr), p->len) < 0) return last_errno("binding " + address);
     if (::listen(fd.get(), 16) < 0) return last_errno("listening on " + address);
     return fd;
