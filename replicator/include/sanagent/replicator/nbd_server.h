@@ -32,7 +32,7 @@ class NbdServer {
 public:
     static constexpr unsigned kMaxConnections = 64;
     static constexpr unsigned kMaxInFlight = 128;
-    static constexpr unsigned kThreadsPerConnection = 8;
+    static constexpr unsigned kThreadsPerConnection = 32;
 
     NbdServer(nbd::ExportInfo exp, Volume& volume);
     ~NbdServer();
