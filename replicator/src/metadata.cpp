@@ -274,26 +274,56 @@ Status MetadataFile::finish_resync() {
 }
 
 Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
     ++activity_epoch_;
     if (length == 0 || activity_.empty()) return {};
+    if (activity_stamp_.size() != meta_.activity_bits()) activity_stamp_.assign(meta_.activity_bits(), 0);
     std::uint64_t first = offset / kActivityExtent;
     std::uint64_t last = std::min(meta_.activity_bits() - 1, (offset + length - 1) / kActivityExtent);
-    bool flipped = false;
+    // The newest change this write depends on: its own flips, or the flips
+    // of an earlier write to the same extents whose commit may be under way.
+    std::uint64_t needed = 0;
     for (std::uint64_t e = first; e <= last; ++e) {
         auto mask = static_cast<std::uint8_t>(1u << (e % 8));
         if (!(activity_[e / 8] & mask)) {
             activity_[e / 8] |= mask;
-            flipped = true;
+            activity_stamp_[e] = ++activity_changed_;
+            activity_dirty_lo_ = std::min(activity_dirty_lo_, e / 8);
+            activity_dirty_hi_ = std::max(activity_dirty_hi_, e / 8 + 1);
         }
+        needed = std::max(needed, activity_stamp_[e]);
     }
-    if (!flipped) return {};
-    std::uint64_t begin = first / 8 / 4096 * 4096;
-    std::uint64_t end = std::min<std::uint64_t>(activity_.size(), (last / 8 / 4096 + 1) * 4096);
-    if (auto st = pwrite_all(fd_.get(), activity_.data() + begin, end - begin, meta_.activity_offset() + begin, path_);
-        !st)
-        return st;
-    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    // Bounded: each round either commits (a few system calls) or waits for
+    // the committer, who always notifies when done.
+    while (activity_durable_ < needed) {
+        if (activity_committing_) {
+            activity_cv_.wait(lock);
+            continue;
+        }
+        activity_committing_ = true;
+        const std::uint64_t covers = activity_changed_;
+        // Whole 4 KiB pages around the changed bytes, copied under the lock.
+        std::uint64_t begin = activity_dirty_lo_ / 4096 * 4096;
+        std::uint64_t end = std::min<std::uint64_t>(activity_.size(), (activity_dirty_hi_ + 4095) / 4096 * 4096);
+        std::vector<std::uint8_t> page(activity_.begin() + static_cast<std::ptrdiff_t>(begin),
+                                       activity_.begin() + static_cast<std::ptrdiff_t>(end));
+        activity_dirty_lo_ = UINT64_MAX;
+        activity_dirty_hi_ = 0;
+        lock.unlock();
+        Status st = pwrite_all(fd_.get(), page.data(), page.size(), meta_.activity_offset() + begin, path_);
+        if (st && ::fdatasync(fd_.get()) < 0) st = last_errno("fdatasync of metadata " + path_);
+        lock.lock();
+        activity_committing_ = false;
+        if (st) {
+            activity_durable_ = std::max(activity_durable_, covers);
+        } else {
+            // Written again by the next commit.
+            activity_dirty_lo_ = std::min(activity_dirty_lo_, begin);
+            activity_dirty_hi_ = std::max(activity_dirty_hi_, end);
+        }
+        activity_cv_.notify_all();
+        if (!st) return st;
+    }
     return {};
 }
 
@@ -303,13 +333,20 @@ std::uint64_t MetadataFile::activity_epoch() const {
 }
 
 Result<bool> MetadataFile::retire_activity(std::uint64_t epoch) {
-    std::lock_guard lock(mu_);
+    std::unique_lock lock(mu_);
+    // A commit in flight writes bytes of the log: let it land first, so the
+    // cleared log is the last thing written.
+    activity_cv_.wait(lock, [this] { return !activity_committing_; });
     if (epoch != activity_epoch_) return false;
     if (std::all_of(activity_.begin(), activity_.end(), [](std::uint8_t b) { return b == 0; })) return true;
     std::fill(activity_.begin(), activity_.end(), 0);
     if (auto st = pwrite_all(fd_.get(), activity_.data(), activity_.size(), meta_.activity_offset(), path_); !st)
         return st.error();
     if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    // Nothing is set now: whatever was pending is moot.
+    activity_durable_ = activity_changed_;
+    activity_dirty_lo_ = UINT64_MAX;
+    activity_dirty_hi_ = 0;
     return true;
 }
 

@@ -271,10 +271,14 @@ int PeerLink::send_and_wait(const std::shared_ptr<Session>& s, int type, std::ve
 }
 
 void PeerLink::retire_activity(const std::shared_ptr<Session>& s) {
-    if (meta_.active_ranges().empty() || volume_.range_lock().size() != 0) return;
-    // Epoch first, then make every write completed so far durable on both
-    // sides; the log is cleared only if no write activated meanwhile.
+    // The epoch before the idle check: a write holds its range lock from
+    // before it activates until it completes on both sides, so either it is
+    // seen here, or it activates later and changes the epoch. (Read after the
+    // check, a write activating in between would be retired while in flight.)
     auto epoch = meta_.activity_epoch();
+    if (meta_.active_ranges().empty() || volume_.range_lock().size() != 0) return;
+    // Then make every write completed so far durable on both sides; the log
+    // is cleared only if no write activated meanwhile.
     if (!volume_.replica().flush()) return;
     if (send_and_wait(s, static_cast<int>(peer::Type::Flush), {}) != 0) return;
     if (auto r = meta_.retire_activity(epoch); !r) log(r.error().message);

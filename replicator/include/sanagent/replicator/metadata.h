@@ -13,6 +13,7 @@
 #pragma once
 
 #include <array>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -114,6 +115,17 @@ private:
     std::vector<std::uint8_t> bitmap_;
     std::vector<std::uint8_t> activity_;
     std::uint64_t activity_epoch_ = 0;
+    // Group commit of the activity log: an extent's bit is set in memory at
+    // once and stamped with a change number; a write waits until a commit
+    // covering its extents' numbers is on disk. One writer at a time commits
+    // (outside mu_), so writes to extents already durable never wait behind
+    // an fdatasync, and writes that activate meanwhile share the next one.
+    std::vector<std::uint64_t> activity_stamp_;  // per extent: change number that set its bit
+    std::uint64_t activity_changed_ = 0;         // last change number given out
+    std::uint64_t activity_durable_ = 0;         // every change up to this one is on disk
+    std::uint64_t activity_dirty_lo_ = UINT64_MAX, activity_dirty_hi_ = 0;  // bytes changed since the last commit
+    bool activity_committing_ = false;
+    std::condition_variable activity_cv_;
 };
 
 }  // namespace sanagent::replicator
