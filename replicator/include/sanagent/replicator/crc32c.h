@@ -1,6 +1,5 @@
 // CRC32C (Castagnoli), the checksum of every peer message body and of the
-// metadata header: the SSE4.2 instruction where the CPU has it (memory speed,
-// so checksumming 1 MiB writes costs little), a table otherwise.
+// metadata header, computed by ISA-L (libisal) at memory speed.
 #pragma once
 
 #include <cstdint>
