@@ -1,5 +1,10 @@
 #include "sanagent/replicator/peer_io.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include "sanagent/replicator/crc32c.h"
 #include "sanagent/replicator/net.h"
 
@@ -26,6 +31,103 @@ Result<Message> receive(int fd) {
     m.body.resize(h->length);
     if (auto st = read_full(fd, m.body); !st) return st.error();
     if (auto st = check_body(*h, m.body); !st) return st.error();
+    return m;
+}
+
+namespace {
+constexpr std::size_t kReaderBuffer = 256 * 1024;
+// Payload left to receive past which the reader skips its buffer.
+constexpr std::size_t kDirectReceive = 64 * 1024;
+}  // namespace
+
+Reader::Reader(int fd) : fd_(fd), buf_(kReaderBuffer) {}
+
+Status Reader::fill() {
+    if (begin_ == end_) begin_ = end_ = 0;
+    if (end_ == buf_.size()) {
+        std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    // Bounded: one recv per call; EINTR is the only retry.
+    for (;;) {
+        ssize_t n = ::recv(fd_, buf_.data() + end_, buf_.size() - end_, 0);
+        if (n > 0) {
+            end_ += static_cast<std::size_t>(n);
+            return {};
+        }
+        if (n == 0)
+            return Error{ECONNRESET, current_ || buffered() ? "receiving: connection closed mid-message"
+                                                            : "receiving: connection closed"};
+        if (errno != EINTR) return last_errno("receiving");
+    }
+}
+
+// Moves n buffered bytes into the current message at done_.
+void Reader::take(std::size_t n) {
+    const std::uint8_t* src = buf_.data() + begin_;
+    begin_ += n;
+    if (current_->header.type != Type::Write) {
+        std::memcpy(current_->body.data() + done_, src, n);
+        done_ += n;
+        return;
+    }
+    if (done_ < prefix_.size()) {
+        std::size_t k = std::min(n, prefix_.size() - done_);
+        std::memcpy(prefix_.data() + done_, src, k);
+        done_ += k;
+        src += k;
+        n -= k;
+    }
+    std::memcpy(current_->write_data->data() + (done_ - prefix_.size()), src, n);
+    done_ += n;
+}
+
+Result<Message> Reader::receive() {
+    if (!current_) {
+        while (buffered() < kHeaderSize)
+            if (auto st = fill(); !st) return st.error();
+        auto h = decode_header({buf_.data() + begin_, kHeaderSize});
+        if (!h) return h.error();
+        if (h->type == Type::Write && h->length < prefix_.size())
+            return Error{EBADMSG, "peer WRITE: shorter than its offset"};
+        begin_ += kHeaderSize;
+        current_.emplace();
+        current_->header = *h;
+        if (h->type == Type::Write)
+            current_->write_data = std::make_shared<AlignedBuffer>(h->length - prefix_.size());
+        else
+            current_->body.resize(h->length);
+        done_ = 0;
+    }
+    const std::size_t total = current_->header.length;
+    // Bounded: each round moves buffered bytes or receives more.
+    while (done_ < total) {
+        if (buffered() > 0) {
+            take(std::min(buffered(), total - done_));
+            continue;
+        }
+        if (current_->header.type == Type::Write && done_ >= prefix_.size() && total - done_ >= kDirectReceive) {
+            ssize_t n = ::recv(fd_, current_->write_data->data() + (done_ - prefix_.size()), total - done_, 0);
+            if (n > 0) {
+                done_ += static_cast<std::size_t>(n);
+                continue;
+            }
+            if (n == 0) return Error{ECONNRESET, "receiving: connection closed mid-message"};
+            if (errno == EINTR) continue;
+            return last_errno("receiving");
+        }
+        if (auto st = fill(); !st) return st.error();
+    }
+    Message m = std::move(*current_);
+    current_.reset();
+    if (m.header.type == Type::Write) {
+        m.write_offset = *decode_write_prefix(prefix_);
+        if (crc32c(m.write_data->span(), crc32c(prefix_)) != m.header.crc)
+            return Error{EBADMSG, "peer WRITE seq " + std::to_string(m.header.seq) + ": CRC mismatch"};
+        return m;
+    }
+    if (auto st = check_body(m.header, m.body); !st) return st.error();
     return m;
 }
 

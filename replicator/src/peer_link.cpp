@@ -102,9 +102,12 @@ private:
 
     void receive_loop() {
         std::string why;
+        peer::Reader reader(fd_.get());
         for (;;) {
-            auto m = peer::receive(fd_.get());
+            auto m = reader.receive();
             if (!m) {
+                // The watchdog's tick: the reader keeps a half-received
+                // message, so the stream stays framed across it.
                 if (m.error().code == EAGAIN || m.error().code == EWOULDBLOCK) {
                     if (overdue()) {
                         why = "no ack within " + std::to_string(ack_timeout_ms_) + " ms";
@@ -161,8 +164,6 @@ private:
             }
             cb(0);
         }
-        // A timeout mid-message would leave the stream unframed: any receive
-        // error ends the session.
         kill();
         std::map<std::uint64_t, Pending> failed;
         {

@@ -270,8 +270,9 @@ void PeerTarget::serve(int fd) {
     deadline.disarm();
     set_recv_timeout(fd, 0);
     std::string ended;
+    peer::Reader reader(fd);
     while (!stopping_) {
-        auto m = peer::receive(fd);
+        auto m = reader.receive();
         if (!m) {
             ended = m.error().message;
             break;

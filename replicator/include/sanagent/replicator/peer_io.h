@@ -3,7 +3,9 @@
 // this adds only the socket and the CRC check of bodies as they arrive.
 #pragma once
 
+#include <array>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "sanagent/replicator/peer_protocol.h"
@@ -20,6 +22,32 @@ struct Message {
 
 // Reads one message; EBADMSG/EMSGSIZE on a malformed one (close the link).
 Result<Message> receive(int fd);
+
+// The data phase's receiver: reads whatever the socket holds into a buffer
+// and cuts messages out of it, so a burst of small messages (acks, 4 KiB
+// writes) costs one system call instead of two or three each. Large write
+// payloads are received straight into their O_DIRECT buffer. A receive
+// timeout (EAGAIN) keeps what arrived of the message: call again and it
+// resumes, the stream stays framed. Not for the handshake, which reads
+// exactly one message at a time so nothing is buffered when it hands over.
+class Reader {
+public:
+    explicit Reader(int fd);
+    Result<Message> receive();
+
+private:
+    Status fill();
+    void take(std::size_t n);
+    std::size_t buffered() const { return end_ - begin_; }
+
+    int fd_;
+    std::vector<std::uint8_t> buf_;
+    std::size_t begin_ = 0, end_ = 0;
+    // The message being received: header decoded, `done_` body bytes in.
+    std::optional<Message> current_;
+    std::array<std::uint8_t, 8> prefix_{};  // a Write's offset
+    std::size_t done_ = 0;
+};
 // As receive, for handshake messages: a header announcing a body longer than
 // `max_body` fails (EMSGSIZE) before any of the body is read.
 Result<Message> receive_small(int fd, std::uint32_t max_body);
