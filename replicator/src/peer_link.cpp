@@ -324,9 +324,20 @@ void PeerLink::set_state(PeerState s, const std::string& detail) {
 
 PeerStatus PeerLink::status() const {
     std::lock_guard lock(state_mu_);
-    return PeerStatus{
-        state_,         detail_, resync_total_.load(), resync_done_.load(), resync_bytes_.load(), lag_bytes_.load(),
-        lag_ops_.load()};
+    PeerStatus st;
+    st.state = state_;
+    st.detail = detail_;
+    st.resync_total = resync_total_.load();
+    st.resync_done = resync_done_.load();
+    st.resync_bytes = resync_bytes_.load();
+    st.lag_bytes = lag_bytes_.load();
+    st.lag_ops = lag_ops_.load();
+    if (auto started = resync_started_ns_.load()) {
+        auto ended = resync_ended_ns_.load();
+        auto until = ended ? ended : Clock::now().time_since_epoch().count();
+        st.resync_ms = static_cast<std::uint64_t>(std::max<std::int64_t>(0, until - started) / 1'000'000);
+    }
+    return st;
 }
 
 void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
@@ -604,6 +615,13 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
     resync_total_ = meta_.dirty_bits();
     resync_done_ = 0;
     resync_bytes_ = 0;
+    resync_ended_ns_ = 0;
+    resync_started_ns_ = Clock::now().time_since_epoch().count();
+    // However it ends: the rate in status is over the copy's own time.
+    struct MarkEnd {
+        std::atomic<std::int64_t>& ended;
+        ~MarkEnd() { ended = Clock::now().time_since_epoch().count(); }
+    } mark_end{resync_ended_ns_};
     std::mutex mu;
     std::condition_variable cv;
     unsigned outstanding = 0;

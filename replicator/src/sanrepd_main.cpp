@@ -271,7 +271,11 @@ int main(int argc, char** argv) {
                 {"detail", s.detail},
                 {"mode", f.async ? "async" : "sync"},
                 {"resync",
-                 {{"regions_done", s.resync_done}, {"regions_total", s.resync_total}, {"bytes_sent", s.resync_bytes}}}};
+                 {{"regions_done", s.resync_done},
+                  {"regions_total", s.resync_total},
+                  {"bytes_sent", s.resync_bytes},
+                  {"elapsed_ms", s.resync_ms},
+                  {"rate_bytes_per_s", s.resync_ms ? s.resync_bytes * 1000 / s.resync_ms : 0}}}};
             if (f.async) {
                 j["peer"]["lag_bytes"] = s.lag_bytes;
                 j["peer"]["lag_ops"] = s.lag_ops;

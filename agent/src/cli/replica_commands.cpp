@@ -101,7 +101,9 @@ void print_status(const nlohmann::json& j) {
     std::cout << "\n";
     if (p.value("state", "") == "resyncing") {
         std::uint64_t total = p["resync"].value("regions_total", 0ull), done = p["resync"].value("regions_done", 0ull);
-        std::cout << "  resync " << (total ? done * 100 / total : 0) << "% (" << done << "/" << total << " regions)\n";
+        std::uint64_t rate = p["resync"].value("rate_bytes_per_s", 0ull);
+        std::cout << "  resync " << (total ? done * 100 / total : 0) << "% (" << done << "/" << total << " regions, "
+                  << rate / 1000000 << " MB/s)\n";
     }
     if (p.contains("lag_bytes"))
         std::cout << "  async lag " << size_text(p.value("lag_bytes", 0ull)) << " in " << p.value("lag_ops", 0ull)

@@ -75,6 +75,7 @@ struct PeerStatus {
     std::uint64_t resync_total = 0;  // regions to copy in the current/last resync
     std::uint64_t resync_done = 0;
     std::uint64_t resync_bytes = 0;  // bytes the current/last resync has copied
+    std::uint64_t resync_ms = 0;     // how long the current/last resync has run (0: none yet)
     std::uint64_t lag_bytes = 0;     // async: written here, not yet acked by the peer
     std::uint64_t lag_ops = 0;
 };
@@ -125,6 +126,8 @@ private:
     std::string detail_;
     std::shared_ptr<Session> session_;
     std::atomic<std::uint64_t> resync_total_{0}, resync_done_{0}, resync_bytes_{0};
+    // steady_clock nanoseconds: when the current/last resync started and ended (0: still running).
+    std::atomic<std::int64_t> resync_started_ns_{0}, resync_ended_ns_{0};
 
     std::mutex ship_mu_;
     std::condition_variable ship_cv_;
