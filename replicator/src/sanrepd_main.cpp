@@ -303,6 +303,13 @@ int main(int argc, char** argv) {
                    {"bytes_read", c.bytes_read.load()},
                    {"bytes_written", c.bytes_written.load()},
                    {"errors", c.errors.load()}};
+        auto latency = [](const LatencyHistogram& h) {
+            auto s = h.summary();
+            return nlohmann::json{{"count", s.count}, {"mean", s.mean_us}, {"p50", s.p50_us}, {"p99", s.p99_us}};
+        };
+        j["io"]["latency_us"] = {{"read", latency(c.read_latency)},
+                                 {"write", latency(c.write_latency)},
+                                 {"flush", latency(c.flush_latency)}};
         return j;
     };
     auto error_json = [](const std::string& message) { return nlohmann::json{{"error", message}}.dump(); };

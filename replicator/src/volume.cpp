@@ -36,6 +36,17 @@ void Volume::submit(Op op, Completion done) {
 
 std::function<void()> Volume::submit_inline(Op op, Completion done) {
     auto shared = std::make_shared<Op>(std::move(op));
+    LatencyHistogram* timed = shared->type == OpType::Read    ? &counters_.read_latency
+                              : shared->type == OpType::Write ? &counters_.write_latency
+                              : shared->type == OpType::Flush ? &counters_.flush_latency
+                                                              : nullptr;
+    if (timed) {
+        done = [timed, start = std::chrono::steady_clock::now(), inner = std::move(done)](
+                   int err, std::shared_ptr<AlignedBuffer> data) {
+            timed->record(std::chrono::steady_clock::now() - start);
+            inner(err, std::move(data));
+        };
+    }
     switch (shared->type) {
         case OpType::Read:
             // Reads are not ordered against writes: the NBD spec leaves a read

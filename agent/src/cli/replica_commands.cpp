@@ -109,6 +109,20 @@ void print_status(const nlohmann::json& j) {
         std::cout << "  async lag " << size_text(p.value("lag_bytes", 0ull)) << " in " << p.value("lag_ops", 0ull)
                   << " ops (max " << size_text(p.value("max_lag", 0ull)) << ")\n";
     std::cout << "  dirty " << size_text(j.value("dirty_bytes", 0ull)) << "\n";
+    if (j.contains("io")) {
+        const auto& io = j["io"];
+        std::cout << "  io: " << io.value("reads", 0ull) << " reads (" << size_text(io.value("bytes_read", 0ull))
+                  << "), " << io.value("writes", 0ull) << " writes (" << size_text(io.value("bytes_written", 0ull))
+                  << "), " << io.value("flushes", 0ull) << " flushes, " << io.value("errors", 0ull) << " errors\n";
+        if (io.contains("latency_us")) {
+            std::cout << "  latency (p50/p99, µs):";
+            for (const char* op : {"read", "write", "flush"}) {
+                const auto& l = io["latency_us"].value(op, nlohmann::json::object());
+                if (l.value("count", 0ull)) std::cout << " " << op << " " << l.value("p50", 0ull) << "/" << l.value("p99", 0ull);
+            }
+            std::cout << "\n";
+        }
+    }
     if (j.contains("verify") && j["verify"].value("state", "") != "never") {
         const auto& v = j["verify"];
         std::cout << "  last verify: " << v.value("state", "") << ", " << size_text(v.value("done_bytes", 0ull))

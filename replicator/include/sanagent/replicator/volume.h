@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 
+#include "sanagent/replicator/latency.h"
 #include "sanagent/replicator/range_lock.h"
 #include "sanagent/replicator/replica.h"
 #include "sanagent/replicator/worker_pool.h"
@@ -43,6 +44,9 @@ public:
 struct VolumeCounters {
     std::atomic<std::uint64_t> reads{0}, writes{0}, flushes{0}, trims{0}, zeroes{0};
     std::atomic<std::uint64_t> bytes_read{0}, bytes_written{0}, errors{0};
+    // From ordering in the volume to completion: a write's includes the
+    // peers' acknowledgement, a flush's their fdatasync.
+    LatencyHistogram read_latency, write_latency, flush_latency;
 };
 
 class Volume {
