@@ -109,6 +109,28 @@ public:
         return errors;
     }
 
+    // As write_batch, for a server that may die mid-batch: the writes it
+    // never answered are ~0u, and a broken connection is not an error.
+    std::vector<std::uint32_t> write_batch_until_gone(
+        const std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>>& writes) {
+        std::vector<std::uint32_t> errors(writes.size(), ~0u);
+        for (std::size_t i = 0; i < writes.size(); ++i) {
+            nbd::Request r{0, nbd::CommandType::Write, i, writes[i].first,
+                           static_cast<std::uint32_t>(writes[i].second.size())};
+            auto h = nbd::encode_request(r);
+            if (!write_full(fd_.get(), h) || !write_full(fd_.get(), writes[i].second)) break;
+        }
+        for (std::size_t i = 0; i < writes.size(); ++i) {
+            std::uint8_t rep[nbd::kSimpleReplySize];
+            if (!read_full(fd_.get(), rep)) break;
+            std::uint64_t handle = 0;
+            for (int k = 8; k < 16; ++k) handle = (handle << 8) | rep[k];
+            if (handle >= writes.size()) break;
+            errors[handle] = (std::uint32_t(rep[4]) << 24) | (rep[5] << 16) | (rep[6] << 8) | rep[7];
+        }
+        return errors;
+    }
+
     Result<std::uint32_t> simple(nbd::CommandType type, std::uint64_t offset, std::uint32_t length,
                                  std::vector<std::uint8_t>* read_into = nullptr) {
         auto h = nbd::encode_request({0, type, 77, offset, length});
@@ -307,6 +329,7 @@ struct AckedLog {
         std::uint64_t offset;
         std::uint64_t length;
         std::size_t hash;
+        bool acked = true;  // false: sent, never answered; it may or may not have landed
     };
     std::vector<Entry> entries;
     std::vector<std::uint8_t> model;
@@ -317,11 +340,16 @@ struct AckedLog {
         std::copy(data.begin(), data.end(), model.begin() + static_cast<std::ptrdiff_t>(offset));
     }
 
+    // A write the server died before answering: not checked itself, but it
+    // may have overwritten the earlier writes it overlaps.
+    void unanswered(std::uint64_t offset, std::uint64_t length) { entries.push_back({offset, length, 0, false}); }
+
     // The acked writes no later write overlapped must be there byte for byte.
     std::size_t lost_in(const std::string& image) const {
         std::size_t lost = 0;
         for (std::size_t i = 0; i < entries.size(); ++i) {
             const auto& e = entries[i];
+            if (!e.acked) continue;
             bool overwritten = false;
             for (std::size_t j = i + 1; j < entries.size() && !overwritten; ++j)
                 overwritten =
