@@ -187,9 +187,7 @@ Status MetadataFile::write_bitmap_range_locked(std::uint64_t first_byte, std::ui
     return pwrite_all(fd_.get(), bitmap_.data() + begin, end - begin, kMetaBitmapOffset + begin, path_);
 }
 
-Status MetadataFile::mark_dirty(std::uint64_t offset, std::uint64_t length) {
-    std::lock_guard lock(mu_);
-    if (length == 0) return {};
+bool MetadataFile::set_bits_locked(std::uint64_t offset, std::uint64_t length, bool lazy) {
     std::uint64_t first = offset / meta_.granularity;
     std::uint64_t last = std::min(meta_.bits() - 1, (offset + length - 1) / meta_.granularity);
     bool flipped = false;
@@ -198,19 +196,66 @@ Status MetadataFile::mark_dirty(std::uint64_t offset, std::uint64_t length) {
         if (!(bitmap_[b / 8] & mask)) {
             bitmap_[b / 8] |= mask;
             flipped = true;
+            if (lazy) {
+                if (lazy_page_.size() != (bitmap_.size() + 4095) / 4096) lazy_page_.assign((bitmap_.size() + 4095) / 4096, false);
+                lazy_page_[b / 8 / 4096] = true;
+                any_lazy_page_ = true;
+            }
         }
     }
-    if (!flipped) return {};
+    return flipped;
+}
+
+Status MetadataFile::start_generation_locked() {
+    // The first write the peer misses starts a new generation; doing it
+    // here, not at the disconnect, keeps a peer that merely blinked from
+    // looking like a split brain.
+    Metadata next = meta_;
+    next.gens.bitmap = next.gens.current;
+    next.gens.current = new_generation();
+    return write_header_locked(next);  // its fdatasync covers any bitmap page written before
+}
+
+Status MetadataFile::mark_dirty(std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mu_);
+    if (length == 0) return {};
+    std::uint64_t first = offset / meta_.granularity;
+    std::uint64_t last = std::min(meta_.bits() - 1, (offset + length - 1) / meta_.granularity);
+    if (!set_bits_locked(offset, length, false)) return {};
     if (auto st = write_bitmap_range_locked(first / 8, last / 8); !st) return st;
-    if (meta_.gens.bitmap == 0) {
-        // The first write the peer misses starts a new generation; doing it
-        // here, not at the disconnect, keeps a peer that merely blinked from
-        // looking like a split brain.
-        Metadata next = meta_;
-        next.gens.bitmap = next.gens.current;
-        next.gens.current = new_generation();
-        return write_header_locked(next);  // its fdatasync covers the bitmap page too
+    if (meta_.gens.bitmap == 0) return start_generation_locked();
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    return {};
+}
+
+Status MetadataFile::mark_dirty_lazy(std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mu_);
+    if (length == 0) return {};
+    if (!set_bits_locked(offset, length, true)) return {};
+    if (meta_.gens.bitmap == 0) return start_generation_locked();
+    return {};
+}
+
+Status MetadataFile::write_lazy_pages_locked() {
+    if (!any_lazy_page_) return {};
+    for (std::size_t p = 0; p < lazy_page_.size(); ++p) {
+        if (!lazy_page_[p]) continue;
+        if (auto st = write_bitmap_range_locked(p * 4096, p * 4096); !st) return st;
+        lazy_page_[p] = false;
     }
+    any_lazy_page_ = false;
+    return {};
+}
+
+void MetadataFile::wait_no_commit_locked(std::unique_lock<std::mutex>& lock) {
+    // An activity commit writes outside the lock: let it land first.
+    activity_cv_.wait(lock, [this] { return !activity_committing_; });
+}
+
+Status MetadataFile::flush_bitmap() {
+    std::unique_lock lock(mu_);
+    if (!any_lazy_page_) return {};
+    if (auto st = write_lazy_pages_locked(); !st) return st;
     if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
     return {};
 }
@@ -233,6 +278,8 @@ Status MetadataFile::persist_bitmap() {
     std::lock_guard lock(mu_);
     if (bitmap_.empty()) return {};
     if (auto st = write_bitmap_range_locked(0, bitmap_.size() - 1); !st) return st;
+    lazy_page_.assign(lazy_page_.size(), false);
+    any_lazy_page_ = false;
     if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
     return {};
 }
@@ -264,6 +311,8 @@ Status MetadataFile::finish_resync() {
     if (!bitmap_.empty()) {
         if (auto st = write_bitmap_range_locked(0, bitmap_.size() - 1); !st) return st;
     }
+    lazy_page_.assign(lazy_page_.size(), false);
+    any_lazy_page_ = false;
     Metadata next = meta_;
     if (next.gens.bitmap != 0) {
         next.gens.history[1] = next.gens.history[0];
@@ -336,9 +385,15 @@ Result<bool> MetadataFile::retire_activity(std::uint64_t epoch) {
     std::unique_lock lock(mu_);
     // A commit in flight writes bytes of the log: let it land first, so the
     // cleared log is the last thing written.
-    activity_cv_.wait(lock, [this] { return !activity_committing_; });
+    wait_no_commit_locked(lock);
     if (epoch != activity_epoch_) return false;
     if (std::all_of(activity_.begin(), activity_.end(), [](std::uint8_t b) { return b == 0; })) return true;
+    // Bits set lazily are covered by the log until they are on disk
+    // themselves: durably first, then the log may go.
+    if (any_lazy_page_) {
+        if (auto st = write_lazy_pages_locked(); !st) return st.error();
+        if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    }
     std::fill(activity_.begin(), activity_.end(), 0);
     if (auto st = pwrite_all(fd_.get(), activity_.data(), activity_.size(), meta_.activity_offset(), path_); !st)
         return st.error();

@@ -304,8 +304,28 @@ void PeerLink::stop() {
     }
     if (shipper_.joinable()) shipper_.join();
     if (verifier_.joinable()) verifier_.join();
+    // A clean stop leaves the bitmap whole on disk.
+    if (auto st = meta_.flush_bitmap(); !st) log(st.error().message);
     std::lock_guard lock(state_mu_);
     session_.reset();
+}
+
+void PeerLink::retire_while_away() {
+    // With no peer every write is in the bitmap, and the log covers only the
+    // bits not yet on disk and the extents whose writes the peer acknowledged
+    // before it went (if it lost power, its disk cache may have lost them):
+    // those become dirty too, then the bitmap is written and the log cleared.
+    // Epoch first, as in retire_activity().
+    auto epoch = meta_.activity_epoch();
+    auto active = meta_.active_ranges();
+    if (active.empty() || volume_.range_lock().size() != 0) return;
+    for (auto [off, len] : active) {
+        if (auto st = meta_.mark_dirty_lazy(off, len); !st) {
+            log("FATAL: cannot record dirty range: " + st.error().message);
+            std::abort();
+        }
+    }
+    if (auto r = meta_.retire_activity(epoch); !r) log(r.error().message);
 }
 
 void PeerLink::pause(int ms) {
@@ -341,7 +361,14 @@ PeerStatus PeerLink::status() const {
 }
 
 void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
-    if (auto st = meta_.mark_dirty(offset, length); !st) {
+    // The activity log makes the range durable (an fdatasync per new 4 MiB
+    // extent, shared by concurrent writes); the bitmap bit follows lazily,
+    // since after a crash start() turns every active extent into dirty bits.
+    // Measured at 4 KiB random writes with the peer away: one fdatasync per
+    // new 64 KiB region before this.
+    Status st = meta_.activate(offset, length);
+    if (st) st = meta_.mark_dirty_lazy(offset, length);
+    if (!st) {
         // Without the record a later resync would miss this range: that is
         // silent divergence, worse than stopping.
         log("FATAL: cannot record dirty range: " + st.error().message);
@@ -703,6 +730,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
 
 void PeerLink::manage() {
     bool drain_logged = false;  // logged once per wait, not every round
+    auto last_away_retire = Clock::now();
     while (!stopping_) {
         {
             // An old session's failed ops record their ranges as they fail;
@@ -741,6 +769,10 @@ void PeerLink::manage() {
             {
                 std::lock_guard lock(state_mu_);
                 if (state_ == PeerState::InSync || state_ == PeerState::Resyncing) state_ = PeerState::OutOfSync;
+            }
+            if (Clock::now() - last_away_retire >= std::chrono::milliseconds(options_.retire_interval_ms)) {
+                retire_while_away();
+                last_away_retire = Clock::now();
             }
             pause(options_.reconnect_ms);
             continue;

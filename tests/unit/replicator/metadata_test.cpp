@@ -161,4 +161,43 @@ BOOST_AUTO_TEST_CASE(activations_from_many_threads_are_all_durable_when_they_ret
     BOOST_TEST((*f)->active_ranges().size() == 256u);
 }
 
+BOOST_AUTO_TEST_CASE(lazy_dirty_bits_reach_the_file_before_the_activity_log_lets_go) {
+    TempDir dir;
+    auto path = (dir.path / "r.meta").string();
+    std::uint64_t current = 0;
+    {
+        auto f = MetadataFile::create(path, sample());
+        BOOST_TEST_REQUIRE(f.ok());
+        current = (*f)->get().gens.current;
+        // As a degraded write does: the extent durable in the log, the bit lazily.
+        BOOST_TEST((*f)->activate(65536 * 5, 4096).ok());
+        BOOST_TEST((*f)->mark_dirty_lazy(65536 * 5, 4096).ok());
+        BOOST_TEST((*f)->dirty_bits() == 1u);
+    }
+    {
+        // "Crashed": the bit is not in the file, but the new generation and
+        // the active extent that stands for it are.
+        auto f = MetadataFile::open(path);
+        BOOST_TEST_REQUIRE(f.ok());
+        BOOST_TEST((*f)->dirty_bits() == 0u);
+        BOOST_TEST((*f)->get().gens.bitmap == current);
+        BOOST_TEST((*f)->active_ranges().size() == 1u);
+        // Retiring the log writes lazy bits first.
+        BOOST_TEST((*f)->mark_dirty_lazy(65536 * 9, 1).ok());
+        BOOST_TEST(*(*f)->retire_activity((*f)->activity_epoch()));
+    }
+    {
+        auto f = MetadataFile::open(path);
+        BOOST_TEST_REQUIRE(f.ok());
+        BOOST_TEST((*f)->active_ranges().empty());
+        BOOST_TEST((*f)->dirty_bits() == 1u);
+        BOOST_TEST(*(*f)->next_dirty(0) == 9u);
+        BOOST_TEST((*f)->mark_dirty_lazy(65536 * 2, 1).ok());
+        BOOST_TEST((*f)->flush_bitmap().ok());
+    }
+    auto f = MetadataFile::open(path);
+    BOOST_TEST_REQUIRE(f.ok());
+    BOOST_TEST((*f)->dirty_bits() == 2u);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

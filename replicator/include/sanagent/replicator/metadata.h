@@ -80,6 +80,15 @@ public:
     // current := new). Durable before returning; costs I/O only when a bit
     // flips from 0 to 1.
     Status mark_dirty(std::uint64_t offset, std::uint64_t length);
+    // As mark_dirty, but the bits reach the file later (flush_bitmap,
+    // persist_bitmap, retire_activity): only for a range the caller has made
+    // durable in the activity log first, which a restart after a crash turns
+    // into dirty bits again. That makes a degraded write cost an fdatasync
+    // per new 4 MiB extent, shared, instead of one per new 64 KiB region.
+    // The first dirty bit still starts the new generation durably at once.
+    Status mark_dirty_lazy(std::uint64_t offset, std::uint64_t length);
+    // Writes the bitmap pages mark_dirty_lazy changed, then fdatasync.
+    Status flush_bitmap();
     void set_all_dirty();               // in memory; persist_bitmap() to keep it
     void clear_bit(std::uint64_t bit);  // in memory: a stale 1 on disk only costs a re-copy
     Status persist_bitmap();
@@ -108,6 +117,12 @@ public:
 private:
     Status write_header_locked(Metadata next);
     Status write_bitmap_range_locked(std::uint64_t first_byte, std::uint64_t last_byte);
+    bool set_bits_locked(std::uint64_t offset, std::uint64_t length, bool lazy);
+    Status start_generation_locked();
+    Status write_lazy_pages_locked();  // without fdatasync
+    void wait_no_commit_locked(std::unique_lock<std::mutex>& lock);
+    std::vector<bool> lazy_page_;  // bitmap pages (4 KiB) changed in memory only
+    bool any_lazy_page_ = false;
     std::string path_;
     UniqueFd fd_;
     mutable std::mutex mu_;

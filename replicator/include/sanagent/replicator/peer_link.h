@@ -106,6 +106,7 @@ private:
     void retire_activity(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
     void record_dirty(std::uint64_t offset, std::uint64_t length);
+    void retire_while_away();
     void pause(int ms);
     // Sync mode: runs `send` now. Async: queues it behind every earlier op for the shipper thread.
     void ship(std::function<void()> send);
