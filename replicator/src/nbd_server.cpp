@@ -122,7 +122,9 @@ private:
         }
     }
 
+    // Called with read_mu_ held.
     bool request_waiting() const {
+        if (receiver_.buffered() > 0) return true;
         int bytes = 0;
         return ::ioctl(fd_.get(), FIONREAD, &bytes) == 0 && bytes > 0;
     }
@@ -132,7 +134,7 @@ private:
     // it was answered already or queued behind an overlapping write).
     std::optional<std::function<void()>> read_one() {
         std::array<std::uint8_t, nbd::kRequestSize> hdr;
-        if (auto st = read_full(fd_.get(), hdr); !st) {
+        if (auto st = receiver_.read_full(hdr); !st) {
             if (st.error().code != ECONNRESET) log(st.error().message);
             return std::nullopt;
         }
@@ -151,7 +153,7 @@ private:
         if (req->type == nbd::CommandType::Write || req->type == nbd::CommandType::Read)
             buf = std::make_shared<AlignedBuffer>(req->length);
         if (req->type == nbd::CommandType::Write) {
-            if (auto st = read_full(fd_.get(), buf->span()); !st) {
+            if (auto st = receiver_.read_full(buf->span()); !st) {
                 log("reading write payload: " + st.error().message);
                 return std::nullopt;
             }
@@ -225,6 +227,7 @@ private:
     std::thread thread_;
     std::atomic<bool> finished_{false};
     std::mutex read_mu_;
+    BufferedReceiver receiver_{fd_.get()};  // transmission phase only, under read_mu_
     bool closed_ = false;
     std::mutex send_mu_;
     bool broken_ = false;

@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace sanagent::replicator {
@@ -173,6 +174,33 @@ Status writev_full(int fd, struct iovec* iov, int count) {
             iov->iov_len -= left;
         }
     }
+    return {};
+}
+
+BufferedReceiver::BufferedReceiver(int fd, std::size_t capacity) : fd_(fd), buf_(capacity) {}
+
+Status BufferedReceiver::read_full(std::span<std::uint8_t> out) {
+    std::size_t done = std::min(out.size(), buffered());
+    std::memcpy(out.data(), buf_.data() + begin_, done);
+    begin_ += done;
+    if (done == out.size()) return {};
+    begin_ = end_ = 0;  // empty now
+    const std::size_t left = out.size() - done;
+    if (left >= buf_.size()) return replicator::read_full(fd_, out.subspan(done));
+    // Bounded: each recv brings at least one byte or ends the read.
+    while (end_ < left) {
+        ssize_t n = ::recv(fd_, buf_.data() + end_, buf_.size() - end_, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return last_errno("receiving");
+        }
+        if (n == 0)
+            return Error{ECONNRESET, done || end_ ? "receiving: connection closed mid-message"
+                                                  : "receiving: connection closed"};
+        end_ += static_cast<std::size_t>(n);
+    }
+    std::memcpy(out.data() + done, buf_.data(), left);
+    begin_ = left;
     return {};
 }
 

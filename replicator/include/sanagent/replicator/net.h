@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "sanagent/fd.h"
 #include "sanagent/result.h"
@@ -26,5 +27,21 @@ Status read_full(int fd, std::span<std::uint8_t> out);
 Status write_full(int fd, std::span<const std::uint8_t> data);
 Status writev_full(int fd, struct iovec* iov, int count);
 void set_recv_timeout(int fd, int ms);
+
+// Whole-buffer reads through a receive buffer: one recv takes whatever the
+// socket holds (several small requests at queue depth 32), and reads of
+// 64 KiB or more skip the buffer. For a blocking socket read by one thread
+// at a time (the caller serialises).
+class BufferedReceiver {
+public:
+    explicit BufferedReceiver(int fd, std::size_t capacity = 64 * 1024);
+    Status read_full(std::span<std::uint8_t> out);
+    std::size_t buffered() const { return end_ - begin_; }
+
+private:
+    int fd_;
+    std::vector<std::uint8_t> buf_;
+    std::size_t begin_ = 0, end_ = 0;
+};
 
 }  // namespace sanagent::replicator
