@@ -1,10 +1,10 @@
 // Writes the peer fuzzer's seed corpus (replicator_peer_seeds.h) into DIR:
 //   build/tests/replicator_peer_seeds tests/fuzz/corpus/replicator_peer
+#include "replicator_peer_seeds.h"
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include "replicator_peer_seeds.h"
 
 int main(int argc, char** argv) {
     if (argc != 2) {
