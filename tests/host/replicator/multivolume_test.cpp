@@ -1,10 +1,12 @@
 // sanrepd on the host, one daemon per node: two volumes from one config file
-// over one shared peer port, dispatched by name (an unknown name refused);
+// over one shared peer port, dispatched by the name in AUTH (an unknown name
+// refused);
 // connections that never speak do not keep the real primary out; and a
 // primary of the same node taking over its own half-open session while
 // another node is refused. Bounded like the rest: fixed counts, deadlines,
 // the fixture cleans up.
 #include <poll.h>
+#include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
 #include <set>
@@ -20,13 +22,23 @@ namespace {
 constexpr std::uint64_t kSize = 8ull << 20;
 const std::string kSizeArg = "8M";
 
-// A node's config: [sanrepd] with the shared listen address (on a
+// The cluster's key, 0600: AUTH is what names the volume when one is set.
+std::string key_file(Cluster& k) {
+    auto path = k.path("cluster.psk");
+    if (!fs::exists(path)) {
+        std::ofstream(path) << "c0ffee-0123456789abcdef-shared\n";
+        ::chmod(path.c_str(), 0600);
+    }
+    return path;
+}
+
+// A node's config: [sanrepd] with the key and the shared listen address (on a
 // secondary), then one [volume.NAME] per name, files named NODE-NAME.*.
 std::string node_config(Cluster& k, const std::string& node, const std::string& role, int port,
                         const std::vector<std::string>& volumes) {
     std::string listen = "127.0.0.1:" + std::to_string(port);
     std::ostringstream c;
-    c << "[sanrepd]\nnode = \"" << node << "\"\nthreads = 4\n";
+    c << "[sanrepd]\nnode = \"" << node << "\"\nthreads = 4\npsk_file = \"" << key_file(k) << "\"\n";
     if (role == "secondary") c << "listen = \"" << listen << "\"\n";
     for (const auto& v : volumes) {
         const std::string base = node + "-" + v;
@@ -81,7 +93,7 @@ BOOST_AUTO_TEST_CASE(one_daemon_per_node_serves_two_volumes_over_one_peer_port) 
     write_pattern(k.path("a-v2.nbd"), "v2", 0x77);
 
     // A third name on the same port: refused by name, the others unaffected.
-    k.start_primary("c", "v3", port, kSizeArg);
+    k.start_primary("c", "v3", port, kSizeArg, {"--psk-file", key_file(k)});
     BOOST_TEST(k.wait_state("c", "refused"));
     BOOST_TEST(k.status("c")["peer"].value("detail", "").find("no volume v3 on this node") != std::string::npos,
                k.status("c").dump());
