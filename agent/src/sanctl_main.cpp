@@ -65,9 +65,11 @@ commands:
                                grow a VDI not in the config (shrink with --force)
   vdi snapshot NAME SNAPSHOT   read-only LVM snapshot, a VDI of its own
   vdi clone NAME CLONE         writable LVM snapshot, a VDI of its own
-  replica status VOLUME [--json]
+  replica status [VOLUME] [--json]
                                sanrepd's view of a replicated volume: role, peer
-                               state, resync, async lag, dirty bytes, last verify
+                               state, resync, async lag, dirty bytes, last verify;
+                               without VOLUME one line per volume whose control
+                               socket is in /run/sanrepd (--control-dir DIR)
   replica verify VOLUME [--repair] [--no-wait]
                                compare the replicas by checksums while in use;
                                prints mismatched ranges (exit 4 if any); --repair

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <functional>
 #include <map>
@@ -86,6 +87,7 @@ const std::map<std::string, Setter>& daemon_keys() {
         {"node", text(&DaemonOptions::node)},
         {"threads", integer(&DaemonOptions::threads, 1, 256)},
         {"psk_file", text(&DaemonOptions::psk_file)},
+        {"listen", text(&DaemonOptions::listen)},
     };
     return keys;
 }
@@ -126,6 +128,30 @@ const std::map<std::string, Setter>& peer_keys() {
 }
 
 }  // namespace
+
+bool valid_volume_name(const std::string& name) {
+    if (name.empty() || name.size() > 128 || name[0] == '.' || name[0] == '-') return false;
+    for (unsigned char c : name)
+        if (!std::isalnum(c) && c != '.' && c != '_' && c != '-') return false;
+    return true;
+}
+
+void fill_defaults(DaemonOptions& o) {
+    if (o.meta.empty() && !o.replica.empty()) o.meta = o.replica + ".meta";
+    if (o.nbd_socket.empty()) o.nbd_socket = "/run/sanrepd/" + o.volume + ".nbd";
+    if (o.control.empty()) o.control = "/run/sanrepd/" + o.volume + ".ctl";
+}
+
+std::string check_options(const DaemonOptions& o) {
+    if (!valid_volume_name(o.volume))
+        return "volume name '" + o.volume +
+               "': use letters, digits, '.', '_', '-' (at most 128, not starting with . or -)";
+    if (o.replica.empty()) return "replica: missing (the file or device holding this node's copy)";
+    if (o.role != "primary" && o.role != "secondary") return "role: expected \"primary\" or \"secondary\"";
+    if (o.role == "secondary" && o.listen.empty())
+        return "listen: a secondary needs an address to listen on (here or in [sanrepd])";
+    return {};
+}
 
 Status load_daemon_config(const std::string& path, const std::string& volume, DaemonOptions& out) {
     toml::table root;
@@ -169,6 +195,52 @@ Status load_daemon_config(const std::string& path, const std::string& volume, Da
     next.volume = volume;
     out = next;
     return {};
+}
+
+Result<std::vector<DaemonOptions>> load_node_config(const std::string& path, const DaemonOptions& base) {
+    toml::table root;
+    try {
+        root = toml::parse_file(path);
+    } catch (const toml::parse_error& e) {
+        return Error{EINVAL, path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description())};
+    }
+    auto* volumes = root["volume"].as_table();
+    if (!volumes || volumes->empty()) return Error{ENOENT, path + ": no [volume.NAME] table: nothing to serve"};
+    auto line = [](const toml::node& n) { return std::to_string(n.source().begin.line); };
+    std::vector<DaemonOptions> out;
+    // Path -> the volume (and its line) that uses it, per kind of path.
+    std::map<std::string, std::map<std::string, std::pair<std::string, std::string>>> taken;
+    for (auto&& [k, v] : *volumes) {
+        std::string name(k.str());
+        const std::string table = "volume." + name;
+        if (!v.is_table()) return Error{EINVAL, path + ":" + line(v) + ": [" + table + "]: expected a table"};
+        DaemonOptions o = base;
+        // Each volume reads the whole file: [sanrepd] and unknown tables are
+        // checked the same way for each, and a volume's keys override [sanrepd].
+        if (auto st = load_daemon_config(path, name, o); !st) return st.error();
+        fill_defaults(o);
+        auto* t = v.as_table();
+        if (auto why = check_options(o); !why.empty()) {
+            auto key = why.substr(0, why.find(':'));
+            auto* at = (*t)[key].node();
+            return Error{EINVAL, path + ":" + line(at ? *at : v) + ": [" + table + "] " + why};
+        }
+        for (auto [key, value] : {std::pair<std::string, std::string>{"replica", o.replica},
+                                  {"meta", o.meta},
+                                  {"nbd_socket", o.nbd_socket},
+                                  {"control", o.control}}) {
+            if (key == "nbd_socket" && o.role != "primary") continue;
+            auto* at = (*t)[key].node();
+            std::string where = line(at ? *at : v);
+            auto [it, fresh] = taken[key].emplace(value, std::pair{name, where});
+            if (!fresh)
+                return Error{EINVAL, path + ":" + where + ": [" + table + "] " + key + ": " + value +
+                                         " is also [volume." + it->second.first + "]'s (line " + it->second.second +
+                                         "): each volume needs its own"};
+        }
+        out.push_back(std::move(o));
+    }
+    return out;
 }
 
 }  // namespace sanagent::replicator

@@ -50,7 +50,10 @@ Result<std::vector<std::uint8_t>> expect(int fd, peer::Type type, std::size_t si
     auto h = peer::decode_header(hb);
     if (!h) return h.error().context(std::string("waiting for ") + what);
     const bool refusal = h->type == peer::Type::Refuse && h->length <= kMaxRefusal;
-    if (!refusal && (h->type != type || h->length != size))
+    // size 0: a primary's AUTH, whose length depends on the volume name.
+    const bool size_ok =
+        size ? h->length == size : h->length >= peer::kMinAuthChallenge && h->length <= peer::kMaxAuthChallenge;
+    if (!refusal && (h->type != type || !size_ok))
         return Error{EPERM, std::string("expected ") + what + ": the peer does not authenticate (psk_file)"};
     std::vector<std::uint8_t> body(h->length);
     if (auto st = read_full(fd, body); !st) return st.error().context(std::string("reading ") + what);
@@ -105,8 +108,9 @@ Mac auth_mac(std::span<const std::uint8_t> key, const std::string& label, const 
 Status authenticate_primary(int fd, std::span<const std::uint8_t> key, const std::string& volume) {
     auto mine = new_nonce();
     if (!mine) return mine.error();
-    if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, *mine); !st) return st.error();
-    auto reply = expect(fd, peer::Type::Auth, 64, "the peer's AUTH");
+    if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, peer::encode_auth_challenge({*mine, volume})); !st)
+        return st.error();
+    auto reply = expect(fd, peer::Type::Auth, 2 * peer::kAuthNonceSize, "the peer's AUTH");
     if (!reply) return reply.error();
     std::span<const std::uint8_t> theirs(reply->data(), 32), their_mac(reply->data() + 32, 32);
     if (!same(auth_mac(key, "sanrepd-s", volume, *mine, theirs), their_mac)) {
@@ -119,20 +123,29 @@ Status authenticate_primary(int fd, std::span<const std::uint8_t> key, const std
 }
 
 Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const std::string& volume) {
-    auto challenge = expect(fd, peer::Type::Auth, 32, "AUTH");
+    constexpr std::size_t kAnySize = 0;
+    auto body = expect(fd, peer::Type::Auth, kAnySize, "AUTH");
+    auto challenge = body ? peer::decode_auth_challenge(*body) : Result<peer::AuthChallenge>(body.error());
     if (!challenge) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication required"));
-        return challenge.error();
+        return Error{EPERM, challenge.error().message};
     }
+    // The MACs bind the volume served here, whatever the primary named: a
+    // primary of another volume fails as one without the key would.
+    challenge->volume = volume;
+    return authenticate_secondary(fd, key, *challenge);
+}
+
+Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const peer::AuthChallenge& challenge) {
     auto mine = new_nonce();
     if (!mine) return mine.error();
     std::vector<std::uint8_t> body(mine->begin(), mine->end());
-    auto mac = auth_mac(key, "sanrepd-s", volume, *challenge, *mine);
+    auto mac = auth_mac(key, "sanrepd-s", challenge.volume, challenge.nonce, *mine);
     body.insert(body.end(), mac.begin(), mac.end());
     if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, body); !st) return st.error();
     auto proof = expect(fd, peer::Type::AuthProof, 32, "AUTH_PROOF");
     if (!proof) return proof.error();
-    if (!same(auth_mac(key, "sanrepd-p", volume, *mine, *challenge), *proof)) {
+    if (!same(auth_mac(key, "sanrepd-p", challenge.volume, *mine, challenge.nonce), *proof)) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication failed"));
         return Error{EPERM, "authentication failed: the primary does not hold our key"};
     }

@@ -152,6 +152,26 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     return h;
 }
 
+std::vector<std::uint8_t> encode_auth_challenge(const AuthChallenge& c) {
+    Writer w;
+    w.put_bytes(c.nonce);
+    w.put<std::uint16_t>(static_cast<std::uint16_t>(c.volume.size()));
+    w.put_bytes({reinterpret_cast<const std::uint8_t*>(c.volume.data()), c.volume.size()});
+    return w.out;
+}
+
+Result<AuthChallenge> decode_auth_challenge(std::span<const std::uint8_t> body) {
+    Reader r(body);
+    AuthChallenge c;
+    r.get_bytes(c.nonce.data(), c.nonce.size());
+    auto name_len = r.get<std::uint16_t>();
+    if (name_len > kMaxVolumeName) return Error{EBADMSG, "peer AUTH: volume name too long"};
+    c.volume.resize(name_len);
+    r.get_bytes(reinterpret_cast<std::uint8_t*>(c.volume.data()), name_len);
+    if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer AUTH: malformed body"};
+    return c;
+}
+
 std::vector<std::uint8_t> encode_decision(SyncDecision d) {
     return {static_cast<std::uint8_t>(d)};
 }

@@ -13,82 +13,47 @@
 namespace sanagent::replicator {
 
 namespace {
-void log(const std::string& s) {
-    std::fprintf(stderr, "sanrepd: secondary: %s\n", s.c_str());
+void log(const std::string& volume, const std::string& s) {
+    std::fprintf(stderr, "sanrepd: secondary %s: %s\n", volume.c_str(), s.c_str());
 }
 constexpr unsigned kMaxInFlight = 256;
-// From accept to the agreed decision, authentication included: the primary
-// needs a few round trips, a client that trickles bytes is cut off.
-constexpr auto kHandshakeBound = std::chrono::seconds(10);
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 // HELLO and DECISION are a few hundred bytes; a REFUSE's text is short.
 constexpr std::uint32_t kMaxHandshakeBody = 4096;
-
-// Shuts the connection down unless disarmed within `bound`: one deadline for
-// the whole handshake however the peer paces its bytes (a per-recv timeout
-// restarts with every byte).
-class HandshakeDeadline {
-public:
-    HandshakeDeadline(int fd, std::chrono::milliseconds bound)
-        : thread_([this, fd, bound] {
-              std::unique_lock lock(mu_);
-              if (!cv_.wait_for(lock, bound, [this] { return disarmed_; })) {
-                  expired_ = true;
-                  ::shutdown(fd, SHUT_RDWR);
-              }
-          }) {}
-    ~HandshakeDeadline() { disarm(); }
-    HandshakeDeadline(const HandshakeDeadline&) = delete;
-    HandshakeDeadline& operator=(const HandshakeDeadline&) = delete;
-    void disarm() {
-        {
-            std::lock_guard lock(mu_);
-            disarmed_ = true;
-        }
-        cv_.notify_all();
-        if (thread_.joinable()) thread_.join();
-    }
-    bool expired() {
-        std::lock_guard lock(mu_);
-        return expired_;
-    }
-
-private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool disarmed_ = false;
-    bool expired_ = false;
-    std::thread thread_;  // last: starts once the rest is constructed
-};
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
 
+void RateLimitedLog::operator()(const std::string& line) {
+    std::lock_guard lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    if (last_ != std::chrono::steady_clock::time_point{} && now - last_ < interval_) {
+        ++unlogged_;
+        return;
+    }
+    std::string more = unlogged_ ? " (and " + std::to_string(unlogged_) + " more since the last)" : "";
+    std::fprintf(stderr, "%s%s%s\n", prefix_.c_str(), line.c_str(), more.c_str());
+    last_ = now;
+    unlogged_ = 0;
+}
+
 PeerTarget::PeerTarget(std::string volume, Replica& replica, MetadataFile& meta, WorkerPool& pool,
                        std::vector<std::uint8_t> psk)
-    : volume_(std::move(volume)), psk_(std::move(psk)), replica_(replica), meta_(meta), pool_(pool) {}
+    : volume_(std::move(volume)),
+      refusals_("sanrepd: secondary " + volume_ + ": dropping a connection: ", kRefusalLogInterval),
+      psk_(std::move(psk)),
+      replica_(replica),
+      meta_(meta),
+      pool_(pool) {}
 
 PeerTarget::~PeerTarget() {
     stop();
 }
 
-Status PeerTarget::listen(const std::string& address) {
-    auto fd = tcp_listen(address);
-    if (!fd) return fd.error().context("peer listener");
-    listen_fd_ = std::move(*fd);
-    return {};
-}
-
-void PeerTarget::start() {
-    thread_ = std::thread([this] { accept_loop(); });
-}
-
 void PeerTarget::stop() {
     stopping_ = true;
-    {
-        std::lock_guard lock(mu_);
-        if (active_fd_ >= 0) ::shutdown(active_fd_, SHUT_RDWR);
-    }
-    if (thread_.joinable()) thread_.join();
+    std::lock_guard lock(mu_);
+    if (active_fd_ >= 0) ::shutdown(active_fd_, SHUT_RDWR);
+    released_.notify_all();
 }
 
 PeerTargetStatus PeerTarget::status() const {
@@ -98,42 +63,51 @@ PeerTargetStatus PeerTarget::status() const {
 
 void PeerTarget::set_state(const std::string& state, const std::string& detail) {
     std::lock_guard lock(mu_);
-    if (state != status_.state) log(status_.state + " -> " + state + (detail.empty() ? "" : ": " + detail));
+    if (state != status_.state) log(volume_, status_.state + " -> " + state + (detail.empty() ? "" : ": " + detail));
     status_.state = state;
     status_.detail = detail;
 }
 
-void PeerTarget::accept_loop() {
-    // One primary at a time, served on this thread; the poll tick bounds how
-    // long stop() waits.
-    while (!stopping_) {
-        pollfd pfd{listen_fd_.get(), POLLIN, 0};
-        if (::poll(&pfd, 1, 200) <= 0) continue;
-        UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        if (!fd.valid()) continue;
-        {
-            std::lock_guard lock(mu_);
-            active_fd_ = fd.get();
+bool PeerTarget::claim(int fd, const std::string& node, std::string& why) {
+    std::unique_lock lock(mu_);
+    // Bounded: each round shuts the current session down and waits for it to
+    // end; a session ends once its socket fails and its ops are drained.
+    const auto until = std::chrono::steady_clock::now() + kPeerHandshakeBound;
+    while (active_fd_ >= 0) {
+        if (stopping_) {
+            why = "stopping";
+            return false;
         }
-        serve(fd.get());
-        {
-            std::lock_guard lock(mu_);
-            active_fd_ = -1;
+        if (active_node_ != node) {
+            why = "another primary (" + active_node_ + ") is connected";
+            return false;
+        }
+        log(volume_, "primary " + node + " connected again: ending its previous session first");
+        ::shutdown(active_fd_, SHUT_RDWR);
+        const int old = active_fd_;
+        if (!released_.wait_until(lock, until, [&] { return active_fd_ != old || stopping_; })) {
+            why = "the previous session of " + node + " did not end";
+            return false;
         }
     }
+    if (stopping_) {
+        why = "stopping";
+        return false;
+    }
+    active_fd_ = fd;
+    active_node_ = node;
+    // Only an authenticated (if a key is set) primary of this volume gets
+    // here: its name is what `resolve --keep` may name besides our own.
+    status_.peer_node = node;
+    return true;
 }
 
-void PeerTarget::log_refusal(const std::string& why) {
-    auto now = std::chrono::steady_clock::now();
-    if (last_refusal_log_ != std::chrono::steady_clock::time_point{} && now - last_refusal_log_ < kRefusalLogInterval) {
-        ++refusals_unlogged_;
-        return;
-    }
-    std::string more =
-        refusals_unlogged_ ? " (and " + std::to_string(refusals_unlogged_) + " more since the last)" : "";
-    log("dropping a connection: " + why + more);
-    last_refusal_log_ = now;
-    refusals_unlogged_ = 0;
+void PeerTarget::release(int fd) {
+    std::lock_guard lock(mu_);
+    if (active_fd_ != fd) return;
+    active_fd_ = -1;
+    active_node_.clear();
+    released_.notify_all();
 }
 
 void PeerTarget::send_ack(int fd, std::uint64_t seq, int err) {
@@ -207,33 +181,65 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
     return true;
 }
 
-void PeerTarget::serve(int fd) {
-    set_recv_timeout(fd, 5000);
-    HandshakeDeadline deadline(fd, kHandshakeBound);
+void PeerTarget::serve(int fd, const PeerOpening& opening) {
     auto cut_off = [&](const std::string& why) {
-        return deadline.expired() ? "no complete handshake within " + std::to_string(kHandshakeBound.count()) + " s"
-                                  : why;
+        return opening.expired() ? "no complete handshake within " + std::to_string(kPeerHandshakeBound.count()) + " s"
+                                 : why;
     };
+    std::optional<peer::Hello> theirs = opening.hello;
     if (!psk_.empty()) {
         // Nothing about this volume is said before the primary proves it
         // holds the key.
-        if (auto st = authenticate_secondary(fd, psk_, volume_); !st) {
+        if (!opening.auth) {
+            (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication required"));
+            log_refusal("not authenticated: expected AUTH: the peer does not authenticate (psk_file)");
+            return;
+        }
+        if (auto st = authenticate_secondary(fd, psk_, *opening.auth); !st) {
             log_refusal("not authenticated: " + cut_off(st.error().message));
             return;
         }
-    }
-    auto first = peer::receive_small(fd, kMaxHandshakeBody);
-    if (first && first->header.type == peer::Type::Auth) {
+        auto first = peer::receive_small(fd, kMaxHandshakeBody);
+        if (!first || first->header.type != peer::Type::Hello) {
+            log_refusal("no HELLO: " + cut_off(first ? "another message first" : first.error().message));
+            return;
+        }
+        auto hello = peer::decode_hello(first->body);
+        if (!hello) {
+            log(volume_, "refusing primary: " + hello.error().message);
+            (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(hello.error().message));
+            return;
+        }
+        theirs = std::move(*hello);
+    } else if (opening.auth) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0,
                          peer::encode_refuse("this node has no psk_file: authentication is not configured here"));
         log_refusal("a primary that authenticates: this node has no psk_file");
         return;
     }
-    if (!first || first->header.type != peer::Type::Hello) {
-        log_refusal("no HELLO: " + cut_off(first ? "another message first" : first.error().message));
+    if (!theirs) return;
+    if (theirs->volume != volume_ || !theirs->primary) {
+        std::string why = theirs->volume != volume_ ? "wrong volume " + theirs->volume : "the peer is not primary";
+        log(volume_, "refusing primary: " + why);
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(why));
         return;
     }
-    auto theirs = peer::decode_hello(first->body);
+    std::string why;
+    if (!claim(fd, theirs->node, why)) {
+        if (stopping_) return;  // a daemon going away refuses nothing: the primary retries
+        log_refusal("refusing primary " + theirs->node + ": " + why);
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(why));
+        return;
+    }
+    // From here this connection is the volume's session: whatever ends it
+    // lets the next one in.
+    struct Claimed {
+        PeerTarget& target;
+        int fd;
+        ~Claimed() { target.release(fd); }
+    } claimed{*this, fd};
+    // Built only now: a replaced session has drained, so the generations
+    // are final.
     auto meta = meta_.get();
     peer::Hello mine;
     mine.primary = false;
@@ -244,30 +250,17 @@ void PeerTarget::serve(int fd) {
     mine.granularity = meta.granularity;
     mine.gens = meta.gens;
     mine.node = node_;
-    if (!theirs) {
-        log("refusing primary: " + theirs.error().message);
-        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(theirs.error().message));
-        return;
-    }
-    if (theirs->volume == volume_) {
-        // Only a primary that holds the key (if one is configured) and
-        // serves this volume: its name is what `resolve --keep` may name
-        // besides our own.
-        std::lock_guard lock(mu_);
-        status_.peer_node = theirs->node;
-    }
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return;
-    std::string why;
     if (!agree(fd, *theirs, why)) {
-        if (deadline.expired()) {
+        if (opening.expired()) {
             log_refusal(cut_off(why));  // a stalled handshake is no verdict on the data
             return;
         }
-        log("refusing primary: " + why);
+        log(volume_, "refusing primary: " + why);
         if (status().state == "waiting" || status().state == "in-sync") set_state("refused", why);
         return;
     }
-    deadline.disarm();
+    opening.handshake_done();
     set_recv_timeout(fd, 0);
     std::string ended;
     peer::Reader reader(fd);
@@ -400,7 +393,7 @@ void PeerTarget::serve(int fd) {
     std::unique_lock lock(inflight_mu_);
     inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
     lock.unlock();
-    log("primary gone: " + ended);
+    log(volume_, "primary gone: " + ended);
     set_state("waiting");
 }
 

@@ -1,15 +1,19 @@
 // sanrepd: the user-space block replicator (see docs/replicator.md). This file
-// only turns flags into the objects of replicator_core and runs them.
+// only turns flags and the config file into the objects of replicator_core,
+// one set per volume (sharing one worker pool and the peer listeners), and
+// runs them until SIGTERM.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "sanagent/replicator/control.h"
 #include "sanagent/replicator/daemon_options.h"
@@ -18,6 +22,7 @@
 #include "sanagent/replicator/nbd_server.h"
 #include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_link.h"
+#include "sanagent/replicator/peer_listener.h"
 #include "sanagent/replicator/peer_target.h"
 #include "sanagent/replicator/replica.h"
 #include "sanagent/replicator/volume.h"
@@ -33,8 +38,10 @@ using Flags = DaemonOptions;
 void usage() {
     std::fputs(
         "usage: sanrepd --volume NAME --replica PATH --role primary|secondary [options]\n"
-        "       sanrepd --config FILE --volume NAME [options]\n"
-        "  --config FILE         read [sanrepd] and [volume.NAME] from this TOML file; flags override it\n"
+        "       sanrepd --config FILE [--volume NAME] [options]\n"
+        "  --config FILE         read [sanrepd] and [volume.NAME] from this TOML file; flags override it.\n"
+        "                        Without --volume: serve every volume of the file (then only --node,\n"
+        "                        --psk-file and --threads may be given as flags)\n"
         "  --meta PATH           metadata file (default REPLICA.meta; created on first start)\n"
         "  --size BYTES[K|M|G]   create or extend a file replica to this size (sparse)\n"
         "  --preallocate         allocate the whole file instead of sparse\n"
@@ -92,22 +99,9 @@ Result<std::unique_ptr<MetadataFile>> open_or_create_meta(const Flags& f, std::u
     return MetadataFile::create(f.meta, m);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    Flags f;
-    // The file first (--config and --volume are looked up before anything
-    // else), then every flag over it.
-    std::string config;
-    for (int i = 1; i + 1 < argc; ++i) {
-        std::string a = argv[i];
-        if (a == "--config") config = argv[i + 1];
-        if (a == "--volume") f.volume = argv[i + 1];
-    }
-    if (!config.empty()) {
-        if (f.volume.empty()) return fail("--config needs --volume NAME: the [volume.NAME] to serve");
-        if (auto st = load_daemon_config(config, f.volume, f); !st) return fail(st.error().message);
-    }
+// Flags over `f`. Returns -1 to go on, else the exit code. `per_volume` is
+// set when a flag that configures one volume was given.
+int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         auto value = [&]() -> std::string {
@@ -117,11 +111,13 @@ int main(int argc, char** argv) {
             }
             return argv[++i];
         };
+        bool daemon_wide = a == "--config" || a == "--node" || a == "--psk-file" || a == "--threads";
+        if (!daemon_wide && a != "--volume") per_volume = true;
         if (a == "--version") {
             std::puts("sanrepd " SANAGENT_VERSION);
             return 0;
         } else if (a == "--config")
-            (void)value();  // read above
+            (void)value();  // read in main
         else if (a == "--volume")
             f.volume = value();
         else if (a == "--replica")
@@ -183,52 +179,175 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    if (f.volume.empty() || f.replica.empty() || (f.role != "primary" && f.role != "secondary")) {
-        usage();
-        return 2;
-    }
-    if (f.role == "secondary" && f.listen.empty()) return fail("a secondary needs --listen");
-    if (f.node.empty()) {
-        char host[256] = {};
-        ::gethostname(host, sizeof host - 1);
-        f.node = host;
-    }
-    if (f.meta.empty()) f.meta = f.replica + ".meta";
-    if (f.nbd_socket.empty()) f.nbd_socket = "/run/sanrepd/" + f.volume + ".nbd";
-    if (f.control.empty()) f.control = "/run/sanrepd/" + f.volume + ".ctl";
+    return -1;
+}
 
-    // Signals are taken by sigwait on one thread; every other thread inherits
-    // the mask and never sees them.
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-
-    std::vector<std::uint8_t> psk;
-    if (!f.psk_file.empty()) {
-        auto key = load_psk(f.psk_file);
-        if (!key) return fail(key.error().message);
-        psk = std::move(*key);
-    } else if (!f.peer.empty() || !f.listen.empty()) {
-        std::fprintf(stderr,
-                     "sanrepd: WARNING: no psk_file: the peer is not authenticated; "
-                     "keep the replication port on a trusted storage network\n");
-    }
-
-    auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
-    if (!replica) return fail(replica.error().message);
-    auto meta = open_or_create_meta(f, replica->size());
-    if (!meta) return fail(meta.error().message);
-    MetadataFile& md = **meta;
-    if (f.role == "primary" && !md.get().consistent() && !f.force_primary)
-        return fail("replica " + f.replica +
-                    " is inconsistent (a resync target that has not finished): not serving it");
-
-    WorkerPool pool(f.threads);
-    Volume volume(std::move(*replica), pool);
+// Everything one volume runs on this node. Members are destroyed in reverse:
+// the control socket and servers before the volume they point into.
+struct Served {
+    Flags f;
+    std::unique_ptr<MetadataFile> meta;
+    std::unique_ptr<Volume> volume;
     std::unique_ptr<PeerLink> link;
     std::unique_ptr<PeerTarget> target;
+    std::unique_ptr<NbdServer> server;
+    std::unique_ptr<ControlServer> control;
+    std::thread nbd_thread;
+    Status nbd_result;
+};
+
+nlohmann::json status_json(Served& v) {
+    const Flags& f = v.f;
+    auto m = v.meta->get();
+    nlohmann::json j;
+    j["volume"] = f.volume;
+    j["node"] = f.node;
+    j["role"] = f.role;
+    j["replica"] = {{"path", f.replica},
+                    {"size", v.volume->size()},
+                    {"direct_io", v.volume->replica().direct()},
+                    {"state", m.consistent() ? "up-to-date" : "inconsistent"}};
+    j["generations"] = {{"current", hex(m.gens.current)},
+                        {"bitmap", hex(m.gens.bitmap)},
+                        {"history", {hex(m.gens.history[0]), hex(m.gens.history[1])}}};
+    j["dirty_bytes"] = std::min<std::uint64_t>(v.volume->size(), v.meta->dirty_bits() * m.granularity);
+    if (v.link) {
+        auto s = v.link->status();
+        j["peer"] = {
+            {"address", f.peer},
+            {"state", to_string(s.state)},
+            {"detail", s.detail},
+            {"mode", f.async ? "async" : "sync"},
+            {"resync",
+             {{"regions_done", s.resync_done},
+              {"regions_total", s.resync_total},
+              {"bytes_sent", s.resync_bytes},
+              {"elapsed_ms", s.resync_ms},
+              {"rate_bytes_per_s", s.resync_ms ? s.resync_bytes * 1000 / s.resync_ms : 0}}}};
+        if (f.async) {
+            j["peer"]["lag_bytes"] = s.lag_bytes;
+            j["peer"]["lag_ops"] = s.lag_ops;
+            j["peer"]["max_lag"] = f.max_lag;
+        }
+        auto vs = v.link->verify_status();
+        nlohmann::json ranges = nlohmann::json::array();
+        for (auto r : vs.mismatches) ranges.push_back({{"offset", r.offset}, {"length", r.length}});
+        j["verify"] = {{"state", vs.state},           {"detail", vs.detail},
+                       {"repair", vs.repair},         {"total_bytes", vs.total_bytes},
+                       {"done_bytes", vs.done_bytes}, {"mismatched_bytes", vs.mismatched_bytes},
+                       {"mismatches", ranges}};
+    } else if (v.target) {
+        auto s = v.target->status();
+        j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}, {"peer_node", s.peer_node}};
+    } else {
+        j["peer"] = {{"state", "standalone"}};
+    }
+    const auto& c = v.volume->counters();
+    j["io"] = {{"reads", c.reads.load()},
+               {"writes", c.writes.load()},
+               {"flushes", c.flushes.load()},
+               {"trims", c.trims.load()},
+               {"zeroes", c.zeroes.load()},
+               {"bytes_read", c.bytes_read.load()},
+               {"bytes_written", c.bytes_written.load()},
+               {"errors", c.errors.load()}};
+    auto latency = [](const LatencyHistogram& h) {
+        auto s = h.summary();
+        return nlohmann::json{{"count", s.count}, {"mean", s.mean_us}, {"p50", s.p50_us}, {"p99", s.p99_us}};
+    };
+    j["io"]["latency_us"] = {
+        {"read", latency(c.read_latency)}, {"write", latency(c.write_latency)}, {"flush", latency(c.flush_latency)}};
+    return j;
+}
+
+std::string error_json(const std::string& message) {
+    return nlohmann::json{{"error", message}}.dump();
+}
+
+std::string control_reply(Served& v, const std::string& request) {
+    const Flags& f = v.f;
+    MetadataFile& md = *v.meta;
+    nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
+    std::string command = req.is_object() && req.contains("command") && req["command"].is_string()
+                              ? req["command"].get<std::string>()
+                              : "";
+    if (command == "status") return status_json(v).dump();
+    if (command == "verify") {
+        if (!v.link) return error_json("verify runs on the primary of a volume with a peer");
+        bool repair = req.contains("repair") && req["repair"].is_boolean() && req["repair"].get<bool>();
+        if (auto st = v.link->start_verify(repair); !st) return error_json(st.error().message);
+        return nlohmann::json{{"ok", true}, {"verify", "running"}}.dump();
+    }
+    if (command == "resolve") {
+        // The losing side discards its generations and comes back blank:
+        // the primary then gives it a full sync. Only a secondary that
+        // refused its primary may do that, only for `keep` naming its
+        // peer exactly (a typo discards nothing), and only with an
+        // explicit destroy flag (sanctl --yes-destroy-data).
+        std::string keep = req.contains("keep") && req["keep"].is_string() ? req["keep"].get<std::string>() : "";
+        bool destroy = req.contains("yes_destroy_data") && req["yes_destroy_data"].is_boolean() &&
+                       req["yes_destroy_data"].get<bool>();
+        if (keep.empty()) return error_json("resolve needs \"keep\": the node whose data survives");
+        if (keep == f.node)
+            return nlohmann::json{{"ok", true},
+                                  {"result", "kept"},
+                                  {"detail", "this node's replica is kept; run the same command on the other node"}}
+                .dump();
+        if (!v.target)
+            return error_json("this node (" + f.node + ") is primary: restart it as secondary to discard its data");
+        auto ts = v.target->status();
+        if (ts.peer_node.empty())
+            return error_json("'" + keep + "' is not this node (" + f.node +
+                              ") and the peer's name is not known yet (no primary has said HELLO): nothing "
+                              "discarded");
+        if (keep != ts.peer_node)
+            return error_json("unknown node '" + keep + "': this node is " + f.node + ", its peer is " + ts.peer_node +
+                              "; nothing discarded");
+        if (ts.state != "split-brain" && ts.state != "peer-newer" && ts.state != "unrelated")
+            return error_json("nothing to resolve: the peer state is " + ts.state);
+        if (!destroy)
+            return error_json("keeping " + keep + " discards this node's (" + f.node + ") replica of " + f.volume +
+                              " (state " + ts.state +
+                              ") and overwrites it with a full sync; repeat with "
+                              "--yes-destroy-data to do that");
+        auto st = md.update([](Metadata& next) {
+            next.volume_id = {};
+            next.gens = {};
+            next.flags &= ~kMetaFlagConsistent;
+        });
+        if (st) {
+            std::uint64_t from = 0;
+            while (auto bit = md.next_dirty(from)) {
+                md.clear_bit(*bit);
+                from = *bit + 1;
+            }
+            st = md.persist_bitmap();
+        }
+        if (!st) return error_json(st.error().message);
+        std::fprintf(stderr, "sanrepd: %s: resolve: discarded this replica's generations (kept %s): full sync next\n",
+                     f.volume.c_str(), keep.c_str());
+        return nlohmann::json{{"ok", true},
+                              {"result", "discarded"},
+                              {"detail", "this replica is blank now; the primary gives it a full sync"}}
+            .dump();
+    }
+    return error_json("unknown request: the commands are status, verify, resolve");
+}
+
+// Opens one volume's replica and metadata and builds its objects; its
+// control socket and NBD listeners are bound, nothing runs yet.
+Result<std::unique_ptr<Served>> open_volume(const Flags& f, WorkerPool& pool, const std::vector<std::uint8_t>& psk) {
+    auto v = std::make_unique<Served>();
+    v->f = f;
+    auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
+    if (!replica) return replica.error();
+    auto meta = open_or_create_meta(f, replica->size());
+    if (!meta) return meta.error();
+    v->meta = std::move(*meta);
+    if (f.role == "primary" && !v->meta->get().consistent() && !f.force_primary)
+        return Error{EINVAL, "replica " + f.replica +
+                                 " is inconsistent (a resync target that has not finished): not serving it"};
+    v->volume = std::make_unique<Volume>(std::move(*replica), pool);
     if (f.role == "primary" && !f.peer.empty()) {
         PeerLinkOptions po;
         po.address = f.peer;
@@ -240,190 +359,186 @@ int main(int argc, char** argv) {
         po.max_lag = f.max_lag;
         po.verify_chunk = f.verify_chunk;
         po.psk = psk;
-        link = std::make_unique<PeerLink>(po, volume, md, pool);
-        volume.set_replication(link.get());
+        v->link = std::make_unique<PeerLink>(po, *v->volume, *v->meta, pool);
+        v->volume->set_replication(v->link.get());
     }
-
     if (f.role == "secondary") {
-        target = std::make_unique<PeerTarget>(f.volume, volume.replica(), md, pool, psk);
-        target->set_node(f.node);
+        v->target = std::make_unique<PeerTarget>(f.volume, v->volume->replica(), *v->meta, pool, psk);
+        v->target->set_node(f.node);
+    }
+    Served* raw = v.get();
+    v->control = std::make_unique<ControlServer>(
+        f.control, [raw](const std::string& request) { return control_reply(*raw, request); });
+    if (auto st = v->control->start(); !st) return st.error();
+    if (f.role == "primary") {
+        nbd::ExportInfo exp;
+        exp.name = f.volume;
+        exp.size = v->volume->size();
+        // FLUSH and FUA advertised: without SEND_FLUSH the kernel client assumes
+        // write-through. CAN_MULTI_CONN holds: a flush syncs the whole replica and
+        // every in-sync peer, covering writes completed on any connection.
+        exp.transmission_flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendTrim |
+                                 nbd::kFlagSendWriteZeroes | nbd::kFlagCanMultiConn;
+        v->server = std::make_unique<NbdServer>(exp, *v->volume);
+        if (auto st = v->server->listen_unix(f.nbd_socket); !st) return st.error();
+        if (!f.nbd_tcp.empty()) {
+            if (auto st = v->server->listen_tcp(f.nbd_tcp); !st) return st.error();
+        }
+    }
+    return v;
+}
+
+// Stops one volume: NBD first (no new requests), then its peer side, then
+// its control socket. Bounded: each part ends once its sockets fail.
+void stop_volume(Served& v) {
+    if (v.server) v.server->stop();
+    if (v.nbd_thread.joinable()) v.nbd_thread.join();
+    if (v.link) v.link->stop();
+    if (v.target) v.target->stop();
+    if (v.control) v.control->stop();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    // The file first (--config and --volume are looked up before anything
+    // else), then every flag over it.
+    std::string config, only;
+    for (int i = 1; i + 1 < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--config") config = argv[i + 1];
+        if (a == "--volume") only = argv[i + 1];
+    }
+    std::vector<Flags> wanted;
+    if (!config.empty() && only.empty()) {
+        // One daemon per node: every volume of the file, validated as a whole
+        // before anything is opened.
+        auto all = load_node_config(config, Flags{});
+        if (!all) return fail(all.error().message);
+        for (auto& f : *all) {
+            bool per_volume = false;
+            if (int rc = apply_flags(argc, argv, f, per_volume); rc >= 0) return rc;
+            if (per_volume)
+                return fail(
+                    "with --config and no --volume, only --node, --psk-file and --threads may be given as "
+                    "flags: the file configures each volume (or add --volume NAME to serve one)");
+            wanted.push_back(std::move(f));
+        }
+    } else {
+        Flags f;
+        f.volume = only;
+        if (!config.empty())
+            if (auto st = load_daemon_config(config, f.volume, f); !st) return fail(st.error().message);
+        bool per_volume = false;
+        if (int rc = apply_flags(argc, argv, f, per_volume); rc >= 0) return rc;
+        if (f.volume.empty() || f.replica.empty() || (f.role != "primary" && f.role != "secondary")) {
+            usage();
+            return 2;
+        }
+        if (f.role == "secondary" && f.listen.empty()) return fail("a secondary needs --listen");
+        fill_defaults(f);
+        if (auto why = check_options(f); !why.empty()) return fail(why);
+        wanted.push_back(std::move(f));
+    }
+    std::string node = wanted.front().node;
+    if (node.empty()) {
+        char host[256] = {};
+        ::gethostname(host, sizeof host - 1);
+        node = host;
+    }
+    for (auto& f : wanted) f.node = node;
+    const Flags& daemon = wanted.front();  // [sanrepd] keys and daemon-wide flags are the same for every volume
+
+    // Signals are taken by sigwait on one thread; every other thread inherits
+    // the mask and never sees them.
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+    std::vector<std::uint8_t> psk;
+    bool networked = false;
+    for (auto& f : wanted) networked = networked || !f.peer.empty() || (f.role == "secondary" && !f.listen.empty());
+    if (!daemon.psk_file.empty()) {
+        auto key = load_psk(daemon.psk_file);
+        if (!key) return fail(key.error().message);
+        psk = std::move(*key);
+    } else if (networked) {
+        std::fprintf(stderr,
+                     "sanrepd: WARNING: no psk_file: the peer is not authenticated; "
+                     "keep the replication port on a trusted storage network\n");
     }
 
-    auto status_json = [&] {
-        auto m = md.get();
-        nlohmann::json j;
-        j["volume"] = f.volume;
-        j["node"] = f.node;
-        j["role"] = f.role;
-        j["replica"] = {{"path", f.replica},
-                        {"size", volume.size()},
-                        {"direct_io", volume.replica().direct()},
-                        {"state", m.consistent() ? "up-to-date" : "inconsistent"}};
-        j["generations"] = {{"current", hex(m.gens.current)},
-                            {"bitmap", hex(m.gens.bitmap)},
-                            {"history", {hex(m.gens.history[0]), hex(m.gens.history[1])}}};
-        j["dirty_bytes"] = std::min<std::uint64_t>(volume.size(), md.dirty_bits() * m.granularity);
-        if (link) {
-            auto s = link->status();
-            j["peer"] = {
-                {"address", f.peer},
-                {"state", to_string(s.state)},
-                {"detail", s.detail},
-                {"mode", f.async ? "async" : "sync"},
-                {"resync",
-                 {{"regions_done", s.resync_done},
-                  {"regions_total", s.resync_total},
-                  {"bytes_sent", s.resync_bytes},
-                  {"elapsed_ms", s.resync_ms},
-                  {"rate_bytes_per_s", s.resync_ms ? s.resync_bytes * 1000 / s.resync_ms : 0}}}};
-            if (f.async) {
-                j["peer"]["lag_bytes"] = s.lag_bytes;
-                j["peer"]["lag_ops"] = s.lag_ops;
-                j["peer"]["max_lag"] = f.max_lag;
-            }
-            auto v = link->verify_status();
-            nlohmann::json ranges = nlohmann::json::array();
-            for (auto r : v.mismatches) ranges.push_back({{"offset", r.offset}, {"length", r.length}});
-            j["verify"] = {{"state", v.state},           {"detail", v.detail},
-                           {"repair", v.repair},         {"total_bytes", v.total_bytes},
-                           {"done_bytes", v.done_bytes}, {"mismatched_bytes", v.mismatched_bytes},
-                           {"mismatches", ranges}};
-        } else if (target) {
-            auto s = target->status();
-            j["peer"] = {{"listen", f.listen}, {"state", s.state}, {"detail", s.detail}, {"peer_node", s.peer_node}};
-        } else {
-            j["peer"] = {{"state", "standalone"}};
+    // A volume that cannot start is logged and left out; the others serve.
+    WorkerPool pool(daemon.threads);
+    std::vector<std::unique_ptr<Served>> served;
+    for (auto& f : wanted) {
+        auto v = open_volume(f, pool, psk);
+        if (!v) {
+            std::fprintf(stderr, "sanrepd: volume %s not served: %s\n", f.volume.c_str(), v.error().message.c_str());
+            continue;
         }
-        const auto& c = volume.counters();
-        j["io"] = {{"reads", c.reads.load()},
-                   {"writes", c.writes.load()},
-                   {"flushes", c.flushes.load()},
-                   {"trims", c.trims.load()},
-                   {"zeroes", c.zeroes.load()},
-                   {"bytes_read", c.bytes_read.load()},
-                   {"bytes_written", c.bytes_written.load()},
-                   {"errors", c.errors.load()}};
-        auto latency = [](const LatencyHistogram& h) {
-            auto s = h.summary();
-            return nlohmann::json{{"count", s.count}, {"mean", s.mean_us}, {"p50", s.p50_us}, {"p99", s.p99_us}};
-        };
-        j["io"]["latency_us"] = {{"read", latency(c.read_latency)},
-                                 {"write", latency(c.write_latency)},
-                                 {"flush", latency(c.flush_latency)}};
-        return j;
-    };
-    auto error_json = [](const std::string& message) { return nlohmann::json{{"error", message}}.dump(); };
-    ControlServer control(f.control, [&](const std::string& request) {
-        nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
-        std::string command = req.is_object() && req.contains("command") && req["command"].is_string()
-                                  ? req["command"].get<std::string>()
-                                  : "";
-        if (command == "status") return status_json().dump();
-        if (command == "verify") {
-            if (!link) return error_json("verify runs on the primary of a volume with a peer");
-            bool repair = req.contains("repair") && req["repair"].is_boolean() && req["repair"].get<bool>();
-            if (auto st = link->start_verify(repair); !st) return error_json(st.error().message);
-            return nlohmann::json{{"ok", true}, {"verify", "running"}}.dump();
+        served.push_back(std::move(*v));
+    }
+    // Secondaries with the same listen address share one socket; the
+    // primary's first message names the volume.
+    std::map<std::string, std::unique_ptr<PeerListener>> listeners;
+    for (auto& v : served)
+        if (v->target) {
+            auto& l = listeners[v->f.listen];
+            if (!l) l = std::make_unique<PeerListener>(v->f.listen);
+            l->add(*v->target);
         }
-        if (command == "resolve") {
-            // The losing side discards its generations and comes back blank:
-            // the primary then gives it a full sync. Only a secondary that
-            // refused its primary may do that, only for `keep` naming its
-            // peer exactly (a typo discards nothing), and only with an
-            // explicit destroy flag (sanctl --yes-destroy-data).
-            std::string keep = req.contains("keep") && req["keep"].is_string() ? req["keep"].get<std::string>() : "";
-            bool destroy = req.contains("yes_destroy_data") && req["yes_destroy_data"].is_boolean() &&
-                           req["yes_destroy_data"].get<bool>();
-            if (keep.empty()) return error_json("resolve needs \"keep\": the node whose data survives");
-            if (keep == f.node)
-                return nlohmann::json{{"ok", true},
-                                      {"result", "kept"},
-                                      {"detail", "this node's replica is kept; run the same command on the other node"}}
-                    .dump();
-            if (!target)
-                return error_json("this node (" + f.node + ") is primary: restart it as secondary to discard its data");
-            auto ts = target->status();
-            if (ts.peer_node.empty())
-                return error_json("'" + keep + "' is not this node (" + f.node +
-                                  ") and the peer's name is not known yet (no primary has said HELLO): nothing "
-                                  "discarded");
-            if (keep != ts.peer_node)
-                return error_json("unknown node '" + keep + "': this node is " + f.node + ", its peer is " +
-                                  ts.peer_node + "; nothing discarded");
-            if (ts.state != "split-brain" && ts.state != "peer-newer" && ts.state != "unrelated")
-                return error_json("nothing to resolve: the peer state is " + ts.state);
-            if (!destroy)
-                return error_json("keeping " + keep + " discards this node's (" + f.node + ") replica of " + f.volume +
-                                  " (state " + ts.state +
-                                  ") and overwrites it with a full sync; repeat with "
-                                  "--yes-destroy-data to do that");
-            auto st = md.update([](Metadata& next) {
-                next.volume_id = {};
-                next.gens = {};
-                next.flags &= ~kMetaFlagConsistent;
-            });
-            if (st) {
-                std::uint64_t from = 0;
-                while (auto bit = md.next_dirty(from)) {
-                    md.clear_bit(*bit);
-                    from = *bit + 1;
+    for (auto it = listeners.begin(); it != listeners.end();) {
+        if (auto st = it->second->listen(); !st) {
+            std::fprintf(stderr, "sanrepd: %s: its volumes are not served\n", st.error().message.c_str());
+            for (auto& v : served)
+                if (v && v->target && v->f.listen == it->first) {
+                    stop_volume(*v);
+                    v.reset();
                 }
-                st = md.persist_bitmap();
-            }
-            if (!st) return error_json(st.error().message);
-            std::fprintf(stderr, "sanrepd: resolve: discarded this replica's generations (kept %s): full sync next\n",
-                         keep.c_str());
-            return nlohmann::json{{"ok", true},
-                                  {"result", "discarded"},
-                                  {"detail", "this replica is blank now; the primary gives it a full sync"}}
-                .dump();
+            it = listeners.erase(it);
+        } else {
+            ++it;
         }
-        return error_json("unknown request: the commands are status, verify, resolve");
-    });
-    if (auto st = control.start(); !st) return fail(st.error().message);
+    }
+    std::erase(served, nullptr);
+    if (served.empty()) return fail(wanted.size() == 1 ? "nothing served" : "no volume could be served");
 
-    if (target) {
-        if (auto st = target->listen(f.listen); !st) return fail(st.error().message);
-        target->start();
-        std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n", f.volume.c_str(),
-                     f.replica.c_str(), f.listen.c_str());
-        int sig = 0;
-        sigwait(&sigs, &sig);
-        target->stop();
-        control.stop();
-        return 0;
+    for (auto& v : served) {
+        const Flags& f = v->f;
+        if (v->target) {
+            std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n",
+                         f.volume.c_str(), f.replica.c_str(), f.listen.c_str());
+            continue;
+        }
+        if (v->link) v->link->start();
+        Served* raw = v.get();
+        v->nbd_thread = std::thread([raw, single = served.size() == 1] {
+            raw->nbd_result = raw->server->run();
+            if (!raw->nbd_result) {
+                std::fprintf(stderr, "sanrepd: volume %s: NBD server: %s\n", raw->f.volume.c_str(),
+                             raw->nbd_result.error().message.c_str());
+                if (single) ::kill(::getpid(), SIGTERM);  // nothing left to serve: release the main thread
+            }
+        });
+        std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n", f.volume.c_str(),
+                     static_cast<unsigned long long>(v->volume->size()), f.replica.c_str(),
+                     v->volume->replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
+                     f.peer.empty() ? "none (standalone)" : f.peer.c_str());
     }
+    for (auto& [address, l] : listeners) l->start();
 
-    nbd::ExportInfo exp;
-    exp.name = f.volume;
-    exp.size = volume.size();
-    // FLUSH and FUA advertised: without SEND_FLUSH the kernel client assumes
-    // write-through. CAN_MULTI_CONN holds: a flush syncs the whole replica and
-    // every in-sync peer, covering writes completed on any connection.
-    exp.transmission_flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendTrim |
-                             nbd::kFlagSendWriteZeroes | nbd::kFlagCanMultiConn;
-    NbdServer server(exp, volume);
-    if (auto st = server.listen_unix(f.nbd_socket); !st) return fail(st.error().message);
-    if (!f.nbd_tcp.empty()) {
-        if (auto st = server.listen_tcp(f.nbd_tcp); !st) return fail(st.error().message);
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    // No new peer connections first (and every session's socket shut
+    // down), then each volume stops on its own.
+    for (auto& [address, l] : listeners) l->stop();
+    bool ok = true;
+    for (auto& v : served) {
+        stop_volume(*v);
+        ok = ok && v->nbd_result.ok();
     }
-    if (link) link->start();
-    std::thread signals([&] {
-        int sig = 0;
-        sigwait(&sigs, &sig);
-        server.stop();
-    });
-    std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n", f.volume.c_str(),
-                 static_cast<unsigned long long>(volume.size()), f.replica.c_str(),
-                 volume.replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
-                 f.peer.empty() ? "none (standalone)" : f.peer.c_str());
-    auto st = server.run();
-    if (!st) {
-        std::fprintf(stderr, "sanrepd: %s\n", st.error().message.c_str());
-        ::kill(::getpid(), SIGTERM);  // release the signal thread
-    }
-    signals.join();
-    if (link) link->stop();
-    control.stop();
-    return st ? 0 : 1;
+    return ok ? 0 : 1;
 }

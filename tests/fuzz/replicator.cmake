@@ -2,7 +2,9 @@
 # tests/CMakeLists.txt when the compiler is clang). Build in a separate tree:
 #   CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DSANAGENT_FUZZ=ON
 #   cmake --build build-fuzz --target replicator_nbd_fuzz replicator_peer_fuzz
-#   build-fuzz/tests/replicator_nbd_fuzz -max_total_time=60 tests/fuzz/corpus/replicator_nbd
+#   build-fuzz/tests/replicator_peer_fuzz -max_total_time=60 build-fuzz/corpus-peer tests/fuzz/corpus/replicator_peer
+# (./run fuzz does this for every target). The peer seeds are generated:
+# build/tests/replicator_peer_seeds tests/fuzz/corpus/replicator_peer.
 # The library is compiled again here with the fuzzer's instrumentation.
 option(SANAGENT_FUZZ "Build the libFuzzer targets (clang)" OFF)
 if(SANAGENT_FUZZ)

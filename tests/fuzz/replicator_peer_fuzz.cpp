@@ -1,6 +1,8 @@
 // libFuzzer target: every decoder of the peer protocol on untrusted bytes
 // from the network (header, then the body as each message type), and the
 // metadata header decoder (a corrupted metadata file is untrusted too).
+// Seeds: tests/fuzz/corpus/replicator_peer, written by replicator_peer_seeds.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -28,6 +30,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)decode_resync_done(in);
     (void)decode_digest(in);
     (void)decode_refuse(in);
+    // The listener decodes AUTH before anyone is authenticated; whatever it
+    // accepts encodes back to the same bytes, with a name within the bound.
+    if (auto auth = decode_auth_challenge(in); auth.ok()) {
+        if (auth->volume.size() > kMaxVolumeName) std::abort();
+        auto again = encode_auth_challenge(*auth);
+        if (again.size() != in.size() || !std::equal(again.begin(), again.end(), in.begin())) std::abort();
+    }
     if (in.size() >= kMetaHeaderSize) (void)decode_metadata(in.first(kMetaHeaderSize));
     // Round trip: whatever decodes as a HELLO encodes back to the same bytes.
     if (auto hello = decode_hello(in); hello.ok()) {

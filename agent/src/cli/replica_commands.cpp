@@ -3,7 +3,9 @@
 // serves (docs/replicator.md, "Control socket").
 #include "sanagent/agent/replica_commands.h"
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -19,6 +21,7 @@ namespace {
 struct ReplicaOptions {
     std::vector<std::string> positional;
     std::string control;
+    std::string control_dir = "/run/sanrepd";
     std::string keep;
     bool json = false;
     bool repair = false;
@@ -47,6 +50,8 @@ std::optional<ReplicaOptions> parse(const std::vector<std::string>& args) {
             o.wait = false;
         } else if (a == "--control" && has_value) {
             o.control = args[++i];
+        } else if (a == "--control-dir" && has_value) {
+            o.control_dir = args[++i];
         } else if (a == "--keep" && has_value) {
             o.keep = args[++i];
         } else if (a == "--timeout" && has_value) {
@@ -141,6 +146,44 @@ int cmd_status(const ReplicaOptions& o, const std::string& socket) {
     return 0;
 }
 
+// Every volume whose control socket is in the directory (one sanrepd per
+// node serves several), one line each; a socket nobody answers on is listed
+// with its error and makes the exit 1.
+int cmd_status_all(const ReplicaOptions& o) {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> sockets;
+    std::error_code ec;
+    for (fs::directory_iterator it(o.control_dir, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().extension() == ".ctl" && it->is_socket()) sockets.push_back(it->path());
+    if (ec && ec != std::errc::no_such_file_or_directory) return fail("listing " + o.control_dir + ": " + ec.message());
+    std::sort(sockets.begin(), sockets.end());
+    int rc = 0;
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& path : sockets) {
+        const std::string volume = path.stem().string();
+        auto j = ask(path.string(), {{"command", "status"}});
+        if (!j) {
+            rc = 1;
+            if (o.json)
+                all.push_back({{"volume", volume}, {"error", j.error().message}});
+            else
+                std::cout << volume << ": no answer: " << j.error().message << "\n";
+            continue;
+        }
+        if (o.json) {
+            all.push_back(*j);
+            continue;
+        }
+        const auto& p = j->value("peer", nlohmann::json::object());
+        std::cout << j->value("volume", volume) << ": " << j->value("role", "") << ", replica "
+                  << (*j)["replica"].value("state", "") << ", peer " << p.value("state", "") << ", dirty "
+                  << size_text(j->value("dirty_bytes", 0ull)) << "\n";
+    }
+    if (o.json) std::cout << all.dump(2) << "\n";
+    if (sockets.empty() && !o.json) std::cout << "no sanrepd volumes (no control socket in " << o.control_dir << ")\n";
+    return rc;
+}
+
 int cmd_verify(const ReplicaOptions& o, const std::string& volume, const std::string& socket) {
     auto started = ask(socket, {{"command", "verify"}, {"repair", o.repair}});
     if (!started) return fail(started.error().message);
@@ -202,8 +245,10 @@ int cmd_resolve(const ReplicaOptions& o, const std::string& socket) {
 int run_replica_command(const std::vector<std::string>& args) {
     auto o = parse(args);
     if (!o) return 2;
+    if (o->positional.size() == 1 && o->positional[0] == "status") return cmd_status_all(*o);
     if (o->positional.size() != 2) {
-        std::cerr << "usage: sanctl replica status|verify|resolve VOLUME [--control PATH] [--json]\n"
+        std::cerr << "usage: sanctl replica status [--control-dir DIR] [--json]\n"
+                     "       sanctl replica status|verify|resolve VOLUME [--control PATH] [--json]\n"
                      "       sanctl replica verify VOLUME [--repair] [--no-wait] [--timeout SECONDS]\n"
                      "       sanctl replica resolve VOLUME --keep NODE [--yes-destroy-data]\n";
         return 2;

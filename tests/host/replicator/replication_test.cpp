@@ -199,7 +199,8 @@ BOOST_AUTO_TEST_CASE(wrong_volume_peer_is_refused) {
     k.start_secondary("b", "other", port, kSizeArg);
     k.start_primary("a", "vol", port, kSizeArg);
     BOOST_TEST(k.wait_state("a", "refused"));
-    BOOST_TEST(k.status("a")["peer"]["detail"].get<std::string>().find("wrong volume") != std::string::npos);
+    BOOST_TEST(k.status("a")["peer"]["detail"].get<std::string>().find("no volume vol on this node") !=
+               std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {

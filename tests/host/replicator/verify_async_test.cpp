@@ -496,13 +496,16 @@ BOOST_AUTO_TEST_CASE(a_client_trickling_bytes_cannot_hold_the_secondary) {
     BOOST_TEST_REQUIRE(fd.ok());
     std::atomic<bool> done{false};
     std::atomic<bool> cut_off{false};
-    // A well-formed AUTH header, then more: 150 bytes, one per 400 ms (60 s
-    // at most), ending at the first failed send.
-    std::vector<std::uint8_t> nonce(32, 7);
-    auto h = peer::encode_header(peer::Type::Auth, 0, 0, nonce);
+    // A well-formed AUTH for this volume, then more: 150 bytes, one per
+    // 400 ms (60 s at most), ending at the first failed send.
+    peer::AuthChallenge challenge;
+    challenge.nonce.fill(7);
+    challenge.volume = "vol";
+    auto body = peer::encode_auth_challenge(challenge);
+    auto h = peer::encode_header(peer::Type::Auth, 0, 0, body);
     std::vector<std::uint8_t> bytes(150, 0);
     std::copy(h.begin(), h.end(), bytes.begin());
-    std::copy(nonce.begin(), nonce.end(), bytes.begin() + h.size());
+    std::copy(body.begin(), body.end(), bytes.begin() + h.size());
     std::thread trickler([&] {
         for (std::size_t i = 0; i < bytes.size() && !done; ++i) {
             if (::send(fd->get(), &bytes[i], 1, MSG_NOSIGNAL) != 1) {

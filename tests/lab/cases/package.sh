@@ -2,7 +2,8 @@
 # load the modules it lists, drop a file into conf.d, enable --now; the unit
 # is active (running) through sd_notify, sanctl answers, reload applies an
 # edit, a broken drop-in on reload keeps the old config with the error in
-# `systemctl status`, and dpkg --purge leaves nothing behind. The .rpm's file
+# `systemctl status`, sanrepd.service serves every volume of its file, and
+# dpkg --purge leaves nothing behind. The .rpm's file
 # list is compared with the .deb's. The packages come from ctest's
 # lab.package-build fixture (cpack into $SANLAB_BUILD/lab-packages).
 . "$SANLAB_SRC/tests/lab/lib.sh"
@@ -22,6 +23,28 @@ check "the unit is installed disabled" bash -c '[[ $(systemctl is-enabled sanage
 check "and nothing started it" bash -c '! systemctl is-active -q sanagentd.service'
 check "sanrepd@ without its .env is skipped, not failed" bash -c 'systemctl start sanrepd@vol1.service;
     [[ $(systemctl show -P ConditionResult sanrepd@vol1.service) == no && $(systemctl show -P ActiveState sanrepd@vol1.service) == inactive ]]'
+check "sanrepd.service without replicator.toml is skipped, not failed" bash -c 'systemctl start sanrepd.service;
+    [[ $(systemctl show -P ConditionResult sanrepd.service) == no && $(systemctl show -P ActiveState sanrepd.service) == inactive ]]'
+# One sanrepd for the node: two (standalone) volumes from one file, each with
+# its own control socket, file replicas in the unit's state directory.
+cat > /etc/sanagent/replicator.toml << 'CONF'
+[sanrepd]
+node = "lab"
+threads = 4
+
+[volume.pk1]
+replica = "/var/lib/sanagent/replicator/pk1.img"
+size = "16M"
+
+[volume.pk2]
+replica = "/var/lib/sanagent/replicator/pk2.img"
+size = "16M"
+CONF
+check "systemctl start sanrepd serves every volume of replicator.toml" systemctl start sanrepd.service
+check "each volume has its control socket" wait_for 30 test -S /run/sanrepd/pk1.ctl -a -S /run/sanrepd/pk2.ctl
+check "sanctl replica status lists both" bash -c '[[ $(sanctl replica status | grep -c ": primary, replica up-to-date, peer standalone") == 2 ]]'
+check "systemctl stop sanrepd ends it cleanly" bash -c 'systemctl stop sanrepd.service && [[ $(systemctl show -P Result sanrepd.service) == success ]]'
+rm -f /etc/sanagent/replicator.toml /var/lib/sanagent/replicator/pk*
 
 # What a reboot would do: systemd-modules-load reads the package's list.
 check "modules-load.d/sanagent.conf loads every module" systemctl restart systemd-modules-load.service

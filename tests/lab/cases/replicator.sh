@@ -1,6 +1,7 @@
 # sanrepd across two guests over a faulty network, as an admin would run it:
-#   sanlab1 (192.168.77.11) is the primary, serving the volume over NBD;
-#   sanlab2 (192.168.77.12) holds the secondary replica.
+# one sanrepd per node, from a config file naming two volumes, vol and vol2;
+#   sanlab1 (192.168.77.11) is their primary, serving them over NBD;
+#   sanlab2 (192.168.77.12) holds the secondary replicas, both on one port.
 # The two authenticate with a pre-shared key (root-owned 0600 file on each).
 # The primary's link gets 5% loss and 50 ms delay (tc netem): writes go on and
 # stay replicated (with 5% loss TCP moves well under 100 KB/s at this round
@@ -10,7 +11,8 @@
 # is resynced. At the
 # end the two replica files have the same checksum (compared through the
 # shared directory), every acknowledged write reads back, and an online verify
-# over the lossy link finds no mismatch.
+# over the lossy link finds no mismatch. vol2 is written once, rides through
+# the same faults idle, and ends in sync with equal checksums too.
 . "$SANLAB_SRC/tests/lab/lib.sh"
 shared=/lab/shared
 sanrepd=$SANLAB_BUILD/replicator/sanrepd
@@ -18,9 +20,26 @@ sanctl=$SANLAB_BUILD/agent/sanctl
 run=/run/lab/rep
 mkdir -p $run
 
-# The peer's state from `sanctl replica status` ("  peer ADDR: STATE (mode)").
-peer_state() { "$sanctl" replica status vol --control $run/vol.ctl | sed -n 's/^  peer [^ ]*: \([a-z-]*\).*/\1/p'; }
-is_state() { [[ $(peer_state) == "$1" ]]; }
+# The peer's state from `sanctl replica status VOLUME` ("  peer ADDR: STATE (mode)").
+peer_state() { "$sanctl" replica status "${1:-vol}" --control "$run/${1:-vol}.ctl" | sed -n 's/^  peer [^ ]*: \([a-z-]*\).*/\1/p'; }
+is_state() { [[ $(peer_state "${2:-vol}") == "$1" ]]; }
+
+# node_config NODE ROLE: the node's sanrepd.toml, vol (64M) and vol2 (8M);
+# the secondaries share the node's listen address.
+node_config() {
+    printf '[sanrepd]\nnode = "%s"\npsk_file = "%s"\n' "$1" $run/peer.psk
+    [[ $2 == secondary ]] && printf 'listen = "192.168.77.12:7789"\n'
+    local v size
+    for v in vol vol2; do
+        size=64M
+        [[ $v == vol2 ]] && size=8M
+        printf '\n[volume.%s]\nrole = "%s"\nreplica = "%s"\nsize = "%s"\ncontrol = "%s"\n' \
+            $v "$2" $run/$v.img $size $run/$v.ctl
+        [[ $2 == primary ]] && printf 'nbd_socket = "%s"\nack_timeout_ms = 20000\n[volume.%s.peer]\naddress = "%s"\n' \
+            $run/$v.nbd $v 192.168.77.12:7789
+    done
+    return 0
+}
 # stop_daemon PID: SIGTERM, then its exit status (0 = clean), bounded: a child
 # that has exited is a zombie until waited for, so look at /proc, not kill -0.
 # Not inside `check`: that runs in a subshell, which cannot wait for our child.
@@ -38,14 +57,15 @@ install_key() { install -m 0600 -o root $shared/cluster.psk $run/peer.psk; }
 secondary() {
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $shared/cluster.psk
     check "the key is installed 0600" install_key
-    "$sanrepd" --volume vol --role secondary --node sanlab2 --replica $run/vol.img --size 64M \
-        --listen 192.168.77.12:7789 --control $run/vol.ctl --psk-file $run/peer.psk > $run/sanrepd.log 2>&1 &
+    node_config sanlab2 secondary > $run/sanrepd.toml
+    "$sanrepd" --config $run/sanrepd.toml > $run/sanrepd.log 2>&1 &
     local pid=$!
-    check "the secondary listens" wait_for 30 test -S $run/vol.ctl
+    check "the secondary listens" wait_for 30 test -S $run/vol.ctl -a -S $run/vol2.ctl
     touch $shared/peer-ready
     check "the primary finished" wait_for 500 test -e $shared/primary-done
     stop_daemon $pid
     check "the secondary stops cleanly" test $? -eq 0
+    sha256sum < $run/vol2.img | cut -d' ' -f1 > $shared/secondary2.sum
     sha256sum < $run/vol.img | cut -d' ' -f1 > $shared/secondary.sum
     sed 's/^/# /' $run/sanrepd.log | tail -n 20
 }
@@ -55,12 +75,14 @@ primary() {
     check "netem is available" modprobe sch_netem
     check "the secondary is up" wait_for 120 test -e $shared/peer-ready
     check "the key is installed 0600" install_key
-    "$sanrepd" --volume vol --role primary --node sanlab1 --replica $run/vol.img --size 64M \
-        --peer 192.168.77.12:7789 --nbd-socket $run/vol.nbd --control $run/vol.ctl --ack-timeout-ms 20000 \
-        --psk-file $run/peer.psk \
-        > $run/sanrepd.log 2>&1 &
+    node_config sanlab1 primary > $run/sanrepd.toml
+    "$sanrepd" --config $run/sanrepd.toml > $run/sanrepd.log 2>&1 &
     local pid=$!
     check "the primary is in sync with the secondary" wait_for 120 is_state in-sync
+    check "and so is vol2, over the same port" wait_for 120 is_state in-sync vol2
+    check "sanctl replica status lists both volumes" bash -c \
+        "[[ \$('$sanctl' replica status --control-dir $run | grep -c ': primary, replica up-to-date, peer in-sync') == 2 ]]"
+    check "a write to vol2" qemu-io -f raw "nbd+unix:///vol2?socket=$run/vol2.nbd" -c "write -P 0x66 1M 1M" -c flush
     # Acknowledged writes: a pattern per piece, logged only when qemu-io says done.
     : > $run/acked
     write_piece() {  # write_piece OFFSET LENGTH PATTERN
@@ -103,13 +125,16 @@ primary() {
     check "a second verify is clean" bash -c \
         "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify2.txt"
     sed 's/^/# /' $run/verify2.txt
+    check "vol2 is in sync again" wait_for 120 is_state in-sync vol2
     tc qdisc del dev eth0 root 2> /dev/null
     stop_daemon $pid
     check "the primary stops cleanly" test $? -eq 0
     sha256sum < $run/vol.img | cut -d' ' -f1 > $run/primary.sum
+    sha256sum < $run/vol2.img | cut -d' ' -f1 > $run/primary2.sum
     touch $shared/primary-done
     check "the secondary reported its checksum" wait_for 60 test -s $shared/secondary.sum
     check "the replicas are identical" cmp $run/primary.sum $shared/secondary.sum
+    check "vol2's replicas are identical" cmp $run/primary2.sum $shared/secondary2.sum
     grep -E 'peer:|verify' $run/sanrepd.log | sed 's/^/# /' | tail -n 30
 }
 

@@ -110,3 +110,66 @@ BOOST_AUTO_TEST_CASE(sizes) {
     BOOST_TEST(!parse_size("1Q", v));
     BOOST_TEST(!parse_size("99999999999999T", v));
 }
+
+BOOST_AUTO_TEST_CASE(node_config_reads_every_volume_with_the_node_defaults) {
+    TempFile f(R"([sanrepd]
+node = "node-b"
+threads = 8
+listen = "10.0.0.2:7789"
+
+[volume.vol1]
+role = "secondary"
+replica = "/dev/sanvg/vol1"
+
+[volume.vol2]
+role = "secondary"
+replica = "/dev/sanvg/vol2"
+listen = "10.0.1.2:7790"
+
+[volume.vol3]
+role = "primary"
+replica = "/srv/vol3.img"
+[volume.vol3.peer]
+address = "10.0.0.1:7789"
+)");
+    auto all = load_node_config(f.path, DaemonOptions{});
+    BOOST_TEST_REQUIRE(all.ok(), (all.ok() ? "" : all.error().message));
+    BOOST_TEST_REQUIRE(all->size() == 3u);
+    const auto &v1 = (*all)[0], &v2 = (*all)[1], &v3 = (*all)[2];
+    BOOST_TEST(v1.volume == "vol1");
+    BOOST_TEST(v1.node == "node-b");
+    BOOST_TEST(v1.threads == 8u);
+    BOOST_TEST(v1.listen == "10.0.0.2:7789");  // the node's default
+    BOOST_TEST(v2.listen == "10.0.1.2:7790");  // its own
+    BOOST_TEST(v1.meta == "/dev/sanvg/vol1.meta");
+    BOOST_TEST(v1.control == "/run/sanrepd/vol1.ctl");
+    BOOST_TEST(v2.control == "/run/sanrepd/vol2.ctl");
+    BOOST_TEST(v3.role == "primary");
+    BOOST_TEST(v3.peer == "10.0.0.1:7789");
+    BOOST_TEST(v3.nbd_socket == "/run/sanrepd/vol3.nbd");
+}
+
+BOOST_AUTO_TEST_CASE(node_config_errors_name_file_line_and_key) {
+    struct Case {
+        std::string text, expect;
+    };
+    const Case cases[] = {
+        {"[volume.a]\nreplica = \"/x\"\nnbd_socket = \"/s\"\n[volume.b]\nreplica = \"/y\"\nnbd_socket = \"/s\"\n",
+         ":6: [volume.b] nbd_socket: /s is also [volume.a]'s (line 3)"},
+        {"[volume.a]\nreplica = \"/x\"\n[volume.b]\nreplica = \"/x\"\n", ":4: [volume.b] replica: /x is also"},
+        {"[volume.a]\nreplica = \"/x\"\ncontrol = \"/c\"\n[volume.b]\nreplica = \"/y\"\ncontrol = \"/c\"\n",
+         ":6: [volume.b] control: /c is also"},
+        {"[volume.a]\nrole = \"secondary\"\nreplica = \"/x\"\n", ":1: [volume.a] listen: a secondary needs"},
+        {"[volume.a]\nrole = \"primary\"\n", ":1: [volume.a] replica: missing"},
+        {"[volume.\"../etc\"]\nreplica = \"/x\"\n", "[volume.../etc] volume name '../etc'"},
+        {"[sanrepd]\nnode = \"n\"\n", "no [volume.NAME] table"},
+        {"[volume.a]\nreplica = \"/x\"\n[volume.b]\nreplcia = \"/y\"\n", ":4: [volume.b] replcia: unknown key"},
+    };
+    for (const auto& c : cases) {
+        TempFile f(c.text);
+        auto all = load_node_config(f.path, DaemonOptions{});
+        BOOST_TEST_REQUIRE(!all.ok(), c.text);
+        BOOST_TEST(all.error().message.find(f.path) == 0u, all.error().message);
+        BOOST_TEST(all.error().message.find(c.expect) != std::string::npos, all.error().message);
+    }
+}

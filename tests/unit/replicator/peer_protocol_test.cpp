@@ -116,3 +116,24 @@ BOOST_AUTO_TEST_CASE(small_bodies) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(auth_challenge_names_the_volume) {
+    AuthChallenge c;
+    c.nonce.fill(0x5a);
+    c.volume = "vol-7";
+    auto body = encode_auth_challenge(c);
+    BOOST_TEST(body.size() == kMinAuthChallenge + 5);
+    auto d = decode_auth_challenge(body);
+    BOOST_TEST_REQUIRE(d.ok());
+    BOOST_TEST(d->volume == "vol-7");
+    BOOST_TEST((d->nonce == c.nonce));
+    // A version 3 AUTH (the nonce alone), any truncation, a trailing byte
+    // and an over-long name are refused.
+    for (std::size_t n = 0; n < body.size(); ++n) BOOST_TEST(!decode_auth_challenge(std::span(body).first(n)).ok());
+    body.push_back(0);
+    BOOST_TEST(!decode_auth_challenge(body).ok());
+    c.volume.assign(kMaxVolumeName + 1, 'v');
+    BOOST_TEST(!decode_auth_challenge(encode_auth_challenge(c)).ok());
+    c.volume.assign(kMaxVolumeName, 'v');
+    BOOST_TEST(encode_auth_challenge(c).size() == kMaxAuthChallenge);
+}

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "sanagent/result.h"
 
@@ -42,5 +43,24 @@ bool parse_size(const std::string& text, std::uint64_t& out);
 // keys that are absent leave `out` as it is. Nothing is half-applied: on an
 // error `out` is untouched and the message is "PATH:LINE: [table] key: what".
 Status load_daemon_config(const std::string& path, const std::string& volume, DaemonOptions& out);
+
+// Every [volume.NAME] of the file (one sanrepd per node), each read over
+// `base` with [sanrepd] applied first (its `listen` is every secondary's
+// default), defaults filled in (fill_defaults) and checked one by one
+// (check_options) and as a set: two volumes may not share a replica,
+// metadata file, NBD socket or control socket. Errors name file:line and key.
+Result<std::vector<DaemonOptions>> load_node_config(const std::string& path, const DaemonOptions& base);
+
+// A volume name is also a file name (/run/sanrepd/NAME.ctl): letters,
+// digits, '.', '_', '-', not starting with '.' or '-', at most 128 bytes.
+bool valid_volume_name(const std::string& name);
+
+// The paths that default from the volume's name or replica: meta
+// (REPLICA.meta), nbd_socket and control (/run/sanrepd/NAME.nbd, .ctl).
+void fill_defaults(DaemonOptions& options);
+
+// What a volume needs to start: a valid name, a replica, and a listen
+// address when it is a secondary. The message says which; empty when fine.
+std::string check_options(const DaemonOptions& options);
 
 }  // namespace sanagent::replicator

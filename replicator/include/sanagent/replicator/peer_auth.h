@@ -2,7 +2,7 @@
 // response each way, before HELLO, so that neither side tells an
 // unauthenticated peer anything about its volume or accepts a write from it.
 //
-//   P -> S  AUTH        nonce_p (32 bytes)
+//   P -> S  AUTH        nonce_p (32 bytes) | u16 length | volume   (protocol 4)
 //   S -> P  AUTH        nonce_s (32) | HMAC(key, "sanrepd-s" | volume | nonce_p | nonce_s)
 //   P -> S  AUTH_PROOF  HMAC(key, "sanrepd-p" | volume | nonce_s | nonce_p)
 //
@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "sanagent/replicator/peer_protocol.h"
 #include "sanagent/result.h"
 
 namespace sanagent::replicator {
@@ -35,5 +36,9 @@ Mac auth_mac(std::span<const std::uint8_t> key, const std::string& label, const 
 // them). EPERM when the other side does not know the key.
 Status authenticate_primary(int fd, std::span<const std::uint8_t> key, const std::string& volume);
 Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const std::string& volume);
+// The secondary's half once the primary's AUTH has been read (a listener that
+// serves several volumes reads it to pick the volume): the MACs bind the
+// volume the primary named.
+Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const peer::AuthChallenge& challenge);
 
 }  // namespace sanagent::replicator

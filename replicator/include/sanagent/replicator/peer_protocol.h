@@ -21,7 +21,10 @@ namespace sanagent::replicator::peer {
 inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-endian bytes
 // 2: VERIFY / DIGEST (online verify), AUTH / AUTH_PROOF (pre-shared key); the secondary orders overlapping writes
 // itself (async mode no longer holds the primary's range lock until the ack).
-inline constexpr std::uint16_t kVersion = 3;  // 3: HELLO carries the node name
+// 3: HELLO carries the node name.
+// 4: AUTH (P->S) names the volume after the nonce: one port serves several volumes, and the secondary must know which
+// before the name enters the HMAC.
+inline constexpr std::uint16_t kVersion = 4;
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::uint32_t kMaxBody = (32u << 20) + 64;  // one NBD-sized write plus its framing
 inline constexpr std::size_t kMaxVolumeName = 128;
@@ -70,6 +73,16 @@ struct Hello {
     std::string node;
 };
 
+// The primary's first message when a key is configured: its nonce and the
+// volume it wants (version 4; version 3 sent the nonce alone).
+inline constexpr std::size_t kAuthNonceSize = 32;
+inline constexpr std::size_t kMinAuthChallenge = kAuthNonceSize + 2;
+inline constexpr std::size_t kMaxAuthChallenge = kMinAuthChallenge + kMaxVolumeName;
+struct AuthChallenge {
+    std::array<std::uint8_t, kAuthNonceSize> nonce{};
+    std::string volume;
+};
+
 struct Range {
     std::uint64_t offset = 0;
     std::uint64_t length = 0;
@@ -89,6 +102,8 @@ Status check_body(const Header& header, std::span<const std::uint8_t> body);
 
 std::vector<std::uint8_t> encode_hello(const Hello& hello);
 Result<Hello> decode_hello(std::span<const std::uint8_t> body);
+std::vector<std::uint8_t> encode_auth_challenge(const AuthChallenge& challenge);
+Result<AuthChallenge> decode_auth_challenge(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_decision(SyncDecision decision);
 Result<SyncDecision> decode_decision(std::span<const std::uint8_t> body);
 // A Write body is the offset then the data: the caller sends the data from its

@@ -1,4 +1,5 @@
-// The secondary's side: accepts the primary's connection, checks its HELLO
+// The secondary's side of one volume: takes a primary's connection from a
+// PeerListener (which may serve several volumes on one port), checks its HELLO
 // against our metadata, agrees (or not) with its sync decision, then applies
 // writes, zeroes and trims on the worker pool and acks each once applied;
 // FLUSH is acked once every earlier op is applied and the replica is
@@ -7,29 +8,65 @@
 // Ops start in arrival order per range (a range lock): an async primary may
 // have overlapping writes in flight, and they must land in the order sent.
 // VERIFY takes the same lock, so its checksum sees every write sent before it.
+//
+// At most one session per volume is past HELLO (deciding or serving). A new,
+// authenticated primary with the same node name as the current session's
+// replaces it (the old TCP connection may be half-open after a network drop):
+// the old session is shut down and its in-flight ops drained before the new
+// one's HELLO is built from the metadata. Another node is refused while one
+// is connected.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "sanagent/fd.h"
 #include "sanagent/replicator/metadata.h"
+#include "sanagent/replicator/peer_protocol.h"
 #include "sanagent/replicator/range_lock.h"
 #include "sanagent/replicator/replica.h"
 #include "sanagent/replicator/worker_pool.h"
 
 namespace sanagent::replicator {
 
+// From accept to the agreed decision, authentication included: the primary
+// needs a few round trips, a client that trickles bytes is cut off.
+inline constexpr auto kPeerHandshakeBound = std::chrono::seconds(10);
+
 struct PeerTargetStatus {
     std::string state;  // waiting, in-sync, resync-target, split-brain, peer-newer, unrelated, refused
     std::string detail;
     std::string primary;    // the connected primary's address, if any
     std::string peer_node;  // the node name in the last primary's HELLO (for resolve --keep)
+};
+
+// Logs at most one line per interval, counting the ones it swallowed: for
+// events anyone who can reach a port can cause.
+class RateLimitedLog {
+public:
+    RateLimitedLog(std::string prefix, std::chrono::seconds interval)
+        : prefix_(std::move(prefix)), interval_(interval) {}
+    void operator()(const std::string& line);
+
+private:
+    std::string prefix_;
+    std::chrono::seconds interval_;
+    std::mutex mu_;
+    std::chrono::steady_clock::time_point last_{};
+    unsigned unlogged_ = 0;
+};
+
+// A connection the listener matched to this volume by its first message.
+struct PeerOpening {
+    std::optional<peer::AuthChallenge> auth;  // the first message was AUTH (a key is in use)
+    std::optional<peer::Hello> hello;         // or HELLO (no key)
+    std::function<bool()> expired;            // the handshake's deadline passed
+    std::function<void()> handshake_done;     // called once the handshake succeeded: the session now serves
 };
 
 class PeerTarget {
@@ -40,37 +77,45 @@ public:
     ~PeerTarget();
     // This node's name, sent in HELLO; call before start().
     void set_node(std::string node) { node_ = std::move(node); }
-    Status listen(const std::string& address);
-    void start();
+    const std::string& volume() const { return volume_; }
+    // Runs one connection from its first message (already read) to its end,
+    // on the caller's thread: the handshake, then the session if agreed.
+    void serve(int fd, const PeerOpening& opening);
+    // Ends the session and refuses new ones; the caller joins the threads
+    // that are inside serve().
     void stop();
     PeerTargetStatus status() const;
 
 private:
-    void accept_loop();
-    void serve(int fd);
+    // Makes `fd` this volume's one session for primary `node`, replacing a
+    // session of the same node (shut down, drained) and refusing another
+    // node's. False with `why` when refused.
+    bool claim(int fd, const std::string& node, std::string& why);
+    void release(int fd);
     bool agree(int fd, const peer::Hello& theirs, std::string& why);
     void set_state(const std::string& state, const std::string& detail = {});
     void send_ack(int fd, std::uint64_t seq, int err);
     // A connection dropped before it proved itself (or said HELLO): logged,
     // at most once per kRefusalLogMs with a count of the rest, and never a
     // visible state: anyone who can connect could otherwise flip it.
-    void log_refusal(const std::string& why);
+    void log_refusal(const std::string& why) { refusals_(why); }
 
     std::string volume_;
     std::string node_;
-    std::chrono::steady_clock::time_point last_refusal_log_{};  // accept thread only
-    unsigned refusals_unlogged_ = 0;
+    RateLimitedLog refusals_;
     std::vector<std::uint8_t> psk_;
     Replica& replica_;
     MetadataFile& meta_;
     WorkerPool& pool_;
-    UniqueFd listen_fd_;
-    std::thread thread_;
     std::atomic<bool> stopping_{false};
 
     mutable std::mutex mu_;
     PeerTargetStatus status_{"waiting", {}, {}, {}};
+    // The session past HELLO, if any: its socket (shut down to end it) and
+    // its primary's node name. released_ is signalled when it ends.
     int active_fd_ = -1;
+    std::string active_node_;
+    std::condition_variable released_;
 
     std::mutex send_mu_;
     std::mutex inflight_mu_;

@@ -1,0 +1,233 @@
+#include "sanagent/replicator/peer_listener.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <condition_variable>
+#include <cstdio>
+
+#include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_io.h"
+
+namespace sanagent::replicator {
+
+namespace {
+
+// A HELLO is a few hundred bytes.
+constexpr std::uint32_t kMaxFirstBody = 4096;
+
+// Shuts the connection down unless disarmed within `bound`: one deadline for
+// the whole handshake however the peer paces its bytes (a per-recv timeout
+// restarts with every byte).
+class HandshakeDeadline {
+public:
+    HandshakeDeadline(int fd, std::chrono::milliseconds bound)
+        : thread_([this, fd, bound] {
+              std::unique_lock lock(mu_);
+              if (!cv_.wait_for(lock, bound, [this] { return disarmed_; })) {
+                  expired_ = true;
+                  ::shutdown(fd, SHUT_RDWR);
+              }
+          }) {}
+    ~HandshakeDeadline() { disarm(); }
+    HandshakeDeadline(const HandshakeDeadline&) = delete;
+    HandshakeDeadline& operator=(const HandshakeDeadline&) = delete;
+    void disarm() {
+        {
+            std::lock_guard lock(mu_);
+            disarmed_ = true;
+        }
+        cv_.notify_all();
+        if (thread_.joinable()) thread_.join();
+    }
+    bool expired() {
+        std::lock_guard lock(mu_);
+        return expired_;
+    }
+
+private:
+    std::mutex mu_;
+    std::condition_variable cv_;
+    bool disarmed_ = false;
+    bool expired_ = false;
+    std::thread thread_;  // last: starts once the rest is constructed
+};
+
+// A name from an unauthenticated peer, safe to put in a log line.
+std::string printable(const std::string& name) {
+    std::string out;
+    for (unsigned char c : name) out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    return out;
+}
+
+}  // namespace
+
+PeerListener::PeerListener(std::string address)
+    : address_(std::move(address)),
+      drops_("sanrepd: peer listener " + address_ + ": dropping a connection: ", std::chrono::seconds(10)) {}
+
+PeerListener::~PeerListener() {
+    stop();
+}
+
+void PeerListener::add(PeerTarget& target) {
+    targets_[target.volume()] = &target;
+}
+
+Status PeerListener::listen() {
+    auto fd = tcp_listen(address_);
+    if (!fd) return fd.error().context("peer listener " + address_);
+    listen_fd_ = std::move(*fd);
+    return {};
+}
+
+void PeerListener::start() {
+    accept_thread_ = std::thread([this] { accept_loop(); });
+}
+
+void PeerListener::stop() {
+    stopping_ = true;
+    if (accept_thread_.joinable()) accept_thread_.join();
+    {
+        std::lock_guard lock(mu_);
+        for (auto& c : connections_)
+            if (c.fd.valid()) ::shutdown(c.fd.get(), SHUT_RDWR);
+    }
+    // Only this thread adds or removes connections now (the accept thread
+    // is gone), so the list is walked without the lock.
+    for (auto& c : connections_)
+        if (c.thread.joinable()) c.thread.join();
+    connections_.clear();
+}
+
+void PeerListener::reap() {
+    std::lock_guard lock(mu_);
+    for (auto it = connections_.begin(); it != connections_.end();) {
+        if (!it->done) {
+            ++it;
+            continue;
+        }
+        it->thread.join();  // it only returns after setting done
+        it = connections_.erase(it);
+    }
+}
+
+void PeerListener::accept_loop() {
+    // The poll tick bounds how long stop() waits and paces the reaping.
+    while (!stopping_) {
+        pollfd pfd{listen_fd_.get(), POLLIN, 0};
+        int n = ::poll(&pfd, 1, 200);
+        reap();
+        if (n <= 0) continue;
+        UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        if (!fd.valid()) continue;
+        std::unique_lock lock(mu_);
+        if (handshaking_ >= kMaxHandshakes) {
+            lock.unlock();
+            drops_(std::to_string(kMaxHandshakes) + " handshakes are already running");
+            continue;  // closed here: the peer retries later
+        }
+        ++handshaking_;
+        auto& c = connections_.emplace_back();
+        c.fd = std::move(fd);
+        c.thread = std::thread([this, &c] { run(c); });
+    }
+}
+
+void PeerListener::handshake_over(Connection& c) {
+    std::lock_guard lock(mu_);
+    if (!c.handshaking) return;
+    c.handshaking = false;
+    --handshaking_;
+}
+
+void PeerListener::run(Connection& c) {
+    const int fd = c.fd.get();
+    set_recv_timeout(fd, 5000);
+    HandshakeDeadline deadline(fd, kPeerHandshakeBound);
+    auto cut_off = [&](const std::string& why) {
+        return deadline.expired() ? "no complete handshake within " + std::to_string(kPeerHandshakeBound.count()) + " s"
+                                  : why;
+    };
+    auto refuse = [fd](const std::string& why) {
+        (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(why));
+    };
+    [&] {
+        // The first message names the volume. Its header is checked before
+        // any body is read: nobody makes us wait for (or allocate) a body we
+        // would refuse.
+        std::array<std::uint8_t, peer::kHeaderSize> hb;
+        if (auto st = read_full(fd, hb); !st) {
+            drops_("no first message: " + cut_off(st.error().message));
+            return;
+        }
+        auto h = peer::decode_header(hb);
+        if (!h) {
+            drops_(h.error().message);
+            return;
+        }
+        if (h->type == peer::Type::Auth && h->length == peer::kAuthNonceSize) {
+            refuse("protocol version " + std::to_string(peer::kVersion) +
+                   " needed: this AUTH names no volume (an older sanrepd); upgrade both nodes");
+            drops_("a primary of an older protocol (AUTH without a volume name)");
+            return;
+        }
+        const bool auth_ok =
+            h->type == peer::Type::Auth && h->length >= peer::kMinAuthChallenge && h->length <= peer::kMaxAuthChallenge;
+        const bool hello_ok = h->type == peer::Type::Hello && h->length <= kMaxFirstBody;
+        if (!auth_ok && !hello_ok) {
+            refuse("expected AUTH or HELLO");
+            drops_("expected AUTH or HELLO first, got message type " + std::to_string(static_cast<int>(h->type)));
+            return;
+        }
+        std::vector<std::uint8_t> body(h->length);
+        if (auto st = read_full(fd, body); !st) {
+            drops_("reading the first message: " + cut_off(st.error().message));
+            return;
+        }
+        if (auto st = peer::check_body(*h, body); !st) {
+            drops_(st.error().message);
+            return;
+        }
+        PeerOpening opening;
+        std::string volume;
+        if (auth_ok) {
+            auto a = peer::decode_auth_challenge(body);
+            if (!a) {
+                drops_(a.error().message);
+                return;
+            }
+            volume = a->volume;
+            opening.auth = std::move(*a);
+        } else {
+            auto hello = peer::decode_hello(body);
+            if (!hello) {
+                refuse(hello.error().message);  // a version mismatch, say
+                drops_(hello.error().message);
+                return;
+            }
+            volume = hello->volume;
+            opening.hello = std::move(*hello);
+        }
+        auto it = targets_.find(volume);
+        if (it == targets_.end()) {
+            refuse("no volume " + volume + " on this node");
+            drops_("no volume " + printable(volume) + " on this node");
+            return;
+        }
+        opening.expired = [&] { return deadline.expired(); };
+        opening.handshake_done = [&] {
+            deadline.disarm();
+            handshake_over(c);
+        };
+        it->second->serve(fd, opening);
+    }();
+    deadline.disarm();
+    handshake_over(c);
+    std::lock_guard lock(mu_);
+    c.fd.reset();  // under the lock: stop() shuts down by number
+    c.done = true;
+}
+
+}  // namespace sanagent::replicator
