@@ -18,8 +18,9 @@ namespace sanagent::replicator {
 namespace {
 using Clock = std::chrono::steady_clock;
 constexpr std::uint64_t kMaxRunBytes = 1 << 20;
-void log(const std::string& s) {
-    std::fprintf(stderr, "sanrepd: peer: %s\n", s.c_str());
+// One daemon serves many volumes: every line names its volume.
+void log(const std::string& volume, const std::string& s) {
+    std::fprintf(stderr, "sanrepd: %s: peer: %s\n", volume.c_str(), s.c_str());
 }
 }  // namespace
 
@@ -51,7 +52,8 @@ class PeerLink::Session {
 public:
     using Callback = std::function<void(int error)>;
 
-    Session(UniqueFd fd, int ack_timeout_ms) : fd_(std::move(fd)), ack_timeout_ms_(ack_timeout_ms) {
+    Session(UniqueFd fd, int ack_timeout_ms, std::string volume)
+        : fd_(std::move(fd)), ack_timeout_ms_(ack_timeout_ms), volume_(std::move(volume)) {
         set_recv_timeout(fd_.get(), 250);  // the watchdog's tick
         receiver_ = std::thread([this] { receive_loop(); });
     }
@@ -171,7 +173,7 @@ private:
             dead_ = true;
             failed.swap(pending_);
         }
-        if (!why.empty()) log("link down: " + why);
+        if (!why.empty()) log(volume_, "link down: " + why);
         for (auto& [seq, p] : failed) p.cb(ECONNRESET);
         dead_cv_.notify_all();
     }
@@ -184,6 +186,7 @@ private:
 
     UniqueFd fd_;
     int ack_timeout_ms_;
+    std::string volume_;
     std::mutex send_mu_;
     mutable std::mutex pend_mu_;
     std::condition_variable dead_cv_;
@@ -206,10 +209,10 @@ void PeerLink::start() {
     // resync of just those extents.
     auto active = meta_.active_ranges();
     if (!active.empty()) {
-        log("activity log holds " + std::to_string(active.size()) +
+        log(options_.volume, "activity log holds " + std::to_string(active.size()) +
             " extents from an unclean stop: marking them for resync");
         for (auto [off, len] : active) record_dirty(off, len);
-        if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(r.error().message);
+        if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(options_.volume, r.error().message);
     }
     if (options_.async) {
         {
@@ -282,7 +285,7 @@ void PeerLink::retire_activity(const std::shared_ptr<Session>& s) {
     // is cleared only if no write activated meanwhile.
     if (!volume_.replica().flush()) return;
     if (send_and_wait(s, static_cast<int>(peer::Type::Flush), {}) != 0) return;
-    if (auto r = meta_.retire_activity(epoch); !r) log(r.error().message);
+    if (auto r = meta_.retire_activity(epoch); !r) log(options_.volume, r.error().message);
 }
 
 void PeerLink::stop() {
@@ -305,7 +308,7 @@ void PeerLink::stop() {
     if (shipper_.joinable()) shipper_.join();
     if (verifier_.joinable()) verifier_.join();
     // A clean stop leaves the bitmap whole on disk.
-    if (auto st = meta_.flush_bitmap(); !st) log(st.error().message);
+    if (auto st = meta_.flush_bitmap(); !st) log(options_.volume, st.error().message);
     std::lock_guard lock(state_mu_);
     session_.reset();
 }
@@ -321,11 +324,11 @@ void PeerLink::retire_while_away() {
     if (active.empty() || volume_.range_lock().size() != 0) return;
     for (auto [off, len] : active) {
         if (auto st = meta_.mark_dirty_lazy(off, len); !st) {
-            log("FATAL: cannot record dirty range: " + st.error().message);
+            log(options_.volume, "FATAL: cannot record dirty range: " + st.error().message);
             std::abort();
         }
     }
-    if (auto r = meta_.retire_activity(epoch); !r) log(r.error().message);
+    if (auto r = meta_.retire_activity(epoch); !r) log(options_.volume, r.error().message);
 }
 
 void PeerLink::pause(int ms) {
@@ -336,7 +339,7 @@ void PeerLink::pause(int ms) {
 void PeerLink::set_state(PeerState s, const std::string& detail) {
     std::lock_guard lock(state_mu_);
     if (s != state_)
-        log(std::string(to_string(state_)) + " -> " + std::string(to_string(s)) +
+        log(options_.volume, std::string(to_string(state_)) + " -> " + std::string(to_string(s)) +
             (detail.empty() ? "" : ": " + detail));
     state_ = s;
     detail_ = detail;
@@ -371,7 +374,7 @@ void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
     if (!st) {
         // Without the record a later resync would miss this range: that is
         // silent divergence, worse than stopping.
-        log("FATAL: cannot record dirty range: " + st.error().message);
+        log(options_.volume, "FATAL: cannot record dirty range: " + st.error().message);
         std::abort();
     }
 }
@@ -404,7 +407,7 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
         // peer turns out-of-sync and gets a bitmap resync when it reconnects.
         if (op.type != OpType::Flush) record_dirty(op.offset, op.length);
         if (!s->dead())
-            log("async lag would pass max_lag (" + std::to_string(options_.max_lag) +
+            log(options_.volume, "async lag would pass max_lag (" + std::to_string(options_.max_lag) +
                 " bytes): dropping the link, tracking writes in the bitmap");
         s->kill();
         done();
@@ -414,7 +417,7 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
         // The activity log first: if this node dies with the op in flight,
         // its extent is where the replicas may differ.
         if (auto st = meta_.activate(op.offset, op.length); !st) {
-            log("FATAL: cannot record activity: " + st.error().message);
+            log(options_.volume, "FATAL: cannot record activity: " + st.error().message);
             std::abort();
         }
     }
@@ -523,7 +526,7 @@ void PeerLink::run_verify(bool repair) {
                 };
                 auto buf = std::make_shared<AlignedBuffer>(len);
                 if (auto st = volume_.replica().read(off, buf->span()); !st) {
-                    log("verify read: " + st.error().message);
+                    log(options_.volume, "verify read: " + st.error().message);
                     finish(EIO, true);
                     return;
                 }
@@ -573,7 +576,7 @@ void PeerLink::run_verify(bool repair) {
     if (failed)
         detail = "stopped after comparing " + std::to_string(compared) + " of " + std::to_string(size) +
                  " bytes: " + std::strerror(failed);
-    log("verify " + std::string(failed ? "failed" : "done") + ": " + std::to_string(mismatched) +
+    log(options_.volume, "verify " + std::string(failed ? "failed" : "done") + ": " + std::to_string(mismatched) +
         " bytes mismatched in " + std::to_string(merged.size()) + " ranges" + (failed ? "; " + detail : ""));
     std::lock_guard lock(verify_mu_);
     verify_.state = failed ? "failed" : "done";
@@ -689,7 +692,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
                         cv.notify_all();
                     };
                     if (auto st = volume_.replica().read(off, buf->span()); !st) {
-                        log("resync read: " + st.error().message);
+                        log(options_.volume, "resync read: " + st.error().message);
                         finish(EIO);
                         return;
                     }
@@ -757,7 +760,7 @@ void PeerLink::manage() {
             }
             if (stopping_) break;
             if (!drained) {
-                if (!drain_logged) log("async ops of the old link still in flight: waiting before reconnecting");
+                if (!drain_logged) log(options_.volume, "async ops of the old link still in flight: waiting before reconnecting");
                 drain_logged = true;
                 pause(options_.reconnect_ms);
                 continue;
@@ -806,21 +809,21 @@ void PeerLink::manage() {
             continue;
         }
         set_recv_timeout(fd->get(), 0);
-        auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms);
+        auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms, options_.volume);
         if (*decision == SyncDecision::None) {
             if (meta_.get().gens.bitmap != 0 || meta_.dirty_bits() != 0) {
                 // The peer took our generation before we retired the bitmap.
-                if (auto st = meta_.finish_resync(); !st) log(st.error().message);
+                if (auto st = meta_.finish_resync(); !st) log(options_.volume, st.error().message);
             }
             std::lock_guard lock(state_mu_);
             session_ = session;
             state_ = PeerState::InSync;
             detail_.clear();
-            log("in-sync");
+            log(options_.volume, "in-sync");
         } else {
             if (*decision == SyncDecision::FullFromPrimary) {
                 meta_.set_all_dirty();
-                if (auto st = meta_.persist_bitmap(); !st) log(st.error().message);
+                if (auto st = meta_.persist_bitmap(); !st) log(options_.volume, st.error().message);
             }
             {
                 std::lock_guard lock(state_mu_);
@@ -828,7 +831,7 @@ void PeerLink::manage() {
                 state_ = PeerState::Resyncing;
                 detail_ = std::string(to_string(*decision));
             }
-            log(std::string("resyncing (") + std::string(to_string(*decision)) + ", " +
+            log(options_.volume, std::string("resyncing (") + std::string(to_string(*decision)) + ", " +
                 std::to_string(meta_.dirty_bits()) + " regions)");
             auto st = resync(session);
             if (!st) {
