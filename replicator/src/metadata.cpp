@@ -236,13 +236,17 @@ Status MetadataFile::mark_dirty_lazy(std::uint64_t offset, std::uint64_t length)
     return {};
 }
 
-Status MetadataFile::write_lazy_pages_locked() {
+Status MetadataFile::sync_lazy_pages_locked() {
     if (!any_lazy_page_) return {};
+    std::vector<std::size_t> written;
     for (std::size_t p = 0; p < lazy_page_.size(); ++p) {
         if (!lazy_page_[p]) continue;
         if (auto st = write_bitmap_range_locked(p * 4096, p * 4096); !st) return st;
-        lazy_page_[p] = false;
+        written.push_back(p);
     }
+    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    // Only now: after a failed fdatasync the pages must be written again.
+    for (auto p : written) lazy_page_[p] = false;
     any_lazy_page_ = false;
     return {};
 }
@@ -253,11 +257,8 @@ void MetadataFile::wait_no_commit_locked(std::unique_lock<std::mutex>& lock) {
 }
 
 Status MetadataFile::flush_bitmap() {
-    std::unique_lock lock(mu_);
-    if (!any_lazy_page_) return {};
-    if (auto st = write_lazy_pages_locked(); !st) return st;
-    if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
-    return {};
+    std::lock_guard lock(mu_);
+    return sync_lazy_pages_locked();
 }
 
 void MetadataFile::set_all_dirty() {
@@ -307,25 +308,35 @@ std::uint64_t MetadataFile::dirty_bits() const {
 
 Status MetadataFile::finish_resync() {
     std::lock_guard lock(mu_);
-    std::fill(bitmap_.begin(), bitmap_.end(), 0);
+    // The bitmap is not cleared here: the resync cleared each bit as its copy
+    // was acknowledged. A bit set now is a write the peer missed after it
+    // took our generation (the link failed since): it stays, and starts the
+    // next generation, so the reconnect resyncs it instead of losing it.
+    bool dirty = std::any_of(bitmap_.begin(), bitmap_.end(), [](std::uint8_t b) { return b != 0; });
     if (!bitmap_.empty()) {
         if (auto st = write_bitmap_range_locked(0, bitmap_.size() - 1); !st) return st;
     }
-    lazy_page_.assign(lazy_page_.size(), false);
-    any_lazy_page_ = false;
     Metadata next = meta_;
     if (next.gens.bitmap != 0) {
         next.gens.history[1] = next.gens.history[0];
         next.gens.history[0] = next.gens.bitmap;
         next.gens.bitmap = 0;
     }
-    return write_header_locked(next);
+    if (dirty) {
+        next.gens.bitmap = next.gens.current;
+        next.gens.current = new_generation();
+    }
+    auto st = write_header_locked(next);  // its fdatasync covers the bitmap written above
+    if (st) {
+        lazy_page_.assign(lazy_page_.size(), false);
+        any_lazy_page_ = false;
+    }
+    return st;
 }
 
-Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
-    std::unique_lock lock(mu_);
+std::uint64_t MetadataFile::activate_locked(std::uint64_t offset, std::uint64_t length) {
     ++activity_epoch_;
-    if (length == 0 || activity_.empty()) return {};
+    if (length == 0 || activity_.empty()) return 0;
     if (activity_stamp_.size() != meta_.activity_bits()) activity_stamp_.assign(meta_.activity_bits(), 0);
     std::uint64_t first = offset / kActivityExtent;
     std::uint64_t last = std::min(meta_.activity_bits() - 1, (offset + length - 1) / kActivityExtent);
@@ -342,6 +353,11 @@ Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
         }
         needed = std::max(needed, activity_stamp_[e]);
     }
+    return needed;
+}
+
+Status MetadataFile::wait_activity_locked(std::unique_lock<std::mutex>& lock, std::uint64_t needed) {
+    const std::uint64_t log_offset = meta_.activity_offset();  // fixed for the file's life
     // Bounded: each round either commits (a few system calls) or waits for
     // the committer, who always notifies when done.
     while (activity_durable_ < needed) {
@@ -359,7 +375,7 @@ Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
         activity_dirty_lo_ = UINT64_MAX;
         activity_dirty_hi_ = 0;
         lock.unlock();
-        Status st = pwrite_all(fd_.get(), page.data(), page.size(), meta_.activity_offset() + begin, path_);
+        Status st = pwrite_all(fd_.get(), page.data(), page.size(), log_offset + begin, path_);
         if (st && ::fdatasync(fd_.get()) < 0) st = last_errno("fdatasync of metadata " + path_);
         lock.lock();
         activity_committing_ = false;
@@ -376,6 +392,28 @@ Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
     return {};
 }
 
+Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
+    std::unique_lock lock(mu_);
+    return wait_activity_locked(lock, activate_locked(offset, length));
+}
+
+Result<std::uint64_t> MetadataFile::record_missed(std::uint64_t offset, std::uint64_t length) {
+    std::lock_guard lock(mu_);
+    if (length == 0) return 0;
+    std::uint64_t needed = activate_locked(offset, length);
+    // One critical section with the log bit: a retire_activity() can never
+    // fall between the two and clear the log while the bit is only in memory.
+    if (set_bits_locked(offset, length, true) && meta_.gens.bitmap == 0) {
+        if (auto st = start_generation_locked(); !st) return st.error();
+    }
+    return needed;
+}
+
+Status MetadataFile::wait_activity(std::uint64_t change) {
+    std::unique_lock lock(mu_);
+    return wait_activity_locked(lock, change);
+}
+
 std::uint64_t MetadataFile::activity_epoch() const {
     std::lock_guard lock(mu_);
     return activity_epoch_;
@@ -390,10 +428,7 @@ Result<bool> MetadataFile::retire_activity(std::uint64_t epoch) {
     if (std::all_of(activity_.begin(), activity_.end(), [](std::uint8_t b) { return b == 0; })) return true;
     // Bits set lazily are covered by the log until they are on disk
     // themselves: durably first, then the log may go.
-    if (any_lazy_page_) {
-        if (auto st = write_lazy_pages_locked(); !st) return st.error();
-        if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
-    }
+    if (auto st = sync_lazy_pages_locked(); !st) return st.error();
     std::fill(activity_.begin(), activity_.end(), 0);
     if (auto st = pwrite_all(fd_.get(), activity_.data(), activity_.size(), meta_.activity_offset(), path_); !st)
         return st.error();

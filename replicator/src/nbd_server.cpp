@@ -9,6 +9,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <optional>
+#include <system_error>
 
 #include "sanagent/replicator/nbd_protocol.h"
 #include "sanagent/replicator/net.h"
@@ -94,8 +95,13 @@ private:
     // latency a 4 KiB QD1 write pays twice otherwise.
     void transmission() {
         std::vector<std::thread> helpers;
-        for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
-            helpers.emplace_back([this] { serve_requests(); });
+        try {
+            for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
+                helpers.emplace_back([this] { serve_requests(); });
+        } catch (const std::system_error& e) {
+            // Out of threads (TasksMax, RLIMIT_NPROC): serve with those we have.
+            log(std::string("serving with ") + std::to_string(helpers.size() + 1) + " threads: " + e.what());
+        }
         serve_requests();
         for (auto& t : helpers) t.join();
     }
@@ -304,7 +310,13 @@ void NbdServer::accept_on(int listen_fd) {
         return;
     }
     auto conn = std::make_shared<NbdConnection>(std::move(fd), export_, volume_);
-    conn->start();
+    try {
+        conn->start();
+    } catch (const std::system_error& e) {
+        // Only this client is turned away; the daemon and its volumes go on.
+        std::fprintf(stderr, "sanrepd: refusing NBD connection: no thread for it: %s\n", e.what());
+        return;
+    }
     conns_.push_back(std::move(conn));
 }
 

@@ -314,20 +314,11 @@ void PeerLink::stop() {
 }
 
 void PeerLink::retire_while_away() {
-    // With no peer every write is in the bitmap, and the log covers only the
-    // bits not yet on disk and the extents whose writes the peer acknowledged
-    // before it went (if it lost power, its disk cache may have lost them):
-    // those become dirty too, then the bitmap is written and the log cleared.
-    // Epoch first, as in retire_activity().
+    // With no peer every write is in the bitmap, and the log only covers the
+    // bits not yet on disk: retire_activity() writes them first, then clears
+    // the log. Epoch first, as in retire_activity().
     auto epoch = meta_.activity_epoch();
-    auto active = meta_.active_ranges();
-    if (active.empty() || volume_.range_lock().size() != 0) return;
-    for (auto [off, len] : active) {
-        if (auto st = meta_.mark_dirty_lazy(off, len); !st) {
-            log(options_.volume, "FATAL: cannot record dirty range: " + st.error().message);
-            std::abort();
-        }
-    }
+    if (meta_.active_ranges().empty() || volume_.range_lock().size() != 0) return;
     if (auto r = meta_.retire_activity(epoch); !r) log(options_.volume, r.error().message);
 }
 
@@ -369,8 +360,8 @@ void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
     // since after a crash start() turns every active extent into dirty bits.
     // Measured at 4 KiB random writes with the peer away: one fdatasync per
     // new 64 KiB region before this.
-    Status st = meta_.activate(offset, length);
-    if (st) st = meta_.mark_dirty_lazy(offset, length);
+    auto change = meta_.record_missed(offset, length);
+    Status st = change ? meta_.wait_activity(*change) : Status(change.error());
     if (!st) {
         // Without the record a later resync would miss this range: that is
         // silent divergence, worse than stopping.
@@ -385,17 +376,25 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
         return;
     }
     std::shared_ptr<Session> s;
+    Result<std::uint64_t> missed = std::uint64_t{0};
     {
-        // Deciding and recording under state_mu_: once the manager switches to
-        // resyncing, every range recorded before is in the bitmap it scans.
+        // Deciding and marking under state_mu_: once the manager switches to
+        // resyncing, every range marked before is in the bitmap it scans.
         std::lock_guard lock(state_mu_);
         if ((state_ == PeerState::InSync || state_ == PeerState::Resyncing) && session_) {
             s = session_;
         } else if (op.type != OpType::Flush) {
-            record_dirty(op.offset, op.length);
+            missed = meta_.record_missed(op.offset, op.length);
         }
     }
     if (!s) {
+        // Durable before the local write, but waited for outside state_mu_:
+        // concurrent degraded writes then share one activity-log commit.
+        Status st = missed ? meta_.wait_activity(*missed) : Status(missed.error());
+        if (!st) {
+            log(options_.volume, "FATAL: cannot record dirty range: " + st.error().message);
+            std::abort();
+        }
         done();
         return;
     }
@@ -624,6 +623,11 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     }
     auto decision = decide(meta.gens, theirs->gens);
     if (decision == SyncDecision::None && !theirs->consistent) decision = SyncDecision::FullFromPrimary;
+    // Same current generation but regions marked: the peer took our
+    // generation (RESYNC_DONE applied) but its ack was lost, and writes it
+    // then missed are in the bitmap without a new generation. They must be
+    // sent, not cleared.
+    if (decision == SyncDecision::None && meta_.dirty_bits() != 0) decision = SyncDecision::BitmapFromPrimary;
     if (auto st = peer::send(fd, peer::Type::Decision, 0, 0, peer::encode_decision(decision)); !st) return st.error();
     auto reply = peer::receive(fd);
     if (!reply) return reply.error().context("reading the peer's answer to " + std::string(to_string(decision)));
@@ -811,8 +815,9 @@ void PeerLink::manage() {
         set_recv_timeout(fd->get(), 0);
         auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms, options_.volume);
         if (*decision == SyncDecision::None) {
-            if (meta_.get().gens.bitmap != 0 || meta_.dirty_bits() != 0) {
-                // The peer took our generation before we retired the bitmap.
+            if (meta_.get().gens.bitmap != 0) {
+                // The peer took our generation before we retired the bitmap
+                // (no bit is set, or the decision would be a bitmap resync).
                 if (auto st = meta_.finish_resync(); !st) log(options_.volume, st.error().message);
             }
             std::lock_guard lock(state_mu_);

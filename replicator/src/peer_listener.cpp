@@ -6,6 +6,7 @@
 #include <array>
 #include <condition_variable>
 #include <cstdio>
+#include <system_error>
 
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_io.h"
@@ -131,7 +132,15 @@ void PeerListener::accept_loop() {
         ++handshaking_;
         auto& c = connections_.emplace_back();
         c.fd = std::move(fd);
-        c.thread = std::thread([this, &c] { run(c); });
+        try {
+            c.thread = std::thread([this, &c] { run(c); });
+        } catch (const std::system_error& e) {
+            // Out of threads: this connection is dropped, the daemon goes on.
+            --handshaking_;
+            connections_.pop_back();
+            lock.unlock();
+            drops_(std::string("no thread for it: ") + e.what());
+        }
     }
 }
 

@@ -148,8 +148,13 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
     // to overwrite newer data here.
     auto mine = decide(theirs.gens, meta.gens);
     if (mine == SyncDecision::None && !meta.consistent()) mine = SyncDecision::FullFromPrimary;
-    bool acceptable = *d == mine || (*d == SyncDecision::FullFromPrimary && mine != SyncDecision::SplitBrain &&
-                                     mine != SyncDecision::PeerNewer && mine != SyncDecision::Unrelated);
+    // A bitmap resync where we see none: the primary holds our current
+    // generation and regions it marked after we took it (its ack of
+    // RESYNC_DONE was lost). Same lineage, so its data is newer: accepted.
+    bool acceptable = *d == mine ||
+                      (*d == SyncDecision::FullFromPrimary && mine != SyncDecision::SplitBrain &&
+                       mine != SyncDecision::PeerNewer && mine != SyncDecision::Unrelated) ||
+                      (*d == SyncDecision::BitmapFromPrimary && mine == SyncDecision::None);
     if (mine == SyncDecision::SplitBrain || mine == SyncDecision::PeerNewer || mine == SyncDecision::Unrelated ||
         !acceptable) {
         why = std::string(to_string(mine));

@@ -23,16 +23,11 @@ namespace {
 class BufferCache {
 public:
     static BufferCache& instance() {
-        static BufferCache cache;  // never destroyed before the last buffer: see ~BufferCache
-        return cache;
-    }
-    ~BufferCache() {
-        std::lock_guard lock(mu_);
-        for (auto& [capacity, list] : free_)
-            for (auto* p : list) std::free(p);
-        free_.clear();
-        kept_ = 0;
-        closed_ = true;
+        // Never destroyed: a buffer freed during exit (a static owner, a
+        // thread still running) must find it alive. What it keeps is
+        // reclaimed with the process.
+        static auto* cache = new BufferCache;
+        return *cache;
     }
     std::uint8_t* take(std::size_t capacity) {
         {
@@ -52,7 +47,7 @@ public:
     void give_back(std::uint8_t* p, std::size_t capacity) {
         {
             std::lock_guard lock(mu_);
-            if (!closed_ && kept_ + capacity <= AlignedBuffer::kCacheBytes) {
+            if (kept_ + capacity <= AlignedBuffer::kCacheBytes) {
                 free_[capacity].push_back(p);
                 kept_ += capacity;
                 return;
@@ -65,7 +60,6 @@ private:
     std::mutex mu_;
     std::map<std::size_t, std::vector<std::uint8_t*>> free_;
     std::size_t kept_ = 0;
-    bool closed_ = false;  // buffers freed during static destruction go straight to free()
 };
 
 std::size_t size_class(std::size_t size) {

@@ -1,7 +1,7 @@
 // sanrepd: the user-space block replicator (see docs/replicator.md). This file
 // only turns flags and the config file into the objects of replicator_core,
-// one set per volume (sharing one worker pool and the peer listeners), and
-// runs them until SIGTERM.
+// one set per volume (each with its own worker pool; the peer listeners are
+// shared), and runs them until SIGTERM.
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,7 +63,7 @@ void usage() {
         "  --control PATH        JSON control socket, 0600 (default /run/sanrepd/NAME.ctl)\n"
         "  --node NAME           this node's name (default: the host name)\n"
         "  --psk-file PATH       the peers' pre-shared key (root-owned, 0600); without it peers are not authenticated\n"
-        "  --threads N           I/O worker threads (default 16)\n",
+        "  --threads N           I/O worker threads per volume (default 16)\n",
         stderr);
 }
 
@@ -186,6 +186,12 @@ int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
 // the control socket and servers before the volume they point into.
 struct Served {
     Flags f;
+    // Per volume, and declared first so it goes last: its threads block in
+    // this volume's disk and peer socket, and a slow disk or peer of one
+    // volume must not stall the others' secondaries and resyncs (with a
+    // shared pool, two nodes each primary for one volume could wait on each
+    // other's full sockets until the ack timeout).
+    std::unique_ptr<WorkerPool> pool;
     std::unique_ptr<MetadataFile> meta;
     std::unique_ptr<Volume> volume;
     std::unique_ptr<PeerLink> link;
@@ -336,9 +342,11 @@ std::string control_reply(Served& v, const std::string& request) {
 
 // Opens one volume's replica and metadata and builds its objects; its
 // control socket and NBD listeners are bound, nothing runs yet.
-Result<std::unique_ptr<Served>> open_volume(const Flags& f, WorkerPool& pool, const std::vector<std::uint8_t>& psk) {
+Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, const std::vector<std::uint8_t>& psk) {
     auto v = std::make_unique<Served>();
     v->f = f;
+    v->pool = std::make_unique<WorkerPool>(threads);
+    WorkerPool& pool = *v->pool;
     auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
     if (!replica) return replica.error();
     auto meta = open_or_create_meta(f, replica->size());
@@ -471,10 +479,9 @@ int main(int argc, char** argv) {
     }
 
     // A volume that cannot start is logged and left out; the others serve.
-    WorkerPool pool(daemon.threads);
     std::vector<std::unique_ptr<Served>> served;
     for (auto& f : wanted) {
-        auto v = open_volume(f, pool, psk);
+        auto v = open_volume(f, daemon.threads, psk);
         if (!v) {
             std::fprintf(stderr, "sanrepd: volume %s not served: %s\n", f.volume.c_str(), v.error().message.c_str());
             continue;

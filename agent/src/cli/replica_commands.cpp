@@ -99,14 +99,15 @@ std::string size_text(std::uint64_t bytes) {
 void print_status(const nlohmann::json& j) {
     const auto& p = j.value("peer", nlohmann::json::object());
     std::cout << "volume " << j.value("volume", "") << " on " << j.value("node", "") << ": " << j.value("role", "")
-              << ", replica " << j["replica"].value("state", "") << "\n";
+              << ", replica " << j.value("replica", nlohmann::json::object()).value("state", "") << "\n";
     std::cout << "  peer " << p.value("address", p.value("listen", "")) << ": " << p.value("state", "");
     if (p.contains("mode")) std::cout << " (" << p.value("mode", "") << ")";
     if (!p.value("detail", "").empty()) std::cout << " - " << p.value("detail", "");
     std::cout << "\n";
     if (p.value("state", "") == "resyncing") {
-        std::uint64_t total = p["resync"].value("regions_total", 0ull), done = p["resync"].value("regions_done", 0ull);
-        std::uint64_t rate = p["resync"].value("rate_bytes_per_s", 0ull);
+        const auto resync = p.value("resync", nlohmann::json::object());
+        std::uint64_t total = resync.value("regions_total", 0ull), done = resync.value("regions_done", 0ull);
+        std::uint64_t rate = resync.value("rate_bytes_per_s", 0ull);
         std::cout << "  resync " << (total ? done * 100 / total : 0) << "% (" << done << "/" << total << " regions, "
                   << rate / 1000000 << " MB/s)\n";
     }
@@ -115,7 +116,7 @@ void print_status(const nlohmann::json& j) {
                   << " ops (max " << size_text(p.value("max_lag", 0ull)) << ")\n";
     std::cout << "  dirty " << size_text(j.value("dirty_bytes", 0ull)) << "\n";
     if (j.contains("io")) {
-        const auto& io = j["io"];
+        const auto& io = j.at("io");
         std::cout << "  io: " << io.value("reads", 0ull) << " reads (" << size_text(io.value("bytes_read", 0ull))
                   << "), " << io.value("writes", 0ull) << " writes (" << size_text(io.value("bytes_written", 0ull))
                   << "), " << io.value("flushes", 0ull) << " flushes, " << io.value("errors", 0ull) << " errors\n";
@@ -176,7 +177,7 @@ int cmd_status_all(const ReplicaOptions& o) {
         }
         const auto& p = j->value("peer", nlohmann::json::object());
         std::cout << j->value("volume", volume) << ": " << j->value("role", "") << ", replica "
-                  << (*j)["replica"].value("state", "") << ", peer " << p.value("state", "") << ", dirty "
+                  << j->value("replica", nlohmann::json::object()).value("state", "") << ", peer " << p.value("state", "") << ", dirty "
                   << size_text(j->value("dirty_bytes", 0ull)) << "\n";
     }
     if (o.json) std::cout << all.dump(2) << "\n";

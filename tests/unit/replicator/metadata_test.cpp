@@ -81,11 +81,34 @@ BOOST_AUTO_TEST_CASE(first_dirty_write_starts_a_generation_and_persists) {
     BOOST_TEST_REQUIRE(f.ok());
     BOOST_TEST((*f)->dirty_bits() == 3u);
     BOOST_TEST(*(*f)->next_dirty(1) == 3u);
+    // A resync clears each bit as its copy is acknowledged, then retires.
+    for (std::uint64_t b : {0u, 3u, 4u}) (*f)->clear_bit(b);
+    auto before = (*f)->get().gens.current;
     BOOST_TEST((*f)->finish_resync().ok());
     auto m = (*f)->get();
     BOOST_TEST(m.gens.bitmap == 0u);
     BOOST_TEST(m.gens.history[0] == 0x1111u);
+    BOOST_TEST(m.gens.current == before);
     BOOST_TEST((*f)->dirty_bits() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_bit_set_after_the_peer_took_our_generation_is_kept_under_a_new_one) {
+    // RESYNC_DONE was applied by the peer, then the link failed and a write
+    // missed it before finish_resync ran: the bit must survive.
+    TempDir dir;
+    auto f = MetadataFile::create((dir.path / "r.meta").string(), sample());
+    BOOST_TEST_REQUIRE(f.ok());
+    BOOST_TEST((*f)->mark_dirty(0, 4096).ok());
+    auto during = (*f)->get().gens;  // bitmap 0x1111, current: what the peer takes
+    (*f)->clear_bit(0);
+    BOOST_TEST((*f)->mark_dirty_lazy(65536 * 7, 4096).ok());
+    BOOST_TEST((*f)->finish_resync().ok());
+    auto g = (*f)->get().gens;
+    BOOST_TEST(g.history[0] == 0x1111u);
+    BOOST_TEST(g.bitmap == during.current);  // = the peer's current: a bitmap resync next
+    BOOST_TEST(g.current != during.current);
+    BOOST_TEST((*f)->dirty_bits() == 1u);
+    BOOST_TEST(*(*f)->next_dirty(0) == 7u);
 }
 
 BOOST_AUTO_TEST_CASE(a_torn_header_slot_falls_back_to_the_other) {

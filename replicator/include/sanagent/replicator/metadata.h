@@ -105,6 +105,14 @@ public:
     // the replicas can differ; the next start as primary turns them into
     // dirty bits (and so a bitmap resync) instead of a full sync.
     Status activate(std::uint64_t offset, std::uint64_t length);
+    // A write the peer misses, in two steps so a caller holding its own lock
+    // only pays the first: record_missed() sets the range's extents in the
+    // activity log and its bits in the bitmap (lazily, covered by the log)
+    // in one critical section, and returns the log change to wait for;
+    // wait_activity() returns once that change is on disk. The range counts
+    // as recorded only after both.
+    Result<std::uint64_t> record_missed(std::uint64_t offset, std::uint64_t length);
+    Status wait_activity(std::uint64_t change);
     // Changes with every activate(): retire_activity() clears the log only if
     // nothing was activated since the epoch the caller read before it made
     // every earlier write durable on both replicas.
@@ -119,8 +127,10 @@ private:
     Status write_bitmap_range_locked(std::uint64_t first_byte, std::uint64_t last_byte);
     bool set_bits_locked(std::uint64_t offset, std::uint64_t length, bool lazy);
     Status start_generation_locked();
-    Status write_lazy_pages_locked();  // without fdatasync
+    Status sync_lazy_pages_locked();  // write the lazily changed pages, fdatasync
     void wait_no_commit_locked(std::unique_lock<std::mutex>& lock);
+    std::uint64_t activate_locked(std::uint64_t offset, std::uint64_t length);  // -> change to wait for
+    Status wait_activity_locked(std::unique_lock<std::mutex>& lock, std::uint64_t needed);
     std::vector<bool> lazy_page_;  // bitmap pages (4 KiB) changed in memory only
     bool any_lazy_page_ = false;
     std::string path_;
