@@ -10,6 +10,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <system_error>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
@@ -542,10 +543,21 @@ int main(int argc, char** argv) {
     // No new peer connections first (and every session's socket shut
     // down), then each volume stops on its own.
     for (auto& [address, l] : listeners) l->stop();
-    bool ok = true;
+    // All volumes at once: a primary in the middle of a handshake with a
+    // frozen peer takes up to its ack timeout to stop, and those waits must
+    // not add up across volumes past systemd's stop timeout.
+    std::vector<std::thread> stoppers;
     for (auto& v : served) {
-        stop_volume(*v);
-        ok = ok && v->nbd_result.ok();
+        if (!v) continue;
+        try {
+            stoppers.emplace_back([&v] { stop_volume(*v); });
+        } catch (const std::system_error&) {
+            stop_volume(*v);  // out of threads: this one in turn
+        }
     }
+    for (auto& t : stoppers) t.join();
+    bool ok = true;
+    for (auto& v : served)
+        if (v) ok = ok && v->nbd_result.ok();
     return ok ? 0 : 1;
 }
