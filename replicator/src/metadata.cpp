@@ -197,7 +197,8 @@ bool MetadataFile::set_bits_locked(std::uint64_t offset, std::uint64_t length, b
             bitmap_[b / 8] |= mask;
             flipped = true;
             if (lazy) {
-                if (lazy_page_.size() != (bitmap_.size() + 4095) / 4096) lazy_page_.assign((bitmap_.size() + 4095) / 4096, false);
+                if (lazy_page_.size() != (bitmap_.size() + 4095) / 4096)
+                    lazy_page_.assign((bitmap_.size() + 4095) / 4096, false);
                 lazy_page_[b / 8 / 4096] = true;
                 any_lazy_page_ = true;
             }
@@ -225,14 +226,6 @@ Status MetadataFile::mark_dirty(std::uint64_t offset, std::uint64_t length) {
     if (auto st = write_bitmap_range_locked(first / 8, last / 8); !st) return st;
     if (meta_.gens.bitmap == 0) return start_generation_locked();
     if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
-    return {};
-}
-
-Status MetadataFile::mark_dirty_lazy(std::uint64_t offset, std::uint64_t length) {
-    std::lock_guard lock(mu_);
-    if (length == 0) return {};
-    if (!set_bits_locked(offset, length, true)) return {};
-    if (meta_.gens.bitmap == 0) return start_generation_locked();
     return {};
 }
 
@@ -279,9 +272,9 @@ Status MetadataFile::persist_bitmap() {
     std::lock_guard lock(mu_);
     if (bitmap_.empty()) return {};
     if (auto st = write_bitmap_range_locked(0, bitmap_.size() - 1); !st) return st;
-    lazy_page_.assign(lazy_page_.size(), false);
-    any_lazy_page_ = false;
     if (::fdatasync(fd_.get()) < 0) return last_errno("fdatasync of metadata " + path_);
+    lazy_page_.assign(lazy_page_.size(), false);  // only once on disk
+    any_lazy_page_ = false;
     return {};
 }
 
@@ -365,8 +358,13 @@ Status MetadataFile::wait_activity_locked(std::unique_lock<std::mutex>& lock, st
             activity_cv_.wait(lock);
             continue;
         }
-        activity_committing_ = true;
         const std::uint64_t covers = activity_changed_;
+        if (activity_dirty_lo_ >= activity_dirty_hi_) {
+            // Nothing left unwritten (a retire cleared the log meanwhile).
+            activity_durable_ = std::max(activity_durable_, covers);
+            break;
+        }
+        activity_committing_ = true;
         // Whole 4 KiB pages around the changed bytes, copied under the lock.
         std::uint64_t begin = activity_dirty_lo_ / 4096 * 4096;
         std::uint64_t end = std::min<std::uint64_t>(activity_.size(), (activity_dirty_hi_ + 4095) / 4096 * 4096);

@@ -152,8 +152,8 @@ private:
             return std::nullopt;
         }
         if (req->type == nbd::CommandType::Disconnect) return std::nullopt;
-        last_may_block_ = (req->flags & nbd::kCmdFlagFua) || (req->type != nbd::CommandType::Read &&
-                                                               req->type != nbd::CommandType::Write);
+        last_may_block_ = (req->flags & nbd::kCmdFlagFua) ||
+                          (req->type != nbd::CommandType::Read && req->type != nbd::CommandType::Write);
         auto check = nbd::check_request(*req, export_.size, export_.max_block);
         if (check.verdict == nbd::Verdict::Close) {
             log("closing: " + check.why);

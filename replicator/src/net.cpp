@@ -195,8 +195,8 @@ Status BufferedReceiver::read_full(std::span<std::uint8_t> out) {
             return last_errno("receiving");
         }
         if (n == 0)
-            return Error{ECONNRESET, done || end_ ? "receiving: connection closed mid-message"
-                                                  : "receiving: connection closed"};
+            return Error{ECONNRESET,
+                         done || end_ ? "receiving: connection closed mid-message" : "receiving: connection closed"};
         end_ += static_cast<std::size_t>(n);
     }
     std::memcpy(out.data() + done, buf_.data(), left);

@@ -210,7 +210,7 @@ void PeerLink::start() {
     auto active = meta_.active_ranges();
     if (!active.empty()) {
         log(options_.volume, "activity log holds " + std::to_string(active.size()) +
-            " extents from an unclean stop: marking them for resync");
+                                 " extents from an unclean stop: marking them for resync");
         for (auto [off, len] : active) record_dirty(off, len);
         if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(options_.volume, r.error().message);
     }
@@ -331,7 +331,7 @@ void PeerLink::set_state(PeerState s, const std::string& detail) {
     std::lock_guard lock(state_mu_);
     if (s != state_)
         log(options_.volume, std::string(to_string(state_)) + " -> " + std::string(to_string(s)) +
-            (detail.empty() ? "" : ": " + detail));
+                                 (detail.empty() ? "" : ": " + detail));
     state_ = s;
     detail_ = detail;
 }
@@ -407,7 +407,7 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
         if (op.type != OpType::Flush) record_dirty(op.offset, op.length);
         if (!s->dead())
             log(options_.volume, "async lag would pass max_lag (" + std::to_string(options_.max_lag) +
-                " bytes): dropping the link, tracking writes in the bitmap");
+                                     " bytes): dropping the link, tracking writes in the bitmap");
         s->kill();
         done();
         return;
@@ -576,7 +576,8 @@ void PeerLink::run_verify(bool repair) {
         detail = "stopped after comparing " + std::to_string(compared) + " of " + std::to_string(size) +
                  " bytes: " + std::strerror(failed);
     log(options_.volume, "verify " + std::string(failed ? "failed" : "done") + ": " + std::to_string(mismatched) +
-        " bytes mismatched in " + std::to_string(merged.size()) + " ranges" + (failed ? "; " + detail : ""));
+                             " bytes mismatched in " + std::to_string(merged.size()) + " ranges" +
+                             (failed ? "; " + detail : ""));
     std::lock_guard lock(verify_mu_);
     verify_.state = failed ? "failed" : "done";
     verify_.detail = detail;
@@ -764,7 +765,8 @@ void PeerLink::manage() {
             }
             if (stopping_) break;
             if (!drained) {
-                if (!drain_logged) log(options_.volume, "async ops of the old link still in flight: waiting before reconnecting");
+                if (!drain_logged)
+                    log(options_.volume, "async ops of the old link still in flight: waiting before reconnecting");
                 drain_logged = true;
                 pause(options_.reconnect_ms);
                 continue;
@@ -837,7 +839,7 @@ void PeerLink::manage() {
                 detail_ = std::string(to_string(*decision));
             }
             log(options_.volume, std::string("resyncing (") + std::string(to_string(*decision)) + ", " +
-                std::to_string(meta_.dirty_bits()) + " regions)");
+                                     std::to_string(meta_.dirty_bits()) + " regions)");
             auto st = resync(session);
             if (!st) {
                 set_state(PeerState::OutOfSync, st.error().message);

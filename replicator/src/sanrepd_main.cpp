@@ -10,9 +10,9 @@
 #include <cstring>
 #include <map>
 #include <memory>
-#include <system_error>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -220,17 +220,16 @@ nlohmann::json status_json(Served& v) {
     j["dirty_bytes"] = std::min<std::uint64_t>(v.volume->size(), v.meta->dirty_bits() * m.granularity);
     if (v.link) {
         auto s = v.link->status();
-        j["peer"] = {
-            {"address", f.peer},
-            {"state", to_string(s.state)},
-            {"detail", s.detail},
-            {"mode", f.async ? "async" : "sync"},
-            {"resync",
-             {{"regions_done", s.resync_done},
-              {"regions_total", s.resync_total},
-              {"bytes_sent", s.resync_bytes},
-              {"elapsed_ms", s.resync_ms},
-              {"rate_bytes_per_s", s.resync_ms ? s.resync_bytes * 1000 / s.resync_ms : 0}}}};
+        j["peer"] = {{"address", f.peer},
+                     {"state", to_string(s.state)},
+                     {"detail", s.detail},
+                     {"mode", f.async ? "async" : "sync"},
+                     {"resync",
+                      {{"regions_done", s.resync_done},
+                       {"regions_total", s.resync_total},
+                       {"bytes_sent", s.resync_bytes},
+                       {"elapsed_ms", s.resync_ms},
+                       {"rate_bytes_per_s", s.resync_ms ? s.resync_bytes * 1000 / s.resync_ms : 0}}}};
         if (f.async) {
             j["peer"]["lag_bytes"] = s.lag_bytes;
             j["peer"]["lag_ops"] = s.lag_ops;

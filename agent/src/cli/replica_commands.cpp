@@ -124,7 +124,8 @@ void print_status(const nlohmann::json& j) {
             std::cout << "  latency (p50/p99, µs):";
             for (const char* op : {"read", "write", "flush"}) {
                 const auto& l = io["latency_us"].value(op, nlohmann::json::object());
-                if (l.value("count", 0ull)) std::cout << " " << op << " " << l.value("p50", 0ull) << "/" << l.value("p99", 0ull);
+                if (l.value("count", 0ull))
+                    std::cout << " " << op << " " << l.value("p50", 0ull) << "/" << l.value("p99", 0ull);
             }
             std::cout << "\n";
         }
@@ -177,8 +178,8 @@ int cmd_status_all(const ReplicaOptions& o) {
         }
         const auto& p = j->value("peer", nlohmann::json::object());
         std::cout << j->value("volume", volume) << ": " << j->value("role", "") << ", replica "
-                  << j->value("replica", nlohmann::json::object()).value("state", "") << ", peer " << p.value("state", "") << ", dirty "
-                  << size_text(j->value("dirty_bytes", 0ull)) << "\n";
+                  << j->value("replica", nlohmann::json::object()).value("state", "") << ", peer "
+                  << p.value("state", "") << ", dirty " << size_text(j->value("dirty_bytes", 0ull)) << "\n";
     }
     if (o.json) std::cout << all.dump(2) << "\n";
     if (sockets.empty() && !o.json) std::cout << "no sanrepd volumes (no control socket in " << o.control_dir << ")\n";

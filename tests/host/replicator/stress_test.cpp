@@ -47,9 +47,9 @@ BOOST_AUTO_TEST_CASE(fio_verifies_crc32c_through_nbd_and_the_replicas_are_identi
     // Random writes of 4..64 KiB over the whole volume, 16 in flight, each
     // block with a CRC32C header fio checks when it reads everything back.
     auto r = run.run(sanagent::Command(
-        {"fio", "--name=verify", "--ioengine=nbd", "--uri=nbd+unix:///vol?socket=" + k.path("a.nbd"),
-         "--rw=randwrite", "--bsrange=4k-64k", "--iodepth=16", "--size=" + kSizeArg, "--verify=crc32c",
-         "--do_verify=1", "--verify_fatal=1", "--randrepeat=0", "--output-format=terse"},
+        {"fio", "--name=verify", "--ioengine=nbd", "--uri=nbd+unix:///vol?socket=" + k.path("a.nbd"), "--rw=randwrite",
+         "--bsrange=4k-64k", "--iodepth=16", "--size=" + kSizeArg, "--verify=crc32c", "--do_verify=1",
+         "--verify_fatal=1", "--randrepeat=0", "--output-format=terse"},
         std::chrono::seconds(120)));
     BOOST_TEST_REQUIRE(r.ok());
     BOOST_TEST(r->exit_code == 0, "fio: " << r->out << r->err);
@@ -109,7 +109,7 @@ BOOST_AUTO_TEST_CASE(either_side_killed_at_random_points_loses_no_acknowledged_w
     std::size_t acked = 0, unanswered = 0;
     for (const auto& e : log.entries) ++(e.acked ? acked : unanswered);
     BOOST_TEST_MESSAGE(kRounds << " kills: " << acked << " writes acknowledged, " << unanswered
-                                << " in flight when their primary died");
+                               << " in flight when their primary died");
     BOOST_TEST(unanswered > 0u);  // the primary's kills did land mid-batch
     auto c = connect_when_up(k);
     BOOST_TEST_REQUIRE(c.has_value());

@@ -3,11 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <boost/test/unit_test.hpp>
 #include <atomic>
-#include <thread>
+#include <boost/test/unit_test.hpp>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 using namespace sanagent::replicator;
 namespace fs = std::filesystem;
@@ -101,7 +101,7 @@ BOOST_AUTO_TEST_CASE(a_bit_set_after_the_peer_took_our_generation_is_kept_under_
     BOOST_TEST((*f)->mark_dirty(0, 4096).ok());
     auto during = (*f)->get().gens;  // bitmap 0x1111, current: what the peer takes
     (*f)->clear_bit(0);
-    BOOST_TEST((*f)->mark_dirty_lazy(65536 * 7, 4096).ok());
+    BOOST_TEST((*f)->record_missed(65536 * 7, 4096).ok());
     BOOST_TEST((*f)->finish_resync().ok());
     auto g = (*f)->get().gens;
     BOOST_TEST(g.history[0] == 0x1111u);
@@ -193,8 +193,9 @@ BOOST_AUTO_TEST_CASE(lazy_dirty_bits_reach_the_file_before_the_activity_log_lets
         BOOST_TEST_REQUIRE(f.ok());
         current = (*f)->get().gens.current;
         // As a degraded write does: the extent durable in the log, the bit lazily.
-        BOOST_TEST((*f)->activate(65536 * 5, 4096).ok());
-        BOOST_TEST((*f)->mark_dirty_lazy(65536 * 5, 4096).ok());
+        auto change = (*f)->record_missed(65536 * 5, 4096);
+        BOOST_TEST_REQUIRE(change.ok());
+        BOOST_TEST((*f)->wait_activity(*change).ok());
         BOOST_TEST((*f)->dirty_bits() == 1u);
     }
     {
@@ -206,7 +207,7 @@ BOOST_AUTO_TEST_CASE(lazy_dirty_bits_reach_the_file_before_the_activity_log_lets
         BOOST_TEST((*f)->get().gens.bitmap == current);
         BOOST_TEST((*f)->active_ranges().size() == 1u);
         // Retiring the log writes lazy bits first.
-        BOOST_TEST((*f)->mark_dirty_lazy(65536 * 9, 1).ok());
+        BOOST_TEST((*f)->record_missed(65536 * 9, 1).ok());
         BOOST_TEST(*(*f)->retire_activity((*f)->activity_epoch()));
     }
     {
@@ -215,7 +216,7 @@ BOOST_AUTO_TEST_CASE(lazy_dirty_bits_reach_the_file_before_the_activity_log_lets
         BOOST_TEST((*f)->active_ranges().empty());
         BOOST_TEST((*f)->dirty_bits() == 1u);
         BOOST_TEST(*(*f)->next_dirty(0) == 9u);
-        BOOST_TEST((*f)->mark_dirty_lazy(65536 * 2, 1).ok());
+        BOOST_TEST((*f)->record_missed(65536 * 2, 1).ok());
         BOOST_TEST((*f)->flush_bitmap().ok());
     }
     auto f = MetadataFile::open(path);

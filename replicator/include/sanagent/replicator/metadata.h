@@ -80,14 +80,7 @@ public:
     // current := new). Durable before returning; costs I/O only when a bit
     // flips from 0 to 1.
     Status mark_dirty(std::uint64_t offset, std::uint64_t length);
-    // As mark_dirty, but the bits reach the file later (flush_bitmap,
-    // persist_bitmap, retire_activity): only for a range the caller has made
-    // durable in the activity log first, which a restart after a crash turns
-    // into dirty bits again. That makes a degraded write cost an fdatasync
-    // per new 4 MiB extent, shared, instead of one per new 64 KiB region.
-    // The first dirty bit still starts the new generation durably at once.
-    Status mark_dirty_lazy(std::uint64_t offset, std::uint64_t length);
-    // Writes the bitmap pages mark_dirty_lazy changed, then fdatasync.
+    // Writes the bitmap pages record_missed() changed in memory, then fdatasync.
     Status flush_bitmap();
     void set_all_dirty();               // in memory; persist_bitmap() to keep it
     void clear_bit(std::uint64_t bit);  // in memory: a stale 1 on disk only costs a re-copy
