@@ -360,7 +360,10 @@ void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
     // since after a crash start() turns every active extent into dirty bits.
     // Measured at 4 KiB random writes with the peer away: one fdatasync per
     // new 64 KiB region before this.
-    auto change = meta_.record_missed(offset, length);
+    wait_recorded(meta_.record_missed(offset, length));
+}
+
+void PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
     Status st = change ? meta_.wait_activity(*change) : Status(change.error());
     if (!st) {
         // Without the record a later resync would miss this range: that is
@@ -390,11 +393,7 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
     if (!s) {
         // Durable before the local write, but waited for outside state_mu_:
         // concurrent degraded writes then share one activity-log commit.
-        Status st = missed ? meta_.wait_activity(*missed) : Status(missed.error());
-        if (!st) {
-            log(options_.volume, "FATAL: cannot record dirty range: " + st.error().message);
-            std::abort();
-        }
+        wait_recorded(missed);
         done();
         return;
     }

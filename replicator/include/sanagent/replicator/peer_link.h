@@ -106,6 +106,8 @@ private:
     void retire_activity(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
     void record_dirty(std::uint64_t offset, std::uint64_t length);
+    // Waits until record_missed()'s change is on disk; aborts if it cannot be.
+    void wait_recorded(const Result<std::uint64_t>& change);
     void retire_while_away();
     void pause(int ms);
     // Sync mode: runs `send` now. Async: queues it behind every earlier op for the shipper thread.
