@@ -76,7 +76,8 @@ public:
                 return;
             }
             seq = next_seq_++;
-            pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now()});
+            pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now(), type == peer::Type::Flush});
+            note_unflushed(type, flags, seq, body, write_offset, write_length);
         }
         Status st = type == peer::Type::Write
                         ? peer::send_write(fd_.get(), flags, seq, write_offset, write_data->span().first(write_length))
@@ -85,9 +86,24 @@ public:
     }
 
     void kill() { ::shutdown(fd_.get(), SHUT_RDWR); }
+    // Once dead: the ranges the peer may have acknowledged without making
+    // them durable (no later FLUSH of this session was acknowledged). A peer
+    // that lost power may have lost them, so they are resynced.
+    std::vector<peer::Range> unflushed() const {
+        std::lock_guard lock(pend_mu_);
+        std::vector<peer::Range> out;
+        for (const auto& u : unflushed_) out.push_back(u.range);
+        return out;
+    }
     bool dead() const {
         std::lock_guard lock(pend_mu_);
         return dead_;
+    }
+    // After kill(): the receiver fails every pending op and ends within one
+    // watchdog tick; bounded all the same.
+    void wait_dead() {
+        std::unique_lock lock(pend_mu_);
+        dead_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return dead_; });
     }
     void wait_dead_for(const std::atomic<bool>& stopping, std::chrono::milliseconds bound) {
         auto until = Clock::now() + bound;
@@ -100,7 +116,45 @@ private:
         Callback cb;
         std::function<void(std::uint32_t)> on_digest;
         Clock::time_point sent;
+        bool flush = false;
     };
+    struct Unflushed {
+        std::uint64_t seq;
+        peer::Range range;
+    };
+    // Bounded: past this many ranges, a new one widens the newest to cover
+    // both (a superset only costs a larger resync after a link loss).
+    static constexpr std::size_t kMaxUnflushed = 4096;
+
+    // Under pend_mu_ and send_mu_, so the list is in seq (wire) order. A FUA
+    // write is durable when acked; flushes, verifies and reads change nothing.
+    void note_unflushed(peer::Type type, std::uint16_t flags, std::uint64_t seq, std::span<const std::uint8_t> body,
+                        std::uint64_t write_offset, std::size_t write_length) {
+        peer::Range r;
+        if (type == peer::Type::Write) {
+            r = {write_offset, write_length};
+        } else if (type == peer::Type::Zero || type == peer::Type::Trim) {
+            auto decoded = peer::decode_range(body);
+            if (!decoded) return;
+            r = *decoded;
+        } else {
+            return;
+        }
+        if ((flags & peer::kFlagFua) || r.length == 0) return;
+        if (unflushed_.size() < kMaxUnflushed) {
+            unflushed_.push_back({seq, r});
+            return;
+        }
+        auto& last = unflushed_.back();
+        std::uint64_t lo = std::min(last.range.offset, r.offset);
+        std::uint64_t hi = std::max(last.range.offset + last.range.length, r.offset + r.length);
+        last = {seq, {lo, hi - lo}};
+    }
+
+    // A FLUSH the peer acknowledged made every op sent before it durable.
+    void flushed_before(std::uint64_t flush_seq) {
+        while (!unflushed_.empty() && unflushed_.front().seq < flush_seq) unflushed_.pop_front();
+    }
 
     void receive_loop() {
         std::string why;
@@ -155,6 +209,7 @@ private:
                 }
                 cb = std::move(it->second.cb);
                 on_digest = std::move(it->second.on_digest);
+                if (it->second.flush && *err == 0) flushed_before(m->header.seq);
                 pending_.erase(it);
             }
             if (on_digest && *err == 0) on_digest(digest);
@@ -191,6 +246,7 @@ private:
     mutable std::mutex pend_mu_;
     std::condition_variable dead_cv_;
     std::map<std::uint64_t, Pending> pending_;
+    std::deque<Unflushed> unflushed_;  // under pend_mu_
     std::uint64_t next_seq_ = 1;
     bool dead_ = false;
     std::thread receiver_;
@@ -289,13 +345,22 @@ void PeerLink::retire_activity(const std::shared_ptr<Session>& s) {
 }
 
 void PeerLink::stop() {
-    stopping_ = true;
-    pause_cv_.notify_all();
     std::shared_ptr<Session> s;
+    bool in_sync;
     {
         std::lock_guard lock(state_mu_);
         s = session_;
+        in_sync = state_ == PeerState::InSync;
     }
+    // A clean stop leaves the peer's copy durable: otherwise the writes it
+    // acknowledged since the last FLUSH are marked for resync (end_session),
+    // which starts a new generation. Bounded by the ack timeout.
+    if (s && in_sync && !s->dead() && !stopping_) {
+        if (int err = send_and_wait(s, static_cast<int>(peer::Type::Flush), {}); err != 0)
+            log(options_.volume, std::string("final flush of the peer failed: ") + std::strerror(err));
+    }
+    stopping_ = true;
+    pause_cv_.notify_all();
     if (s) s->kill();
     if (manager_.joinable()) manager_.join();
     {
@@ -568,6 +633,9 @@ void PeerLink::run_verify(bool repair) {
         // Mark them dirty (a new generation, as for any write the peer
         // missed) and drop the link: the reconnect resyncs just these ranges.
         for (auto r : merged) record_dirty(r.offset, r.length);
+        // The peer is alive: a FLUSH first spares the reconnect a resync of
+        // every write it had not yet made durable (end_session()).
+        (void)send_and_wait(s, static_cast<int>(peer::Type::Flush), {});
         s->kill();
         detail = "mismatched ranges marked for resync";
     }
@@ -623,6 +691,21 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     }
     auto decision = decide(meta.gens, theirs->gens);
     if (decision == SyncDecision::None && !theirs->consistent) decision = SyncDecision::FullFromPrimary;
+    if (!theirs->active.empty() &&
+        (decision == SyncDecision::None || decision == SyncDecision::BitmapFromPrimary)) {
+        // The peer was primary and died with writes in flight: they may be
+        // on its replica and not here. This replica is the one kept, so its
+        // data for those extents goes there. Marking them starts a new
+        // generation here if none is open, so the decision becomes a bitmap
+        // resync of them.
+        log(options_.volume, "the peer's activity log holds " + std::to_string(theirs->active.size()) +
+                                 " ranges from its time as primary: marking them for resync");
+        for (const auto& r : theirs->active) {
+            if (r.offset >= volume_.size()) continue;
+            record_dirty(r.offset, std::min(r.length, volume_.size() - r.offset));
+        }
+        decision = decide(meta_.get().gens, theirs->gens);
+    }
     // Same current generation but regions marked: the peer took our
     // generation (RESYNC_DONE applied) but its ack was lost, and writes it
     // then missed are in the bitmap without a new generation. They must be
@@ -841,8 +924,8 @@ void PeerLink::manage() {
                                      std::to_string(meta_.dirty_bits()) + " regions)");
             auto st = resync(session);
             if (!st) {
+                end_session(session);
                 set_state(PeerState::OutOfSync, st.error().message);
-                session->kill();
                 continue;
             }
             set_state(PeerState::InSync);
@@ -853,8 +936,24 @@ void PeerLink::manage() {
             session->wait_dead_for(stopping_, std::chrono::milliseconds(options_.retire_interval_ms));
             if (!stopping_ && !session->dead()) retire_activity(session);
         }
+        end_session(session);
         if (!stopping_) set_state(PeerState::OutOfSync, "link down");
     }
+}
+
+void PeerLink::end_session(const std::shared_ptr<Session>& s) {
+    s->kill();
+    s->wait_dead();
+    // What the peer acknowledged but was never asked to make durable: if it
+    // lost power it may have lost those writes (its disk's volatile cache),
+    // and nothing else would tell. Marked before the state says out-of-sync,
+    // so the next resync sends them again. A peer that only lost the link
+    // gets a few regions more than it needs.
+    auto ranges = s->unflushed();
+    for (const auto& r : ranges) record_dirty(r.offset, r.length);
+    if (!ranges.empty())
+        log(options_.volume, "link ended with " + std::to_string(ranges.size()) +
+                                 " unflushed ranges on the peer: marked for resync");
 }
 
 }  // namespace sanagent::replicator

@@ -1,5 +1,6 @@
 #include "sanagent/replicator/peer_protocol.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "bytes.h"
@@ -119,7 +120,29 @@ std::vector<std::uint8_t> encode_hello(const Hello& h) {
     put_gens(w, h.gens);
     w.put<std::uint16_t>(static_cast<std::uint16_t>(h.node.size()));
     w.put_bytes({reinterpret_cast<const std::uint8_t*>(h.node.data()), h.node.size()});
+    w.put<std::uint16_t>(static_cast<std::uint16_t>(h.active.size()));
+    for (const auto& r : h.active) {
+        w.put(r.offset);
+        w.put(r.length);
+    }
     return w.out;
+}
+
+std::vector<Range> bounded_ranges(const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges,
+                                  std::size_t max) {
+    std::vector<Range> out;
+    if (ranges.empty()) return out;
+    if (ranges.size() <= max) {
+        for (auto [off, len] : ranges) out.push_back({off, len});
+        return out;
+    }
+    std::uint64_t lo = UINT64_MAX, hi = 0;
+    for (auto [off, len] : ranges) {
+        lo = std::min(lo, off);
+        hi = std::max(hi, off + len);
+    }
+    out.push_back({lo, hi - lo});
+    return out;
 }
 
 Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
@@ -148,6 +171,16 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     if (node_len > kMaxVolumeName) return Error{EBADMSG, "peer HELLO: node name too long"};
     h.node.resize(node_len);
     r.get_bytes(reinterpret_cast<std::uint8_t*>(h.node.data()), node_len);
+    auto active = r.get<std::uint16_t>();
+    if (active > kMaxHelloRanges) return Error{EBADMSG, "peer HELLO: too many activity ranges"};
+    for (std::uint16_t i = 0; i < active && r.ok(); ++i) {
+        Range a;
+        a.offset = r.get<std::uint64_t>();
+        a.length = r.get<std::uint64_t>();
+        if (a.length == 0 || a.offset + a.length < a.offset)
+            return Error{EBADMSG, "peer HELLO: empty or wrapping activity range"};
+        h.active.push_back(a);
+    }
     if (!r.ok() || !r.at_end()) return Error{EBADMSG, "peer HELLO: malformed body"};
     return h;
 }

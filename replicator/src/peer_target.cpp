@@ -255,6 +255,12 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     mine.granularity = meta.granularity;
     mine.gens = meta.gens;
     mine.node = node_;
+    // Left by a time as primary (a crash, then a promotion of the peer):
+    // writes there may be here and not on the new primary, which resyncs them.
+    mine.active = peer::bounded_ranges(meta_.active_ranges());
+    if (!mine.active.empty())
+        log(volume_, "activity log holds " + std::to_string(mine.active.size()) +
+                         " ranges from a time as primary: asking the primary to resync them");
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return;
     if (!agree(fd, *theirs, why)) {
         if (opening.expired()) {
@@ -386,6 +392,12 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                     next.gens = d->gens;
                     next.flags |= kMetaFlagConsistent;
                 });
+            }
+            // The resync covered the extents this replica's HELLO listed: the
+            // log from its time as primary is done with.
+            if (st && !meta_.active_ranges().empty()) {
+                auto r = meta_.retire_activity(meta_.activity_epoch());
+                if (!r) st = r.error();
             }
             if (st) set_state("in-sync");
             send_ack(fd, h.seq, to_errno(st));

@@ -42,6 +42,7 @@ inline std::map<std::string, std::vector<std::uint8_t>> peer_seeds() {
     blank.size = 32ull << 20;
     blank.granularity = 64 * 1024;
     blank.node = "node-b";
+    blank.active = {{0, 4ull << 20}, {12ull << 20, 4ull << 20}};  // an old primary's activity log
     add("hello-blank-secondary", Type::Hello, 0, 0, encode_hello(blank));
     AuthChallenge auth;
     auth.nonce.fill(0xa5);

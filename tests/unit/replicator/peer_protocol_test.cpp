@@ -57,9 +57,13 @@ BOOST_AUTO_TEST_CASE(hello_round_trip) {
     h.granularity = 65536;
     h.gens = {11, 22, {33, 44}};
     h.node = "node-a";
+    h.active = {{0, 4u << 20}, {1ull << 32, 4u << 20}};
     auto body = encode_hello(h);
     auto d = decode_hello(body);
     BOOST_TEST_REQUIRE(d.ok());
+    BOOST_TEST_REQUIRE(d->active.size() == 2u);
+    BOOST_TEST(d->active[1].offset == (1ull << 32));
+    BOOST_TEST(d->active[1].length == (4u << 20));
     BOOST_TEST(d->primary);
     BOOST_TEST(d->volume == "vol1");
     BOOST_TEST(d->size == h.size);
@@ -87,6 +91,29 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
     h.volume = "v";
     h.node = std::string(kMaxVolumeName + 1, 'n');
     BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+}
+
+BOOST_AUTO_TEST_CASE(hello_activity_ranges_are_bounded) {
+    Hello h;
+    h.active = {{4096, 0}};  // empty
+    BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+    h.active = {{~0ull - 10, 4096}};  // wraps
+    BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+    h.active.assign(kMaxHelloRanges + 1, Range{0, 4096});
+    BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+    h.active.assign(kMaxHelloRanges, Range{0, 4096});
+    BOOST_TEST(decode_hello(encode_hello(h)).ok());
+
+    // More ranges than a HELLO carries become one range over all of them.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> many;
+    for (std::uint64_t i = 0; i < 200; ++i) many.emplace_back((2 * i + 3) << 22, 4u << 20);
+    auto one = bounded_ranges(many);
+    BOOST_TEST_REQUIRE(one.size() == 1u);
+    BOOST_TEST(one[0].offset == (3ull << 22));
+    BOOST_TEST(one[0].offset + one[0].length == (401ull << 22) + (4u << 20));
+    auto few = bounded_ranges({{0, 4096}, {8192, 4096}});
+    BOOST_TEST(few.size() == 2u);
+    BOOST_TEST(bounded_ranges({}).empty());
 }
 
 BOOST_AUTO_TEST_CASE(small_bodies) {

@@ -104,6 +104,8 @@ private:
     // Sends one message and waits for its ack; the errno, 0 on success.
     int send_and_wait(const std::shared_ptr<Session>& session, int type, std::vector<std::uint8_t> body);
     void retire_activity(const std::shared_ptr<Session>& session);
+    // Kills the session, waits for it, and marks what the peer may have lost.
+    void end_session(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
     void record_dirty(std::uint64_t offset, std::uint64_t length);
     // Waits until record_missed()'s change is on disk; aborts if it cannot be.

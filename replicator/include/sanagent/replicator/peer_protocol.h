@@ -24,7 +24,9 @@ inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-en
 // 3: HELLO carries the node name.
 // 4: AUTH (P->S) names the volume after the nonce: one port serves several volumes, and the secondary must know which
 // before the name enters the HMAC.
-inline constexpr std::uint16_t kVersion = 4;
+// 5: HELLO carries the sender's active activity-log extents: an old primary that comes back as secondary has them
+// resynced from the new primary.
+inline constexpr std::uint16_t kVersion = 5;
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::uint32_t kMaxBody = (32u << 20) + 64;  // one NBD-sized write plus its framing
 inline constexpr std::size_t kMaxVolumeName = 128;
@@ -59,6 +61,15 @@ struct Header {
 
 using VolumeId = std::array<std::uint8_t, 16>;
 
+struct Range {
+    std::uint64_t offset = 0;
+    std::uint64_t length = 0;
+};
+
+// At most this many activity ranges in a HELLO; more are sent as one range
+// covering them all (bounded_ranges()).
+inline constexpr std::size_t kMaxHelloRanges = 128;
+
 struct Hello {
     std::uint16_t version = kVersion;
     bool primary = false;
@@ -71,7 +82,15 @@ struct Hello {
     // The sender's node name: `resolve --keep NODE` accepts only this node's
     // or its peer's name, so a typo cannot discard a replica.
     std::string node;
+    // The sender's activity log: extents it wrote while primary that may not
+    // be on the other replica. A secondary's are resynced from the primary.
+    std::vector<Range> active;
 };
+
+// `ranges` as at most `max` ranges: past that, one range from the first
+// offset to the last end (a superset: it only costs a larger resync).
+std::vector<Range> bounded_ranges(const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges,
+                                  std::size_t max = kMaxHelloRanges);
 
 // The primary's first message when a key is configured: its nonce and the
 // volume it wants (version 4; version 3 sent the nonce alone).
@@ -81,11 +100,6 @@ inline constexpr std::size_t kMaxAuthChallenge = kMinAuthChallenge + kMaxVolumeN
 struct AuthChallenge {
     std::array<std::uint8_t, kAuthNonceSize> nonce{};
     std::string volume;
-};
-
-struct Range {
-    std::uint64_t offset = 0;
-    std::uint64_t length = 0;
 };
 
 struct ResyncDone {
