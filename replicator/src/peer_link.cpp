@@ -267,8 +267,12 @@ void PeerLink::start() {
     if (!active.empty()) {
         log(options_.volume, "activity log holds " + std::to_string(active.size()) +
                                  " extents from an unclean stop: marking them for resync");
-        for (auto [off, len] : active) record_dirty(off, len);
-        if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(options_.volume, r.error().message);
+        bool recorded = true;
+        for (auto [off, len] : active) recorded = record_dirty(off, len) && recorded;
+        // The log is the only record of those extents until the bits are on disk.
+        if (recorded) {
+            if (auto r = meta_.retire_activity(meta_.activity_epoch()); !r) log(options_.volume, r.error().message);
+        }
     }
     if (options_.async) {
         {
@@ -419,29 +423,30 @@ PeerStatus PeerLink::status() const {
     return st;
 }
 
-void PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
+bool PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
     // The activity log makes the range durable (an fdatasync per new 4 MiB
     // extent, shared by concurrent writes); the bitmap bit follows lazily,
     // since after a crash start() turns every active extent into dirty bits.
     // Measured at 4 KiB random writes with the peer away: one fdatasync per
     // new 64 KiB region before this.
-    wait_recorded(meta_.record_missed(offset, length));
+    return wait_recorded(meta_.record_missed(offset, length));
 }
 
-void PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
+bool PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
     Status st = change ? meta_.wait_activity(*change) : Status(change.error());
-    if (!st) {
-        // Without the record a later resync would miss this range: that is
-        // silent divergence, worse than stopping.
-        log(options_.volume, "FATAL: cannot record dirty range: " + st.error().message);
-        std::abort();
-    }
+    if (st) return true;
+    // Without the record a later resync would miss this range: silent
+    // divergence. The volume stops taking writes instead; the daemon's
+    // other volumes go on. What was activated before stays in the log on
+    // disk and becomes dirty bits at the next start.
+    volume_.fail("cannot record a dirty range in " + meta_.path() + ": " + st.error().message);
+    return false;
 }
 
-void PeerLink::replicate(const Op& op, std::function<void()> done) {
+Status PeerLink::replicate(const Op& op, std::function<void()> done) {
     if (op.type == OpType::Read) {
         done();
-        return;
+        return {};
     }
     std::shared_ptr<Session> s;
     Result<std::uint64_t> missed = std::uint64_t{0};
@@ -458,9 +463,9 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
     if (!s) {
         // Durable before the local write, but waited for outside state_mu_:
         // concurrent degraded writes then share one activity-log commit.
-        wait_recorded(missed);
+        if (!wait_recorded(missed)) return Error{EIO, volume_.failure()};
         done();
-        return;
+        return {};
     }
     const bool async = options_.async;
     const std::uint64_t cost = op.type == OpType::Write ? op.length : 0;
@@ -468,20 +473,21 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
         // Past the bound: this op is not shipped. Its range goes to the bitmap
         // (durably, before the local write) and the link is dropped, so the
         // peer turns out-of-sync and gets a bitmap resync when it reconnects.
-        if (op.type != OpType::Flush) record_dirty(op.offset, op.length);
+        if (op.type != OpType::Flush && !record_dirty(op.offset, op.length)) return Error{EIO, volume_.failure()};
         if (!s->dead())
             log(options_.volume, "async lag would pass max_lag (" + std::to_string(options_.max_lag) +
                                      " bytes): dropping the link, tracking writes in the bitmap");
         s->kill();
         done();
-        return;
+        return {};
     }
     if (op.type != OpType::Flush) {
         // The activity log first: if this node dies with the op in flight,
-        // its extent is where the replicas may differ.
+        // its extent is where the replicas may differ. Without it, the op is
+        // neither sent nor written.
         if (auto st = meta_.activate(op.offset, op.length); !st) {
-            log(options_.volume, "FATAL: cannot record activity: " + st.error().message);
-            std::abort();
+            volume_.fail("cannot record activity in " + meta_.path() + ": " + st.error().message);
+            return Error{EIO, volume_.failure()};
         }
     }
     if (async) {
@@ -522,6 +528,7 @@ void PeerLink::replicate(const Op& op, std::function<void()> done) {
     });
     // Async: complete once queued (and activity-logged); the shipper sends it.
     if (async) done();
+    return {};
 }
 
 Status PeerLink::start_verify(bool repair) {
@@ -702,7 +709,8 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
                                  " ranges from its time as primary: marking them for resync");
         for (const auto& r : theirs->active) {
             if (r.offset >= volume_.size()) continue;
-            record_dirty(r.offset, std::min(r.length, volume_.size() - r.offset));
+            if (!record_dirty(r.offset, std::min(r.length, volume_.size() - r.offset)))
+                return Error{EIO, volume_.failure()};
         }
         decision = decide(meta_.get().gens, theirs->gens);
     }
@@ -854,6 +862,13 @@ void PeerLink::manage() {
                 continue;
             }
             drain_logged = false;
+        }
+        if (volume_.failed()) {
+            // Its metadata cannot record what a resync needs: no link until
+            // a restart (the volume answers writes EIO meanwhile).
+            set_state(PeerState::OutOfSync, "volume failed: " + volume_.failure());
+            pause(options_.refused_retry_ms);
+            continue;
         }
         auto fd = tcp_connect(options_.address, 2000);
         if (!fd) {

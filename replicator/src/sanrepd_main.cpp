@@ -213,7 +213,10 @@ nlohmann::json status_json(Served& v) {
     j["replica"] = {{"path", f.replica},
                     {"size", v.volume->size()},
                     {"direct_io", v.volume->replica().direct()},
-                    {"state", m.consistent() ? "up-to-date" : "inconsistent"}};
+                    {"state", v.volume->failed()  ? "failed"
+                              : m.consistent()        ? "up-to-date"
+                                                      : "inconsistent"}};
+    if (v.volume->failed()) j["replica"]["failure"] = v.volume->failure();
     j["generations"] = {{"current", hex(m.gens.current)},
                         {"bitmap", hex(m.gens.bitmap)},
                         {"history", {hex(m.gens.history[0]), hex(m.gens.history[1])}}};

@@ -30,6 +30,22 @@ int status_errno(const Status& st) {
 
 }  // namespace
 
+void Volume::fail(const std::string& why) {
+    {
+        std::lock_guard lock(failure_mu_);
+        if (failed_) return;
+        failure_ = why;
+        failed_ = true;
+    }
+    std::fprintf(stderr, "sanrepd: volume failed, answering writes and flushes EIO until a restart: %s\n",
+                 why.c_str());
+}
+
+std::string Volume::failure() const {
+    std::lock_guard lock(failure_mu_);
+    return failure_;
+}
+
 void Volume::submit(Op op, Completion done) {
     if (auto work = submit_inline(std::move(op), std::move(done))) pool_.post(std::move(work));
 }
@@ -45,6 +61,12 @@ std::function<void()> Volume::submit_inline(Op op, Completion done) {
                    int err, std::shared_ptr<AlignedBuffer> data) {
             timed->record(std::chrono::steady_clock::now() - start);
             inner(err, std::move(data));
+        };
+    }
+    if (shared->type != OpType::Read && failed_) {
+        return [this, done = std::move(done)] {
+            counters_.errors++;
+            done(EIO, nullptr);
         };
     }
     switch (shared->type) {
@@ -67,7 +89,12 @@ std::function<void()> Volume::submit_inline(Op op, Completion done) {
                     counters_.flushes++;
                     done(join->error.load(), nullptr);
                 };
-                if (replication_) replication_->replicate(*shared, [join] { join->arrive(); });
+                if (replication_) {
+                    if (auto st = replication_->replicate(*shared, [join] { join->arrive(); }); !st) {
+                        join->error = EIO;
+                        join->arrive();
+                    }
+                }
                 if (int err = status_errno(replica_.flush())) join->error = err;
                 join->arrive();
             };
@@ -92,8 +119,18 @@ void Volume::run_locked(std::shared_ptr<Op> op, RangeLock::Ticket ticket, Comple
         done(join->error.load(), nullptr);
     };
     // Replication first: for an absent peer it makes the dirty bit durable
-    // before the local write below is issued.
-    if (replication_) replication_->replicate(*op, [join] { join->arrive(); });
+    // before the local write below is issued. If it cannot, nothing is
+    // written: a local write the bitmap does not know of would be a silent
+    // difference between the replicas.
+    if (replication_) {
+        if (auto rst = replication_->replicate(*op, [join] { join->arrive(); }); !rst) {
+            counters_.errors++;
+            join->error = EIO;
+            join->arrive();
+            join->arrive();
+            return;
+        }
+    }
     Status st;
     switch (op->type) {
         case OpType::Write:

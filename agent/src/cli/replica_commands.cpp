@@ -100,6 +100,8 @@ void print_status(const nlohmann::json& j) {
     const auto& p = j.value("peer", nlohmann::json::object());
     std::cout << "volume " << j.value("volume", "") << " on " << j.value("node", "") << ": " << j.value("role", "")
               << ", replica " << j.value("replica", nlohmann::json::object()).value("state", "") << "\n";
+    if (const auto r = j.value("replica", nlohmann::json::object()); r.contains("failure"))
+        std::cout << "  failed: " << r.value("failure", "") << " (writes answered EIO until sanrepd restarts)\n";
     std::cout << "  peer " << p.value("address", p.value("listen", "")) << ": " << p.value("state", "");
     if (p.contains("mode")) std::cout << " (" << p.value("mode", "") << ")";
     if (!p.value("detail", "").empty()) std::cout << " - " << p.value("detail", "");

@@ -6,6 +6,7 @@
 // another node is refused. Bounded like the rest: fixed counts, deadlines,
 // the fixture cleans up.
 #include <poll.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
@@ -211,4 +212,70 @@ BOOST_AUTO_TEST_CASE(same_node_takes_over_its_old_session_another_node_is_refuse
     BOOST_TEST(k.stop("a2") == 0);
     BOOST_TEST(k.stop("b") == 0);
     BOOST_TEST((read_file(k.path("a2.img")) == read_file(k.path("b.img"))));
+}
+
+// The metadata of one volume fails for real: its file is on a small tmpfs
+// that is then filled, so the first activity-log write (a hole in the file)
+// gets ENOSPC. That volume answers writes and flushes EIO and says why;
+// its reads and the other volume go on, and the daemon stops cleanly.
+BOOST_AUTO_TEST_CASE(a_failing_metadata_file_fails_only_its_volume) {
+    Cluster k;
+    const auto small = k.dir / "metafs";
+    fs::create_directories(small);
+    sanagent::SystemCommandRunner run;
+    auto mounted =
+        run.run(sanagent::Command({"mount", "-t", "tmpfs", "-o", "size=64k", "sanrep-test", small.string()},
+                                  std::chrono::seconds(20)));
+    BOOST_TEST_REQUIRE(mounted.ok());
+    BOOST_TEST_REQUIRE(mounted->exit_code == 0, "mount tmpfs (needs root): " << mounted->err);
+    struct Unmount {
+        std::string dir;
+        ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+    } unmount{small.string()};
+
+    const int nobody = free_port();  // the peer never answers: writes go to the bitmap
+    std::ostringstream c;
+    c << "[sanrepd]\nnode = \"a\"\nthreads = 4\n";
+    for (std::string v : {"v1", "v2"}) {
+        c << "\n[volume." << v << "]\nrole = \"primary\"\nreplica = \"" << k.path("a-" + v + ".img")
+          << "\"\nsize = \"" << kSizeArg << "\"\ncontrol = \"" << k.path("a-" + v + ".ctl") << "\"\nnbd_socket = \""
+          << k.path("a-" + v + ".nbd") << "\"\n";
+        if (v == "v1") c << "meta = \"" << (small / "v1.meta").string() << "\"\n";
+        c << "\n[volume." << v << ".peer]\naddress = \"127.0.0.1:" << nobody << "\"\n";
+    }
+    std::ofstream(k.path("a.toml")) << c.str();
+    k.start("a", {"--config", k.path("a.toml")});
+    BOOST_TEST_REQUIRE(k.wait_file("a-v1.nbd"));
+    BOOST_TEST_REQUIRE(k.wait_file("a-v2.nbd"));
+    {
+        // Fill what is left of the tmpfs.
+        std::ofstream fill(small / "fill", std::ios::binary);
+        std::vector<char> block(4096, 'x');
+        for (int i = 0; i < 64 && fill.write(block.data(), static_cast<std::streamsize>(block.size())); ++i) fill.flush();
+    }
+
+    auto v1 = NbdClient::connect(k.path("a-v1.nbd"), "v1");
+    BOOST_TEST_REQUIRE(v1.ok());
+    std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> one = {{0, std::vector<std::uint8_t>(4096, 0x42)}};
+    auto errs = v1->write_batch(one);
+    BOOST_TEST_REQUIRE(errs.ok());
+    BOOST_TEST((*errs)[0] == 5u);  // NBD_EIO
+    BOOST_TEST(*v1->simple(nbd::CommandType::Flush, 0, 0) == 5u);
+    std::vector<std::uint8_t> back;
+    BOOST_TEST(*v1->simple(nbd::CommandType::Read, 0, 4096, &back) == 0u);
+    BOOST_TEST((back == std::vector<std::uint8_t>(4096, 0)));  // the refused write did not land
+    v1->disconnect();
+    auto st = k.status("a-v1");
+    BOOST_TEST(st["replica"].value("state", "") == "failed", st.dump());
+    BOOST_TEST(st["replica"].value("failure", "").find("No space left") != std::string::npos, st.dump());
+    auto shown = run.run(sanagent::Command({SANCTL_PATH, "replica", "status", "v1", "--control", k.path("a-v1.ctl")},
+                                           std::chrono::seconds(20)));
+    BOOST_TEST_REQUIRE(shown.ok());
+    BOOST_TEST(shown->out.find("failed: cannot record") != std::string::npos, shown->out);
+
+    write_pattern(k.path("a-v2.nbd"), "v2", 0x33);  // the other volume is untouched
+    BOOST_TEST(k.status("a-v2")["replica"].value("state", "") == "up-to-date");
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(read_file(k.path("a-v2.img"))[0] == '\x33');
+    BOOST_TEST(read_file(k.path("a-v1.img"))[0] == '\0');
 }

@@ -87,7 +87,7 @@ public:
     void start();
     void stop();
 
-    void replicate(const Op& op, std::function<void()> done) override;
+    Status replicate(const Op& op, std::function<void()> done) override;
     PeerStatus status() const;
 
     // Starts an online verify in the background (EBUSY if one runs, EAGAIN if
@@ -107,9 +107,11 @@ private:
     // Kills the session, waits for it, and marks what the peer may have lost.
     void end_session(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
-    void record_dirty(std::uint64_t offset, std::uint64_t length);
-    // Waits until record_missed()'s change is on disk; aborts if it cannot be.
-    void wait_recorded(const Result<std::uint64_t>& change);
+    // False if the range could not be recorded: the volume is then failed.
+    bool record_dirty(std::uint64_t offset, std::uint64_t length);
+    // Waits until record_missed()'s change is on disk; if it cannot be, fails
+    // the volume (Volume::fail) and returns false.
+    bool wait_recorded(const Result<std::uint64_t>& change);
     void retire_while_away();
     void pause(int ms);
     // Sync mode: runs `send` now. Async: queues it behind every earlier op for the shipper thread.

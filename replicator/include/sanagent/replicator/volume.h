@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
 
 #include "sanagent/replicator/latency.h"
 #include "sanagent/replicator/range_lock.h"
@@ -34,11 +36,13 @@ using Completion = std::function<void(int error, std::shared_ptr<AlignedBuffer> 
 // locked. It calls `done` when every in-sync peer has acknowledged the op, or
 // once an unreachable peer's share is recorded in the dirty bitmap. For a peer
 // that is already away it records the range *before returning*, so the intent
-// is durable before the local write is issued.
+// is durable before the local write is issued. An error means the op could
+// not be recorded (the metadata failed): `done` is then never called and the
+// op must not be applied locally.
 class Replication {
 public:
     virtual ~Replication() = default;
-    virtual void replicate(const Op& op, std::function<void()> done) = 0;
+    virtual Status replicate(const Op& op, std::function<void()> done) = 0;
 };
 
 struct VolumeCounters {
@@ -59,6 +63,14 @@ public:
     const VolumeCounters& counters() const { return counters_; }
     std::uint64_t size() const { return replica_.size(); }
 
+    // Takes the volume out of service after its metadata failed (its disk
+    // failing, a full file system): from now on every write, trim, zero and
+    // flush is answered EIO, since its dirty record could not be kept; reads
+    // are still served. Other volumes of the daemon go on. Until a restart.
+    void fail(const std::string& why);
+    bool failed() const { return failed_.load(); }
+    std::string failure() const;
+
     // Queues the op on the worker pool (always ordered: overlapping writes
     // start in submission order).
     void submit(Op op, Completion done);
@@ -76,6 +88,9 @@ private:
     Replication* replication_ = nullptr;
     RangeLock lock_;
     VolumeCounters counters_;
+    std::atomic<bool> failed_{false};
+    mutable std::mutex failure_mu_;
+    std::string failure_;
 };
 
 }  // namespace sanagent::replicator
