@@ -1,5 +1,7 @@
 #include "sanagent/replicator/peer_io.h"
 
+#include <sys/ioctl.h>
+
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -81,6 +83,12 @@ void Reader::take(std::size_t n) {
     }
     std::memcpy(current_->write_data->data() + (done_ - prefix_.size()), src, n);
     done_ += n;
+}
+
+bool Reader::more_waiting() const {
+    if (buffered() > 0) return true;
+    int bytes = 0;
+    return ::ioctl(fd_, FIONREAD, &bytes) == 0 && bytes > 0;
 }
 
 Result<Message> Reader::receive() {

@@ -282,14 +282,17 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             break;
         }
         const auto& h = m->header;
-        // Returns true when nothing else is in flight and the op is small:
-        // it then runs on this thread, saving a hand-off on the latency-bound
-        // QD1 path; otherwise it goes to the pool so ops overlap and this
-        // thread keeps reading.
+        // Returns true when nothing else is in flight, no other message is
+        // waiting and the op is small: it then runs on this thread, saving a
+        // hand-off on the latency-bound QD1 path; otherwise it goes to the
+        // pool so ops overlap and this thread keeps reading. (Without the
+        // waiting check, ops run inline stay inline: each one leaves nothing
+        // in flight for the next. Measured: 4 KiB writes at QD32 applied one
+        // at a time, 8.8k IOPS.)
         auto start = [&](std::uint64_t bytes = 0) {
             std::unique_lock lock(inflight_mu_);
             inflight_cv_.wait(lock, [this] { return inflight_ < kMaxInFlight; });
-            return inflight_++ == 0 && bytes <= kInlineMaxBytes;
+            return inflight_++ == 0 && bytes <= kInlineMaxBytes && !reader.more_waiting();
         };
         auto run = [this](bool here, std::function<void()> job) {
             if (here)

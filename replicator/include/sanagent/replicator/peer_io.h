@@ -34,6 +34,9 @@ class Reader {
 public:
     explicit Reader(int fd);
     Result<Message> receive();
+    // True when another message (or part of one) is already here: buffered,
+    // or readable on the socket.
+    bool more_waiting() const;
 
 private:
     Status fill();
