@@ -97,6 +97,7 @@ Result<Replica> Replica::open(const ReplicaOptions& options) {
         r.size_ = bytes;
     } else if (S_ISREG(st.st_mode)) {
         r.size_ = static_cast<std::uint64_t>(st.st_size);
+        r.preallocated_ = options.preallocate;
         if (options.create_size && r.size_ < options.create_size) {
             if (options.preallocate) {
                 if (::fallocate(fd.get(), 0, 0, static_cast<off_t>(options.create_size)) < 0)
@@ -181,6 +182,7 @@ Status Replica::trim(std::uint64_t offset, std::uint64_t length) {
             return last_errno("discarding on " + path_);
         return {};
     }
+    if (preallocated_) return {};  // advisory: the space stays reserved
     if (::fallocate(buffered_fd_.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
                     static_cast<off_t>(length)) < 0 &&
         errno != EOPNOTSUPP)
@@ -190,7 +192,7 @@ Status Replica::trim(std::uint64_t offset, std::uint64_t length) {
 
 Status Replica::zero(std::uint64_t offset, std::uint64_t length, bool may_punch, bool fua) {
     if (!block_device_) {
-        int mode = may_punch ? (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) : FALLOC_FL_ZERO_RANGE;
+        int mode = may_punch && !preallocated_ ? (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE) : FALLOC_FL_ZERO_RANGE;
         if (::fallocate(buffered_fd_.get(), mode, static_cast<off_t>(offset), static_cast<off_t>(length)) == 0)
             return fua ? flush() : Status{};
         if (errno != EOPNOTSUPP && errno != EINVAL) return last_errno("zeroing a range of " + path_);

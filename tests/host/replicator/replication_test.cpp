@@ -372,3 +372,58 @@ BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
     BOOST_TEST((read_file(k.path("a.img")) == expected));
     BOOST_TEST((read_file(k.path("b.img")) == expected));
 }
+
+namespace {
+std::uint64_t allocated_bytes(const std::string& file) {
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) return 0;
+    return static_cast<std::uint64_t>(st.st_blocks) * 512;
+}
+}  // namespace
+
+// A preallocated replica stays fully allocated: through the full sync of a
+// blank secondary (zero regions travel as ZERO with MAY_PUNCH), an NBD TRIM
+// and a WRITE_ZEROES that may punch, on both nodes. A sparse pair punches.
+BOOST_AUTO_TEST_CASE(preallocated_replicas_stay_allocated_sparse_ones_punch) {
+    for (bool prealloc : {true, false}) {
+        BOOST_TEST_CONTEXT((prealloc ? "preallocated" : "sparse")) {
+            Cluster k;
+            int port = free_port();
+            std::vector<std::string> extra;
+            if (prealloc) extra = {"--preallocate"};
+            k.start_pair(port, kSizeArg, extra, extra);
+            BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+            auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+            BOOST_TEST_REQUIRE(c.ok());
+            std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> fill = {
+                {0, std::vector<std::uint8_t>(4u << 20, 0x5c)}};
+            auto errs = c->write_batch(fill);
+            BOOST_TEST_REQUIRE(errs.ok());
+            BOOST_TEST((*errs)[0] == 0u);
+            for (auto name : {"a.img", "b.img"}) {
+                auto bytes = allocated_bytes(k.path(name));
+                if (prealloc)
+                    BOOST_TEST(bytes >= kSize, name << " after the full sync: " << bytes);
+                else
+                    BOOST_TEST(bytes < kSize, name << " after the full sync: " << bytes);
+            }
+            BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Trim, 0, 1u << 20) == 0u);
+            BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::WriteZeroes, 1u << 20, 1u << 20) == 0u);
+            BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Flush, 0, 0) == 0u);
+            for (auto name : {"a.img", "b.img"}) {
+                auto bytes = allocated_bytes(k.path(name));
+                if (prealloc)
+                    BOOST_TEST(bytes >= kSize, name << " after TRIM and WRITE_ZEROES: " << bytes);
+                else
+                    BOOST_TEST(bytes <= (2u << 20) + 65536, name << " after TRIM and WRITE_ZEROES: " << bytes);
+            }
+            c->disconnect();
+            BOOST_TEST(k.stop("a") == 0);
+            BOOST_TEST(k.stop("b") == 0);
+            auto a = read_file(k.path("a.img"));
+            BOOST_TEST((a == read_file(k.path("b.img"))));
+            BOOST_TEST(a[(1u << 20) + 5] == '\0');
+            BOOST_TEST(a[(3u << 20)] == '\x5c');
+        }
+    }
+}

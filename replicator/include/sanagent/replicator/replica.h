@@ -53,7 +53,7 @@ private:
 struct ReplicaOptions {
     std::string path;
     std::uint64_t create_size = 0;  // create (sparse) or extend a regular file to this size; 0 = use as is
-    bool preallocate = false;       // fallocate the whole file instead of leaving it sparse
+    bool preallocate = false;       // fallocate the whole file instead of leaving it sparse, and keep it so
     bool direct = true;             // try O_DIRECT
 };
 
@@ -69,7 +69,9 @@ public:
     Status write(std::uint64_t offset, std::span<const std::uint8_t> data, bool fua);
     Status flush();
     // Deallocate (TRIM) or zero a range; zero with may_punch=false keeps the
-    // blocks allocated (NBD_CMD_FLAG_NO_HOLE).
+    // blocks allocated (NBD_CMD_FLAG_NO_HOLE). A preallocated file is never
+    // deallocated: TRIM leaves it as it is and zeroing keeps the blocks.
+    bool preallocated() const { return preallocated_; }
     Status trim(std::uint64_t offset, std::uint64_t length);
     Status zero(std::uint64_t offset, std::uint64_t length, bool may_punch, bool fua);
 
@@ -78,6 +80,11 @@ private:
     std::string path_;
     std::uint64_t size_ = 0;
     bool block_device_ = false;
+    // A file the admin asked to be fully allocated: punching holes into it
+    // would give back the space it was meant to hold, and every later write
+    // there would allocate again (on ext4 an allocating direct write takes
+    // the inode lock exclusively: writes to the file run one at a time).
+    bool preallocated_ = false;
     UniqueFd buffered_fd_;
     UniqueFd direct_fd_;
 };
