@@ -76,7 +76,10 @@ public:
                 return;
             }
             seq = next_seq_++;
-            pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now(), type == peer::Type::Flush});
+            // The secondary answers a RESYNC_DONE only after an fdatasync,
+            // like a FLUSH: both make every earlier op durable there.
+            pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now(),
+                                          type == peer::Type::Flush || type == peer::Type::ResyncDone});
             note_unflushed(type, flags, seq, body, write_offset, write_length);
         }
         Status st = type == peer::Type::Write

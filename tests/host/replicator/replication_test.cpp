@@ -202,6 +202,21 @@ BOOST_AUTO_TEST_CASE(secondary_power_loss_is_healed_from_the_unflushed_ranges) {
     stop_and_expect_replicas_agree(k, log);
 }
 
+// RESYNC_DONE is answered after an fdatasync, like a FLUSH: a peer lost
+// right after its full sync has nothing to get again (it once got the whole
+// volume again, as "unflushed" copies).
+BOOST_AUTO_TEST_CASE(peer_lost_right_after_a_full_sync_has_nothing_to_resync) {
+    Cluster k;
+    int port = free_port();
+    k.start_pair(port, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST(k.status("a")["peer"]["resync"].value("bytes_sent", 0ull) == kSize);
+    k.stop("b", SIGKILL);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
+    BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);
+    BOOST_TEST(k.stop("a") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(old_primary_back_as_secondary_gets_its_active_extents_resynced) {
     Cluster k;
     int port = free_port();
