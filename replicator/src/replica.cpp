@@ -151,6 +151,48 @@ Status Replica::read(std::uint64_t offset, std::span<std::uint8_t> out) const {
     return {};
 }
 
+void Replica::read_async(IoRing* ring, std::uint64_t offset, std::span<std::uint8_t> out,
+                         std::function<void(Status)> done) const {
+    int fd = fd_for(offset, out.size(), out.data());
+    if (!ring || fd != direct_fd_.get()) {
+        done(read(offset, out));
+        return;
+    }
+    ring->read(fd, out.data(), out.size(), offset, [this, offset, out, done = std::move(done)](int res) {
+        if (res < 0) {
+            done(errno_error(-res, "reading replica " + path_ + " at " + std::to_string(offset)));
+        } else if (static_cast<std::size_t>(res) < out.size()) {
+            // Short (the end of a shrunk file, or a signal): the rest the blocking way.
+            auto n = static_cast<std::size_t>(res);
+            done(read(offset + n, out.subspan(n)));
+        } else {
+            done(Status{});
+        }
+    });
+}
+
+void Replica::write_async(IoRing* ring, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua,
+                          std::function<void(Status)> done) {
+    int fd = fd_for(offset, data.size(), data.data());
+    if (!ring || fd != direct_fd_.get()) {
+        done(write(offset, data, fua));
+        return;
+    }
+    ring->write(fd, data.data(), data.size(), offset, fua,
+                [this, offset, data, fua, done = std::move(done)](int res) {
+                    if (res < 0) {
+                        done(errno_error(-res, "writing replica " + path_ + " at " + std::to_string(offset)));
+                    } else if (res == 0 && !data.empty()) {
+                        done(Error{EIO, "writing replica " + path_ + ": no progress"});
+                    } else if (static_cast<std::size_t>(res) < data.size()) {
+                        auto n = static_cast<std::size_t>(res);
+                        done(write(offset + n, data.subspan(n), fua));
+                    } else {
+                        done(Status{});
+                    }
+                });
+}
+
 Status Replica::write(std::uint64_t offset, std::span<const std::uint8_t> data, bool fua) {
     int fd = fd_for(offset, data.size(), data.data());
     std::size_t done = 0;

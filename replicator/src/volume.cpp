@@ -47,7 +47,13 @@ std::string Volume::failure() const {
 }
 
 void Volume::submit(Op op, Completion done) {
-    if (auto work = submit_inline(std::move(op), std::move(done))) pool_.post(std::move(work));
+    IoRing* ring = op.ring;
+    if (auto work = submit_inline(std::move(op), std::move(done))) {
+        pool_.post([ring, work = std::move(work)] {
+            work();
+            if (ring) ring->submit();
+        });
+    }
 }
 
 std::function<void()> Volume::submit_inline(Op op, Completion done) {
@@ -74,11 +80,14 @@ std::function<void()> Volume::submit_inline(Op op, Completion done) {
             // Reads are not ordered against writes: the NBD spec leaves a read
             // racing an overlapping write undefined, as a disk does.
             return [this, shared, done = std::move(done)] {
-                int err = status_errno(replica_.read(shared->offset, shared->data->span()));
-                counters_.reads++;
-                counters_.bytes_read += shared->length;
-                if (err) counters_.errors++;
-                done(err, shared->data);
+                replica_.read_async(shared->ring, shared->offset, shared->data->span(),
+                                    [this, shared, done](Status st) {
+                                        int err = status_errno(st);
+                                        counters_.reads++;
+                                        counters_.bytes_read += shared->length;
+                                        if (err) counters_.errors++;
+                                        done(err, shared->data);
+                                    });
             };
         case OpType::Flush:
             // Not range-locked: a flush covers writes already completed, and those
@@ -104,8 +113,12 @@ std::function<void()> Volume::submit_inline(Op op, Completion done) {
             break;
     }
     std::function<void(RangeLock::Ticket)> later = [this, shared, done](RangeLock::Ticket ticket) mutable {
-        pool_.post(
-            [this, shared, ticket, done = std::move(done)]() mutable { run_locked(shared, ticket, std::move(done)); });
+        // On the pool, once the overlapping write is done: no reader of the
+        // connection will submit what this queues on the ring, so it does.
+        pool_.post([this, shared, ticket, done = std::move(done)]() mutable {
+            run_locked(shared, ticket, std::move(done));
+            if (shared->ring) shared->ring->submit();
+        });
     };
     auto ticket = lock_.take_or_queue(shared->offset, shared->length, later);
     if (!ticket) return {};
@@ -131,13 +144,21 @@ void Volume::run_locked(std::shared_ptr<Op> op, RangeLock::Ticket ticket, Comple
             return;
         }
     }
+    if (op->type == OpType::Write) {
+        counters_.writes++;
+        counters_.bytes_written += op->length;
+        replica_.write_async(op->ring, op->offset, op->data->span().first(op->length), op->fua,
+                             [this, join](Status st) {
+                                 if (int err = status_errno(st)) {
+                                     counters_.errors++;
+                                     join->error = err;
+                                 }
+                                 join->arrive();
+                             });
+        return;
+    }
     Status st;
     switch (op->type) {
-        case OpType::Write:
-            st = replica_.write(op->offset, op->data->span().first(op->length), op->fua);
-            counters_.writes++;
-            counters_.bytes_written += op->length;
-            break;
         case OpType::Trim:
             st = replica_.trim(op->offset, op->length);
             if (st && op->fua) st = replica_.flush();

@@ -10,11 +10,13 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
 
 #include "sanagent/fd.h"
+#include "sanagent/replicator/io_ring.h"
 #include "sanagent/result.h"
 
 namespace sanagent::replicator {
@@ -66,6 +68,14 @@ public:
     bool direct() const { return direct_fd_.valid(); }
 
     Status read(std::uint64_t offset, std::span<std::uint8_t> out) const;
+    // As read() and write(), through `ring` when the request can go to the
+    // direct descriptor (aligned offset, length and buffer); otherwise, or
+    // with no ring, the blocking call, and `done` runs before this returns.
+    // With the ring, `done` runs on its completion thread.
+    void read_async(IoRing* ring, std::uint64_t offset, std::span<std::uint8_t> out,
+                    std::function<void(Status)> done) const;
+    void write_async(IoRing* ring, std::uint64_t offset, std::span<const std::uint8_t> data, bool fua,
+                     std::function<void(Status)> done);
     Status write(std::uint64_t offset, std::span<const std::uint8_t> data, bool fua);
     Status flush();
     // Deallocate (TRIM) or zero a range; zero with may_punch=false keeps the

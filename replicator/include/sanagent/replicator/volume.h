@@ -27,6 +27,9 @@ struct Op {
     bool fua = false;
     bool may_punch = true;                // Zero: NBD_CMD_FLAG_NO_HOLE clears it
     std::shared_ptr<AlignedBuffer> data;  // Write payload, Read destination
+    // Where the local read or write goes (its connection's ring); none: a
+    // blocking call. The op completes on the ring's thread then.
+    IoRing* ring = nullptr;
 };
 
 // Completion: errno (0 on success) and, for a read, the data.

@@ -1,0 +1,54 @@
+// One io_uring (liburing) with its own completion thread: the replica's
+// direct reads and writes for one NBD connection, submitted without a thread
+// sleeping in each one. The blocking path (a thread per request in pread or
+// pwritev2) costs a sleep and a wake-up of that thread per request, and on a
+// virtual machine a device notification each; a ring lets the connection's
+// reader queue requests as they arrive and the kernel submit them together.
+//
+// Callbacks run on the completion thread, one at a time, with the result as
+// io_uring gives it (bytes done, or -errno). They must not wait on another
+// operation of the same ring.
+#pragma once
+
+#include <liburing.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "sanagent/result.h"
+
+namespace sanagent::replicator {
+
+class IoRing {
+public:
+    using Callback = std::function<void(int result)>;
+
+    // ENOSYS / EPERM where the kernel has no io_uring or it is switched off
+    // (kernel.io_uring_disabled): callers then use the blocking path.
+    static Result<std::unique_ptr<IoRing>> create(unsigned entries);
+    ~IoRing();  // waits for every submitted operation, then ends the thread
+    IoRing(const IoRing&) = delete;
+    IoRing& operator=(const IoRing&) = delete;
+
+    // Queue a read or write; it reaches the kernel at the next submit().
+    void read(int fd, void* buffer, std::size_t length, std::uint64_t offset, Callback done);
+    void write(int fd, const void* buffer, std::size_t length, std::uint64_t offset, bool dsync, Callback done);
+    // Hands every queued operation to the kernel in one system call.
+    void submit();
+
+private:
+    IoRing() = default;
+    io_uring_sqe* next_sqe_locked();
+    void complete_loop();
+
+    io_uring ring_{};
+    bool ready_ = false;
+    std::mutex submit_mu_;  // the submission queue has one writer at a time
+    std::uint64_t queued_ = 0, submitted_ = 0;  // under submit_mu_
+    std::thread completer_;
+};
+
+}  // namespace sanagent::replicator

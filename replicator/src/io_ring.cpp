@@ -1,0 +1,121 @@
+#include "sanagent/replicator/io_ring.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+namespace sanagent::replicator {
+
+namespace {
+// user_data of the NOP that tells the completion thread to end; every other
+// entry carries a heap-allocated Callback.
+constexpr std::uint64_t kStop = 0;
+}  // namespace
+
+Result<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
+    auto r = std::unique_ptr<IoRing>(new IoRing);
+    if (int err = io_uring_queue_init(entries, &r->ring_, 0); err < 0)
+        return errno_error(-err, "io_uring_queue_init");
+    r->ready_ = true;
+    r->completer_ = std::thread([p = r.get()] { p->complete_loop(); });
+    return r;
+}
+
+IoRing::~IoRing() {
+    if (!ready_) return;
+    {
+        std::lock_guard lock(submit_mu_);
+        // After every operation queued so far: the thread ends only once all
+        // of them completed (it counts them).
+        auto* sqe = next_sqe_locked();
+        io_uring_prep_nop(sqe);
+        // Completions come in any order: the drain flag starts the NOP only
+        // after every earlier operation completed.
+        io_uring_sqe_set_flags(sqe, IOSQE_IO_DRAIN);
+        io_uring_sqe_set_data64(sqe, kStop);
+        ++queued_;
+        io_uring_submit(&ring_);
+        submitted_ = queued_;
+    }
+    completer_.join();
+    io_uring_queue_exit(&ring_);
+}
+
+io_uring_sqe* IoRing::next_sqe_locked() {
+    // Bounded: a full submission queue is emptied into the kernel once; the
+    // ring has more entries than a connection keeps requests in flight.
+    io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+    if (!sqe) {
+        io_uring_submit(&ring_);
+        submitted_ = queued_;
+        sqe = io_uring_get_sqe(&ring_);
+    }
+    if (!sqe) {
+        std::fprintf(stderr, "sanrepd: io_uring submission queue full after a submit\n");
+        std::abort();
+    }
+    return sqe;
+}
+
+void IoRing::read(int fd, void* buffer, std::size_t length, std::uint64_t offset, Callback done) {
+    auto* cb = new Callback(std::move(done));
+    std::lock_guard lock(submit_mu_);
+    auto* sqe = next_sqe_locked();
+    io_uring_prep_read(sqe, fd, buffer, static_cast<unsigned>(length), offset);
+    io_uring_sqe_set_data(sqe, cb);
+    ++queued_;
+}
+
+void IoRing::write(int fd, const void* buffer, std::size_t length, std::uint64_t offset, bool dsync, Callback done) {
+    auto* cb = new Callback(std::move(done));
+    std::lock_guard lock(submit_mu_);
+    auto* sqe = next_sqe_locked();
+    io_uring_prep_write(sqe, fd, buffer, static_cast<unsigned>(length), offset);
+    if (dsync) sqe->rw_flags = RWF_DSYNC;  // FUA: durable before it completes
+    io_uring_sqe_set_data(sqe, cb);
+    ++queued_;
+}
+
+void IoRing::submit() {
+    std::lock_guard lock(submit_mu_);
+    if (submitted_ == queued_) return;
+    // Bounded: EINTR and EAGAIN (no memory for the request right now) are
+    // retried a few times; what is left stays queued for the next submit.
+    for (int i = 0; i < 16; ++i) {
+        int n = io_uring_submit(&ring_);
+        if (n >= 0 || (n != -EINTR && n != -EAGAIN && n != -EBUSY)) break;
+    }
+    submitted_ = queued_;
+}
+
+void IoRing::complete_loop() {
+    for (;;) {
+        io_uring_cqe* cqe = nullptr;
+        int err = io_uring_wait_cqe(&ring_, &cqe);
+        if (err == -EINTR) continue;
+        if (err < 0) {
+            std::fprintf(stderr, "sanrepd: io_uring_wait_cqe: %s\n", std::strerror(-err));
+            std::abort();  // completions would be lost: requests never answered
+        }
+        // Every completion that is already there, then one wait again.
+        unsigned head;
+        unsigned seen = 0;
+        bool stop = false;
+        io_uring_for_each_cqe(&ring_, head, cqe) {
+            ++seen;
+            std::uint64_t data = io_uring_cqe_get_data64(cqe);
+            if (data == kStop) {
+                stop = true;
+                continue;
+            }
+            auto* cb = reinterpret_cast<Callback*>(data);
+            int res = cqe->res;
+            (*cb)(res);
+            delete cb;
+        }
+        io_uring_cq_advance(&ring_, seen);
+        if (stop) return;
+    }
+}
+
+}  // namespace sanagent::replicator
