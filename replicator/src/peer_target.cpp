@@ -275,7 +275,21 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     set_recv_timeout(fd, 0);
     std::string ended;
     peer::Reader reader(fd);
+    // The session's writes go through its own io_uring where there is one:
+    // this thread queues them as messages arrive and submits a batch once
+    // none waits; the ring's thread acks each when it is written.
+    std::unique_ptr<IoRing> ring;
+    if (auto r = IoRing::create(2 * kMaxInFlight)) ring = std::move(*r);
+    auto submit = [&] {
+        if (ring) ring->submit();
+    };
+    struct EndRing {
+        std::unique_ptr<IoRing>& ring;
+        ~EndRing() { ring.reset(); }  // completes whatever is still queued
+    } end_ring{ring};
     while (!stopping_) {
+        // Before this thread may block on the socket: the batch so far.
+        if (!reader.more_waiting()) submit();
         auto m = reader.receive();
         if (!m) {
             ended = m.error().message;
@@ -291,6 +305,12 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         // at a time, 8.8k IOPS.)
         auto start = [&](std::uint64_t bytes = 0) {
             std::unique_lock lock(inflight_mu_);
+            if (inflight_ >= kMaxInFlight) {
+                // Queued writes must reach the kernel to free a slot.
+                lock.unlock();
+                submit();
+                lock.lock();
+            }
             inflight_cv_.wait(lock, [this] { return inflight_ < kMaxInFlight; });
             return inflight_++ == 0 && bytes <= kInlineMaxBytes && !reader.more_waiting();
         };
@@ -302,10 +322,14 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         };
         // As run, for an op on a range: once no earlier op on an overlapping
         // range is still running (the job gets its ticket to release).
-        auto run_ordered = [this, &run](bool here, std::uint64_t off, std::uint64_t len,
+        auto run_ordered = [this, &run, &ring](bool here, std::uint64_t off, std::uint64_t len,
                                         std::function<void(RangeLock::Ticket)> job) {
-            std::function<void(RangeLock::Ticket)> later = [this, job](RangeLock::Ticket t) {
-                pool_.post([job, t] { job(t); });
+            // Later, on the pool: it submits what the job queued on the ring.
+            std::function<void(RangeLock::Ticket)> later = [this, job, ringp = ring.get()](RangeLock::Ticket t) {
+                pool_.post([job, t, ringp] {
+                    job(t);
+                    if (ringp) ringp->submit();
+                });
             };
             if (auto t = order_.take_or_queue(off, len, later)) run(here, [job, t = *t] { job(t); });
         };
@@ -316,6 +340,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             inflight_cv_.notify_all();
         };
         auto drain = [&] {
+            submit();
             std::unique_lock lock(inflight_mu_);
             inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
         };
@@ -327,11 +352,20 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run_ordered(start(data->size()), off, data->size(),
-                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno](RangeLock::Ticket t) {
-                            int err = to_errno(replica_.write(off, data->span(), fua));
-                            order_.release(t);
-                            finish(err);
+            // Alone (nothing in flight, nothing waiting): written here, the
+            // blocking way, which answers a QD1 stream with the fewest
+            // wake-ups (measured 5.9k against 4.7k IOPS through the ring).
+            // Otherwise queued on the ring, still on this thread: queueing
+            // does not block.
+            const bool alone = start(data->size());
+            run_ordered(alone || ring, off, data->size(),
+                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno,
+                         ringp = alone ? nullptr : ring.get()](RangeLock::Ticket t) {
+                            replica_.write_async(ringp, off, data->span(), fua,
+                                                 [this, data, t, finish, to_errno](Status st) {
+                                                     order_.release(t);
+                                                     finish(to_errno(st));
+                                                 });
                         });
         } else if (h.type == peer::Type::Zero || h.type == peer::Type::Trim) {
             auto r = peer::decode_range(m->body);
@@ -410,6 +444,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         }
     }
     ::shutdown(fd, SHUT_RDWR);
+    submit();
     std::unique_lock lock(inflight_mu_);
     inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
     lock.unlock();
