@@ -278,6 +278,14 @@ public:
         start_primary("a", "vol", port, size, std::move(primary_extra));
     }
 
+    // start_pair, then true once the primary is in sync (its blank peer got
+    // the full sync).
+    bool start_synced_pair(int port, const std::string& size, std::vector<std::string> secondary_extra = {},
+                           std::vector<std::string> primary_extra = {}) {
+        start_pair(port, size, std::move(secondary_extra), std::move(primary_extra));
+        return wait_state("a", "in-sync");
+    }
+
     void start_secondary(const std::string& name, const std::string& volume, int port, const std::string& size,
                          std::vector<std::string> extra = {}) {
         std::vector<std::string> a = {"--volume",  volume,

@@ -77,6 +77,17 @@ bool log_has(const Cluster& k, const std::string& name, const std::string& text,
     return false;
 }
 
+// Node a2 (node-a again, from a copy of the frozen primary a's replica and
+// metadata) takes over a's session on the secondary b; then a is killed.
+void take_over_from_frozen_a(Cluster& k, int port) {
+    fs::copy_file(k.path("a.img"), k.path("a2.img"));
+    fs::copy_file(k.path("a.img.meta"), k.path("a2.img.meta"));
+    k.start_primary("a2", "vol", port, kSizeArg, {"--node", "node-a"});
+    BOOST_TEST_REQUIRE(k.wait_state("a2", "in-sync", 60));
+    BOOST_TEST(log_has(k, "b", "primary node-a connected again: ending its previous session first"));
+    BOOST_TEST(k.stop("a", SIGKILL) == 128 + SIGKILL);
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(one_daemon_per_node_serves_two_volumes_over_one_peer_port) {
@@ -189,12 +200,7 @@ BOOST_AUTO_TEST_CASE(same_node_takes_over_its_old_session_another_node_is_refuse
     // is what the same node brings back.
     k.signal("a", SIGSTOP);
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ordering only: nothing of a's is in flight
-    fs::copy_file(k.path("a.img"), k.path("a2.img"));
-    fs::copy_file(k.path("a.img.meta"), k.path("a2.img.meta"));
-    k.start_primary("a2", "vol", port, kSizeArg, {"--node", "node-a"});
-    BOOST_TEST_REQUIRE(k.wait_state("a2", "in-sync", 60));
-    BOOST_TEST(log_has(k, "b", "primary node-a connected again: ending its previous session first"));
-    BOOST_TEST(k.stop("a", SIGKILL) == 128 + SIGKILL);
+    take_over_from_frozen_a(k, port);
 
     // Another node while node-a is serving: refused, the session untouched.
     fs::copy_file(k.path("a2.img"), k.path("x.img"));
@@ -249,12 +255,7 @@ BOOST_AUTO_TEST_CASE(same_node_takes_over_a_session_with_writes_in_flight) {
     for (int i = 0; i < 200 && batches < 3; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
     k.signal("a", SIGSTOP);  // mid-batch: writes sent to b and not acknowledged
     writing = false;
-    fs::copy_file(k.path("a.img"), k.path("a2.img"));
-    fs::copy_file(k.path("a.img.meta"), k.path("a2.img.meta"));
-    k.start_primary("a2", "vol", port, kSizeArg, {"--node", "node-a"});
-    BOOST_TEST_REQUIRE(k.wait_state("a2", "in-sync", 60));
-    BOOST_TEST(log_has(k, "b", "primary node-a connected again: ending its previous session first"));
-    BOOST_TEST(k.stop("a", SIGKILL) == 128 + SIGKILL);
+    take_over_from_frozen_a(k, port);
     client.join();
     BOOST_TEST(batches.load() >= 3);
     BOOST_TEST(cut_mid_batch.load());

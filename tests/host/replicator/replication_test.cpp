@@ -39,8 +39,7 @@ bool have(const std::string& tool) {
 BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
     BOOST_TEST(c->size() == kSize);
@@ -72,8 +71,7 @@ BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
 BOOST_AUTO_TEST_CASE(peer_killed_during_writes_is_resynced_from_the_bitmap) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
     std::mt19937_64 rng(2);
@@ -123,8 +121,7 @@ BOOST_AUTO_TEST_CASE(primary_crash_is_healed_from_the_activity_log) {
     // The activity log is never retired here, so the crash below certainly
     // leaves the extents of the last writes active.
     const std::vector<std::string> no_retire = {"--activity-retire-ms", "600000"};
-    k.start_pair(port, kSizeArg, {}, no_retire);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg, {}, no_retire));
     std::mt19937_64 rng(3);
     AckedLog log(kSize);
     {
@@ -179,8 +176,7 @@ void flip_byte(const std::string& image, std::uint64_t offset) {
 BOOST_AUTO_TEST_CASE(overlapping_writes_with_nothing_after_them_complete) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
     AckedLog log(kSize);
@@ -205,8 +201,7 @@ BOOST_AUTO_TEST_CASE(secondary_power_loss_is_healed_from_the_unflushed_ranges) {
     int port = free_port();
     // No retire: its FLUSH would make the peer's copy durable by itself.
     const std::vector<std::string> no_retire = {"--activity-retire-ms", "600000"};
-    k.start_pair(port, kSizeArg, {}, no_retire);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg, {}, no_retire));
     std::mt19937_64 rng(7);
     AckedLog log(kSize);
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
@@ -236,8 +231,7 @@ BOOST_AUTO_TEST_CASE(secondary_power_loss_is_healed_from_the_unflushed_ranges) {
 BOOST_AUTO_TEST_CASE(peer_lost_right_after_a_full_sync_has_nothing_to_resync) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     BOOST_TEST(k.status("a")["peer"]["resync"].value("bytes_sent", 0ull) == kSize);
     k.stop("b", SIGKILL);
     BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
@@ -249,8 +243,7 @@ BOOST_AUTO_TEST_CASE(old_primary_back_as_secondary_gets_its_active_extents_resyn
     Cluster k;
     int port = free_port();
     const std::vector<std::string> no_retire = {"--activity-retire-ms", "600000"};
-    k.start_pair(port, kSizeArg, {}, no_retire);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg, {}, no_retire));
     std::mt19937_64 rng(8);
     AckedLog log(kSize);
     {
@@ -283,8 +276,7 @@ BOOST_AUTO_TEST_CASE(old_primary_back_as_secondary_gets_its_active_extents_resyn
 BOOST_AUTO_TEST_CASE(split_brain_is_detected_and_nothing_is_overwritten) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     std::mt19937_64 rng(4);
     AckedLog log_a(kSize), log_b(kSize);
     BOOST_TEST(k.stop("b") == 0);
@@ -363,8 +355,7 @@ BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
     }
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     std::string uri = "nbd+unix:///vol?socket=" + k.path("a.nbd");
     sanagent::SystemCommandRunner run;
     auto qemu = run.run(sanagent::Command({"qemu-io", "-f",
@@ -434,8 +425,7 @@ BOOST_AUTO_TEST_CASE(preallocated_replicas_stay_allocated_sparse_ones_punch) {
             int port = free_port();
             std::vector<std::string> extra;
             if (prealloc) extra = {"--preallocate"};
-            k.start_pair(port, kSizeArg, extra, extra);
-            BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+            BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg, extra, extra));
             auto c = NbdClient::connect(k.path("a.nbd"), "vol");
             BOOST_TEST_REQUIRE(c.ok());
             std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> fill = {

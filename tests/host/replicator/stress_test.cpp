@@ -41,8 +41,7 @@ BOOST_AUTO_TEST_CASE(fio_verifies_crc32c_through_nbd_and_the_replicas_are_identi
     }
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     sanagent::SystemCommandRunner run;
     // Random writes of 4..64 KiB over the whole volume, 16 in flight, each
     // block with a CRC32C header fio checks when it reads everything back.
@@ -63,8 +62,7 @@ BOOST_AUTO_TEST_CASE(fio_verifies_crc32c_through_nbd_and_the_replicas_are_identi
 BOOST_AUTO_TEST_CASE(either_side_killed_at_random_points_loses_no_acknowledged_write) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     std::mt19937_64 rng(20);
     AckedLog log(kSize);
     constexpr int kRounds = 16;  // alternately the secondary and the primary

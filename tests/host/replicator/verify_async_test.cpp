@@ -62,8 +62,7 @@ sanagent::Result<sanagent::CommandOutput> sanctl(const std::vector<std::string>&
 BOOST_AUTO_TEST_CASE(verify_is_clean_during_writes_and_finds_exactly_a_changed_byte) {
     Cluster k;
     int port = free_port();
-    k.start_pair(port, kSizeArg);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
     std::mt19937_64 rng(11);
@@ -210,8 +209,7 @@ BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
     Cluster k;
     int port = free_port();
     const std::vector<std::string> node_a = {"--node", "node-a"}, node_b = {"--node", "node-b"};
-    k.start_pair(port, kSizeArg, node_b, node_a);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg, node_b, node_a));
     std::mt19937_64 rng(13);
     AckedLog log_a(kSize), log_b(kSize);
     BOOST_TEST(k.stop("b") == 0);
@@ -415,8 +413,7 @@ BOOST_AUTO_TEST_CASE(peers_authenticate_with_a_pre_shared_key) {
     auto good = key("good.psk", "c0ffee-0123456789abcdef-shared", 0600);
     auto other = key("other.psk", "c0ffee-0123456789abcdef-differs", 0600);
     auto open = key("open.psk", "c0ffee-0123456789abcdef-shared", 0644);
-    k.start_pair(port, kSizeArg, {"--psk-file", good}, {"--psk-file", good});
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg, {"--psk-file", good}, {"--psk-file", good}));
     BOOST_TEST(k.stop("b") == 0);
 
     // A secondary holding another key: refused and logged on both sides,
