@@ -104,11 +104,16 @@ private:
             std::call_once(logged, [&] { log("no io_uring (" + ring.error().message + "): blocking I/O"); });
         }
         struct EndRing {
-            std::unique_ptr<IoRing>& ring;
-            // After the threads: every submitted op completes (its reply
-            // written or failed) before the ring goes.
-            ~EndRing() { ring.reset(); }
-        } end_ring{ring_};
+            NbdConnection& conn;
+            // After the threads: no request of this connection may still
+            // use the ring when it goes. A write queued behind an overlapping
+            // one is put on the ring only when that one completes, so first
+            // every request is answered, then the ring ends.
+            ~EndRing() {
+                conn.wait_idle();
+                conn.ring_.reset();
+            }
+        } end_ring{*this};
         std::vector<std::thread> helpers;
         try {
             for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
@@ -162,6 +167,18 @@ private:
 
     void submit() {
         if (ring_) ring_->submit();
+    }
+    // Until no request is in flight, submitting what was queued meanwhile.
+    // Bounded: each op completes once its I/O does (and the peer's ack or
+    // its timeout).
+    void wait_idle() {
+        std::unique_lock lock(inflight_mu_);
+        while (inflight_ != 0) {
+            lock.unlock();
+            submit();
+            lock.lock();
+            inflight_cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return inflight_ == 0; });
+        }
     }
     // Called with read_mu_ held.
     void submit_unless_more_waiting() {

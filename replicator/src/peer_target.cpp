@@ -279,7 +279,12 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     // this thread queues them as messages arrive and submits a batch once
     // none waits; the ring's thread acks each when it is written.
     std::unique_ptr<IoRing> ring;
-    if (auto r = IoRing::create(2 * kMaxInFlight)) ring = std::move(*r);
+    if (auto r = IoRing::create(2 * kMaxInFlight)) {
+        ring = std::move(*r);
+    } else {
+        static std::once_flag logged;
+        std::call_once(logged, [&] { log(volume_, "no io_uring (" + r.error().message + "): blocking writes"); });
+    }
     auto submit = [&] {
         if (ring) ring->submit();
     };
