@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <boost/test/results_collector.hpp>
 #include <boost/test/unit_test.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -168,6 +169,15 @@ public:
             ::waitpid(pid, nullptr, 0);
         }
         std::error_code ec;
+        // A failure on a CI machine is only diagnosable from the daemons'
+        // own words: print the end of each log.
+        if (current_test_failed()) {
+            for (const auto& entry : fs::directory_iterator(dir, ec)) {
+                if (entry.path().extension() != ".log") continue;
+                std::fprintf(stderr, "--- the end of %s ---\n%s\n", entry.path().filename().c_str(),
+                             tail(read_file(entry.path()), 80).c_str());
+            }
+        }
         if (std::getenv("SANREP_KEEP_DIR")) {  // debugging: keep the logs and images
             std::fprintf(stderr, "kept %s\n", dir.c_str());
             return;
@@ -319,6 +329,18 @@ public:
     }
 
 private:
+    static bool current_test_failed() {
+        namespace ut = boost::unit_test;
+        return !ut::results_collector.results(ut::framework::current_test_case().p_id).passed();
+    }
+    static std::string tail(const std::string& text, std::size_t lines) {
+        std::size_t pos = text.size();
+        while (lines-- > 0 && pos > 0) {
+            pos = text.rfind('\n', pos - 1);
+            if (pos == std::string::npos) return text;
+        }
+        return text.substr(pos);
+    }
     int decode(int status, const std::string& name) const {
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         if (code != 0 && code != 128 + SIGKILL)
