@@ -233,6 +233,7 @@ private:
             if (!send_reply(req->handle, check.error, nullptr, 0)) return std::nullopt;
             return std::function<void()>{};
         }
+        bool alone;
         {
             std::unique_lock lock(inflight_mu_);
             if (inflight_ >= NbdServer::kMaxInFlight) {
@@ -242,10 +243,17 @@ private:
                 lock.lock();
             }
             inflight_cv_.wait(lock, [this] { return inflight_ < NbdServer::kMaxInFlight; });
-            ++inflight_;
+            alone = inflight_++ == 0;
         }
+        // Alone (nothing in flight, nothing waiting, a client at queue depth
+        // 1): this thread does the I/O the blocking way and answers. Through
+        // the ring the completion thread would answer, and a direct write to
+        // a not yet written extent of a file is punted to a kernel worker
+        // first: two more wake-ups per request.
+        const bool blocking = alone && last_is_queued_ && !request_waiting();
+        if (blocking) last_is_queued_ = false;
         auto op = to_op(*req, buf);
-        op.ring = ring_.get();
+        op.ring = blocking ? nullptr : ring_.get();
         return volume_.submit_inline(
             std::move(op),
             [self = shared_from_this(), handle = req->handle, is_read = req->type == nbd::CommandType::Read,
