@@ -146,9 +146,12 @@ BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resy
     Cluster k;
     int port = free_port();
     k.start_secondary("b", "vol", port, kSizeArg);
-    // A long ack timeout: the frozen peer below must show lag, not a timeout.
+    // A longer ack timeout than the fixture's: the frozen peer below must
+    // show lag, not a timeout. Not much longer: whatever waits for an ack
+    // (a handshake with the thawed peer, a resync) is bounded by it, and the
+    // waits below must leave room for one such round to fail and be retried.
     k.start_primary("a", "vol", port, kSizeArg,
-                    {"--peer-mode", "async", "--max-lag", "8M", "--ack-timeout-ms", "30000"});
+                    {"--peer-mode", "async", "--max-lag", "8M", "--ack-timeout-ms", "10000"});
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     BOOST_TEST(k.status("a")["peer"].value("mode", "") == "async");
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
@@ -181,7 +184,14 @@ BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resy
     BOOST_TEST(k.wait_state("a", "out-of-sync", 10));
     BOOST_TEST(k.status("a").value("dirty_bytes", 0ull) > 0u);
     k.signal("b", SIGCONT);
-    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync", 30));
+    auto thawed = std::chrono::steady_clock::now();
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync", 60));
+    // Information for a slow CI run, not a check (CI failed once at 30 s
+    // here with the ack timeout at 30 s; the daemons' logs were not kept).
+    BOOST_TEST_MESSAGE("in sync again " << std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::steady_clock::now() - thawed)
+                                               .count()
+                                        << " ms after the thaw");
 
     // The peer killed during writes and restarted: bitmap resync again.
     std::thread killer([&] {
