@@ -30,7 +30,9 @@ commands:
   config schema [--markdown]   the reference table of every section and key
   plan [--json]                the steps that would take this machine to the config
   apply [--json]               run them (through sanagentd when it runs)
-  status [--json]              each object: desired, actual, health
+  status [--json]              each object: desired, actual, health; then each
+                               sanrepd volume (role, replica, peer, dirty) whose
+                               control socket is in /run/sanrepd (--control-dir)
   snapshot create|delete VOLUME NAME, snapshot list [VOLUME]
                                thin snapshots of a volume (LV <volume>+<name>)
   snapshot rollback VOLUME NAME [--force]
@@ -98,6 +100,7 @@ struct Options {
     bool json = false;
     bool explain = false;
     bool markdown = false;
+    std::string replica_control_dir = "/run/sanrepd";
 };
 
 int usage_error(const std::string& message) {
@@ -128,6 +131,8 @@ bool parse_options(const std::vector<std::string>& args, Options& o) {
             o.agent.state_dir = *v;
         } else if (a == "--socket" && (v = next())) {
             o.socket = *v;
+        } else if (a == "--control-dir" && (v = next())) {
+            o.replica_control_dir = *v;
         } else {
             usage_error("unknown or incomplete argument '" + a + "'");
             return false;
@@ -207,6 +212,16 @@ int cmd_run(RequestKind kind, const std::vector<std::string>& args) {
                 result = {{"objects", to_json(agent->status())}};
         }
     }
+    // The replicated volumes: sanrepd answers for them on its own control
+    // sockets, read here (the agent's loop never waits on another daemon).
+    nlohmann::json replicas = nlohmann::json::array();
+    if (kind == RequestKind::status) {
+        if (auto r = replica_statuses(o.replica_control_dir))
+            replicas = std::move(*r);
+        else
+            std::cerr << "sanctl: " << r.error().message << "\n";
+        if (!replicas.empty()) result["replicas"] = replicas;
+    }
     if (o.json) {
         std::cout << result.dump(2) << "\n";
     } else {
@@ -219,6 +234,7 @@ int cmd_run(RequestKind kind, const std::vector<std::string>& args) {
                 break;
             default:
                 std::cout << status_text(result);
+                if (!replicas.empty()) std::cout << "replicated volumes (sanrepd):\n" << replica_status_lines(replicas);
         }
     }
     if (kind == RequestKind::apply) {

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <thread>
 
 #include "sanagent/agent/units.h"
@@ -150,42 +151,18 @@ int cmd_status(const ReplicaOptions& o, const std::string& socket) {
     return 0;
 }
 
-// Every volume whose control socket is in the directory (one sanrepd per
-// node serves several), one line each; a socket nobody answers on is listed
-// with its error and makes the exit 1.
 int cmd_status_all(const ReplicaOptions& o) {
-    namespace fs = std::filesystem;
-    std::vector<fs::path> sockets;
-    std::error_code ec;
-    for (fs::directory_iterator it(o.control_dir, ec), end; !ec && it != end; it.increment(ec))
-        if (it->path().extension() == ".ctl" && it->is_socket()) sockets.push_back(it->path());
-    if (ec && ec != std::errc::no_such_file_or_directory) return fail("listing " + o.control_dir + ": " + ec.message());
-    std::sort(sockets.begin(), sockets.end());
-    int rc = 0;
-    nlohmann::json all = nlohmann::json::array();
-    for (const auto& path : sockets) {
-        const std::string volume = path.stem().string();
-        auto j = ask(path.string(), {{"command", "status"}});
-        if (!j) {
-            rc = 1;
-            if (o.json)
-                all.push_back({{"volume", volume}, {"error", j.error().message}});
-            else
-                std::cout << volume << ": no answer: " << j.error().message << "\n";
-            continue;
-        }
-        if (o.json) {
-            all.push_back(*j);
-            continue;
-        }
-        const auto& p = j->value("peer", nlohmann::json::object());
-        std::cout << j->value("volume", volume) << ": " << j->value("role", "") << ", replica "
-                  << j->value("replica", nlohmann::json::object()).value("state", "") << ", peer "
-                  << p.value("state", "") << ", dirty " << size_text(j->value("dirty_bytes", 0ull)) << "\n";
-    }
-    if (o.json) std::cout << all.dump(2) << "\n";
-    if (sockets.empty() && !o.json) std::cout << "no sanrepd volumes (no control socket in " << o.control_dir << ")\n";
-    return rc;
+    auto all = replica_statuses(o.control_dir);
+    if (!all) return fail(all.error().message);
+    if (o.json)
+        std::cout << all->dump(2) << "\n";
+    else if (all->empty())
+        std::cout << "no sanrepd volumes (no control socket in " << o.control_dir << ")\n";
+    else
+        std::cout << replica_status_lines(*all);
+    for (const auto& j : *all)
+        if (j.contains("error")) return 1;
+    return 0;
 }
 
 int cmd_verify(const ReplicaOptions& o, const std::string& volume, const std::string& socket) {
@@ -245,6 +222,43 @@ int cmd_resolve(const ReplicaOptions& o, const std::string& socket) {
 }
 
 }  // namespace
+
+// Every volume whose control socket is in the directory (one sanrepd per
+// node serves several); a socket nobody answers on is listed with its error.
+Result<nlohmann::json> replica_statuses(const std::string& control_dir) {
+    namespace fs = std::filesystem;
+    std::vector<fs::path> sockets;
+    std::error_code ec;
+    for (fs::directory_iterator it(control_dir, ec), end; !ec && it != end; it.increment(ec))
+        if (it->path().extension() == ".ctl" && it->is_socket()) sockets.push_back(it->path());
+    if (ec && ec != std::errc::no_such_file_or_directory)
+        return Error{ec.value(), "listing " + control_dir + ": " + ec.message()};
+    std::sort(sockets.begin(), sockets.end());
+    nlohmann::json all = nlohmann::json::array();
+    for (const auto& path : sockets) {
+        auto j = ask(path.string(), {{"command", "status"}});
+        if (j)
+            all.push_back(*j);
+        else
+            all.push_back({{"volume", path.stem().string()}, {"error", j.error().message}});
+    }
+    return all;
+}
+
+std::string replica_status_lines(const nlohmann::json& statuses) {
+    std::ostringstream out;
+    for (const auto& j : statuses) {
+        if (j.contains("error")) {
+            out << j.value("volume", "") << ": no answer: " << j.value("error", "") << "\n";
+            continue;
+        }
+        const auto& p = j.value("peer", nlohmann::json::object());
+        out << j.value("volume", "") << ": " << j.value("role", "") << ", replica "
+            << j.value("replica", nlohmann::json::object()).value("state", "") << ", peer " << p.value("state", "")
+            << ", dirty " << size_text(j.value("dirty_bytes", 0ull)) << "\n";
+    }
+    return out.str();
+}
 
 int run_replica_command(const std::vector<std::string>& args) {
     auto o = parse(args);

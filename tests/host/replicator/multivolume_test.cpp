@@ -125,6 +125,20 @@ BOOST_AUTO_TEST_CASE(one_daemon_per_node_serves_two_volumes_over_one_peer_port) 
     for (const auto& j : all) names.insert(j.value("volume", "") + "/" + j.value("role", ""));
     BOOST_TEST((names == std::set<std::string>{"v1/primary", "v2/primary", "v1/secondary", "v2/secondary"}), list->out);
 
+    // And `sanctl status`, the admin's first look, shows them after the
+    // agent's objects (here an empty config, run directly).
+    fs::create_directories(k.dir / "etc");
+    auto status = run.run(sanagent::Command({SANCTL_PATH, "status", "--direct", "--config-dir", (k.dir / "etc").string(),
+                                             "--state-dir", (k.dir / "state").string(), "--control-dir",
+                                             k.dir.string()},
+                                            std::chrono::seconds(20)));
+    BOOST_TEST_REQUIRE(status.ok());
+    BOOST_TEST(status->exit_code == 0, status->out + status->err);
+    BOOST_TEST(status->out.find("replicated volumes (sanrepd):\nv1: primary, replica up-to-date, peer in-sync") !=
+                   std::string::npos,
+               status->out);
+    BOOST_TEST(status->out.find("v2: secondary") != std::string::npos, status->out);
+
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);
     for (auto v : {"v1", "v2"}) {
