@@ -114,6 +114,7 @@ void IoRing::complete_loop() {
             delete cb;
         }
         io_uring_cq_advance(&ring_, seen);
+        if (after_batch_) after_batch_();
         if (stop) return;
     }
 }

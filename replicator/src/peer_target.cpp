@@ -278,9 +278,23 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     // The session's writes go through its own io_uring where there is one:
     // this thread queues them as messages arrive and submits a batch once
     // none waits; the ring's thread acks each when it is written.
+    // The acks of the writes the ring completes, gathered per completion
+    // batch and sent together: one send and one wake-up of the primary's
+    // receiver for the batch, not one per write. Only the ring's thread
+    // touches it; declared first, so it outlives the ring.
+    std::vector<std::uint8_t> ack_batch;
     std::unique_ptr<IoRing> ring;
     if (auto r = IoRing::create(2 * kMaxInFlight)) {
         ring = std::move(*r);
+        ring->set_after_batch([this, fd, &ack_batch] {
+            if (ack_batch.empty()) return;
+            {
+                std::lock_guard lock(send_mu_);
+                // A failed send means the link is gone; the primary finds out itself.
+                (void)write_full(fd, ack_batch);
+            }
+            ack_batch.clear();
+        });
     } else {
         static std::once_flag logged;
         std::call_once(logged, [&] { log(volume_, "no io_uring (" + r.error().message + "): blocking writes"); });
@@ -344,6 +358,25 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             --inflight_;
             inflight_cv_.notify_all();
         };
+        // As finish, for a write on the ring: on its thread the ack joins the
+        // batch. (A FLUSH may then be acked before these writes are: it is
+        // answered after they completed, so it covers them either way.)
+        auto finish_on = [this, &ack_batch, finish, seq = h.seq](IoRing* ringp) -> std::function<void(int)> {
+            if (!ringp) return finish;
+            return [this, &ack_batch, ringp, finish, seq](int err) {
+                if (!ringp->on_completion_thread()) {
+                    finish(err);  // the replica took the blocking path for this one
+                    return;
+                }
+                auto body = peer::encode_ack(err);
+                auto head = peer::encode_header(peer::Type::Ack, 0, seq, body);
+                ack_batch.insert(ack_batch.end(), head.begin(), head.end());
+                ack_batch.insert(ack_batch.end(), body.begin(), body.end());
+                std::lock_guard lock(inflight_mu_);
+                --inflight_;
+                inflight_cv_.notify_all();
+            };
+        };
         auto drain = [&] {
             submit();
             std::unique_lock lock(inflight_mu_);
@@ -363,13 +396,14 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             // Otherwise queued on the ring, still on this thread: queueing
             // does not block.
             const bool alone = start(data->size());
+            IoRing* ringp = alone ? nullptr : ring.get();
             run_ordered(alone || ring, off, data->size(),
-                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), finish, to_errno,
-                         ringp = alone ? nullptr : ring.get()](RangeLock::Ticket t) {
+                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), to_errno, ringp,
+                         done = finish_on(ringp)](RangeLock::Ticket t) {
                             replica_.write_async(ringp, off, data->span(), fua,
-                                                 [this, data, t, finish, to_errno](Status st) {
+                                                 [this, data, t, done, to_errno](Status st) {
                                                      order_.release(t);
-                                                     finish(to_errno(st));
+                                                     done(to_errno(st));
                                                  });
                         });
         } else if (h.type == peer::Type::Zero || h.type == peer::Type::Trim) {

@@ -38,6 +38,13 @@ public:
     void write(int fd, const void* buffer, std::size_t length, std::uint64_t offset, bool dsync, Callback done);
     // Hands every queued operation to the kernel in one system call.
     void submit();
+    // Runs on the completion thread after each batch of callbacks (the
+    // completions that were there at one wake-up): what they gathered, sent
+    // once. Set before the first operation is queued.
+    void set_after_batch(std::function<void()> after) { after_batch_ = std::move(after); }
+    // Whether the caller is this ring's completion thread (a callback may
+    // also run on the caller's thread, where the I/O took the blocking path).
+    bool on_completion_thread() const { return std::this_thread::get_id() == completer_.get_id(); }
 
 private:
     IoRing() = default;
@@ -48,6 +55,7 @@ private:
     bool ready_ = false;
     std::mutex submit_mu_;  // the submission queue has one writer at a time
     std::uint64_t queued_ = 0, submitted_ = 0;  // under submit_mu_
+    std::function<void()> after_batch_;
     std::thread completer_;
 };
 
