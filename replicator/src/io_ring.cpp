@@ -12,11 +12,11 @@ namespace {
 constexpr std::uint64_t kStop = 0;
 }  // namespace
 
-Result<std::unique_ptr<IoRing>> IoRing::create(unsigned entries) {
+Result<std::unique_ptr<IoRing>> IoRing::create(unsigned entries, std::function<void()> after_batch) {
     auto r = std::unique_ptr<IoRing>(new IoRing);
-    if (int err = io_uring_queue_init(entries, &r->ring_, 0); err < 0)
-        return errno_error(-err, "io_uring_queue_init");
+    if (int err = io_uring_queue_init(entries, &r->ring_, 0); err < 0) return errno_error(-err, "io_uring_queue_init");
     r->ready_ = true;
+    r->after_batch_ = std::move(after_batch);  // before the thread that reads it starts
     r->completer_ = std::thread([p = r.get()] { p->complete_loop(); });
     return r;
 }

@@ -284,17 +284,17 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     // touches it; declared first, so it outlives the ring.
     std::vector<std::uint8_t> ack_batch;
     std::unique_ptr<IoRing> ring;
-    if (auto r = IoRing::create(2 * kMaxInFlight)) {
+    auto send_acks = [this, fd, &ack_batch] {
+        if (ack_batch.empty()) return;
+        {
+            std::lock_guard lock(send_mu_);
+            // A failed send means the link is gone; the primary finds out itself.
+            (void)write_full(fd, ack_batch);
+        }
+        ack_batch.clear();
+    };
+    if (auto r = IoRing::create(2 * kMaxInFlight, send_acks)) {
         ring = std::move(*r);
-        ring->set_after_batch([this, fd, &ack_batch] {
-            if (ack_batch.empty()) return;
-            {
-                std::lock_guard lock(send_mu_);
-                // A failed send means the link is gone; the primary finds out itself.
-                (void)write_full(fd, ack_batch);
-            }
-            ack_batch.clear();
-        });
     } else {
         static std::once_flag logged;
         std::call_once(logged, [&] { log(volume_, "no io_uring (" + r.error().message + "): blocking writes"); });
@@ -341,16 +341,16 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         };
         // As run, for an op on a range: once no earlier op on an overlapping
         // range is still running (the job gets its ticket to release).
-        auto run_ordered = [this, &run, &ring](bool here, std::uint64_t off, std::uint64_t len,
-                                        std::function<void(RangeLock::Ticket)> job) {
-            // Later, on the pool: it submits what the job queued on the ring.
-            std::function<void(RangeLock::Ticket)> later = [this, job, ringp = ring.get()](RangeLock::Ticket t) {
-                pool_.post([job, t, ringp] {
-                    job(t);
-                    if (ringp) ringp->submit();
-                });
+        // The job gets the ring to queue its I/O on, or none (the blocking way).
+        auto run_ordered = [this, &run](bool here, std::uint64_t off, std::uint64_t len, IoRing* ringp,
+                                        std::function<void(RangeLock::Ticket, IoRing*)> job) {
+            // Later, on the pool, the blocking way: were it queued on the
+            // ring, the session's thread could submit it, see nothing in
+            // flight and end the ring before this thread's own submit.
+            std::function<void(RangeLock::Ticket)> later = [this, job](RangeLock::Ticket t) {
+                pool_.post([job, t] { job(t, nullptr); });
             };
-            if (auto t = order_.take_or_queue(off, len, later)) run(here, [job, t = *t] { job(t); });
+            if (auto t = order_.take_or_queue(off, len, later)) run(here, [job, t = *t, ringp] { job(t, ringp); });
         };
         auto finish = [this, fd, seq = h.seq](int err) {
             send_ack(fd, seq, err);
@@ -397,10 +397,10 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             // does not block.
             const bool alone = start(data->size());
             IoRing* ringp = alone ? nullptr : ring.get();
-            run_ordered(alone || ring, off, data->size(),
-                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), to_errno, ringp,
-                         done = finish_on(ringp)](RangeLock::Ticket t) {
-                            replica_.write_async(ringp, off, data->span(), fua,
+            run_ordered(alone || ring, off, data->size(), ringp,
+                        [this, data, off, fua = bool(h.flags & peer::kFlagFua), to_errno, done = finish_on(ringp)](
+                            RangeLock::Ticket t, IoRing* on) {
+                            replica_.write_async(on, off, data->span(), fua,
                                                  [this, data, t, done, to_errno](Status st) {
                                                      order_.release(t);
                                                      done(to_errno(st));
@@ -416,8 +416,8 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 send_ack(fd, h.seq, EINVAL);
                 continue;
             }
-            run_ordered(start(), r->offset, r->length,
-                        [this, r = *r, type = h.type, flags = h.flags, finish, to_errno](RangeLock::Ticket t) {
+            run_ordered(start(), r->offset, r->length, nullptr,
+                        [this, r = *r, type = h.type, flags = h.flags, finish, to_errno](RangeLock::Ticket t, IoRing*) {
                             Status st = type == peer::Type::Trim
                                             ? replica_.trim(r.offset, r.length)
                                             : replica_.zero(r.offset, r.length, flags & peer::kFlagMayPunch,
@@ -436,19 +436,20 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 ended = "VERIFY range out of bounds";
                 break;
             }
-            run_ordered(start(), r->offset, r->length, [this, fd, seq = h.seq, r = *r](RangeLock::Ticket t) {
-                auto buf = std::make_shared<AlignedBuffer>(r.length);
-                auto st = replica_.read(r.offset, buf->span());
-                order_.release(t);
-                peer::Digest d{st ? 0 : (st.error().code ? st.error().code : EIO), st ? crc32c(buf->span()) : 0u};
-                {
-                    std::lock_guard lock(send_mu_);
-                    (void)peer::send(fd, peer::Type::Digest, 0, seq, peer::encode_digest(d));
-                }
-                std::lock_guard lock(inflight_mu_);
-                --inflight_;
-                inflight_cv_.notify_all();
-            });
+            run_ordered(
+                start(), r->offset, r->length, nullptr, [this, fd, seq = h.seq, r = *r](RangeLock::Ticket t, IoRing*) {
+                    auto buf = std::make_shared<AlignedBuffer>(r.length);
+                    auto st = replica_.read(r.offset, buf->span());
+                    order_.release(t);
+                    peer::Digest d{st ? 0 : (st.error().code ? st.error().code : EIO), st ? crc32c(buf->span()) : 0u};
+                    {
+                        std::lock_guard lock(send_mu_);
+                        (void)peer::send(fd, peer::Type::Digest, 0, seq, peer::encode_digest(d));
+                    }
+                    std::lock_guard lock(inflight_mu_);
+                    --inflight_;
+                    inflight_cv_.notify_all();
+                });
         } else if (h.type == peer::Type::Flush) {
             // Every op received before the flush is applied first: acks the
             // primary has seen are then covered by the fdatasync.

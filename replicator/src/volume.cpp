@@ -37,8 +37,7 @@ void Volume::fail(const std::string& why) {
         failure_ = why;
         failed_ = true;
     }
-    std::fprintf(stderr, "sanrepd: volume failed, answering writes and flushes EIO until a restart: %s\n",
-                 why.c_str());
+    std::fprintf(stderr, "sanrepd: volume failed, answering writes and flushes EIO until a restart: %s\n", why.c_str());
 }
 
 std::string Volume::failure() const {
@@ -47,13 +46,10 @@ std::string Volume::failure() const {
 }
 
 void Volume::submit(Op op, Completion done) {
-    IoRing* ring = op.ring;
-    if (auto work = submit_inline(std::move(op), std::move(done))) {
-        pool_.post([ring, work = std::move(work)] {
-            work();
-            if (ring) ring->submit();
-        });
-    }
+    // On the pool the blocking way: a pool thread must not touch the
+    // caller's ring, which may be gone by the time it would submit.
+    op.ring = nullptr;
+    if (auto work = submit_inline(std::move(op), std::move(done))) pool_.post(std::move(work));
 }
 
 std::function<void()> Volume::submit_inline(Op op, Completion done) {
@@ -113,12 +109,13 @@ std::function<void()> Volume::submit_inline(Op op, Completion done) {
             break;
     }
     std::function<void(RangeLock::Ticket)> later = [this, shared, done](RangeLock::Ticket ticket) mutable {
-        // On the pool, once the overlapping write is done: no reader of the
-        // connection will submit what this queues on the ring, so it does.
-        pool_.post([this, shared, ticket, done = std::move(done)]() mutable {
-            run_locked(shared, ticket, std::move(done));
-            if (shared->ring) shared->ring->submit();
-        });
+        // On the pool, once the overlapping write is done, the blocking way:
+        // were it queued on the connection's ring, another thread could
+        // submit it, see the connection idle and end the ring before this
+        // thread's own submit touched it. (Overlapping writes are rare.)
+        shared->ring = nullptr;
+        pool_.post(
+            [this, shared, ticket, done = std::move(done)]() mutable { run_locked(shared, ticket, std::move(done)); });
     };
     auto ticket = lock_.take_or_queue(shared->offset, shared->length, later);
     if (!ticket) return {};

@@ -127,18 +127,18 @@ BOOST_AUTO_TEST_CASE(the_after_batch_hook_follows_every_callback_on_the_ring_thr
     TempFile f;
     auto replica = Replica::open({f.path.string(), 1 << 20, false, true});
     BOOST_TEST_REQUIRE(replica.ok());
-    auto ring = IoRing::create(64);
-    if (!ring) return;  // reported by the first test
-    IoRing* r = ring->get();
     std::mutex mu;
     int gathered = 0, sent = 0, hooks = 0, off_thread = 0;
-    r->set_after_batch([&] {
+    IoRing* r = nullptr;
+    auto ring = IoRing::create(64, [&] {
         std::lock_guard lock(mu);
         BOOST_TEST(r->on_completion_thread());
         ++hooks;
         sent += gathered;
         gathered = 0;
     });
+    if (!ring) return;  // reported by the first test
+    r = ring->get();
     std::vector<std::shared_ptr<AlignedBuffer>> bufs;
     for (int i = 0; i < 32; ++i) {
         bufs.push_back(std::make_shared<AlignedBuffer>(4096));
@@ -159,7 +159,7 @@ BOOST_AUTO_TEST_CASE(the_after_batch_hook_follows_every_callback_on_the_ring_thr
         std::lock_guard lock(mu);
         if (!r->on_completion_thread()) ++off_thread;
     });
-    ring->reset();  // waits for every operation and the last hook
+    ring->reset();              // waits for every operation and the last hook
     BOOST_TEST(gathered == 0);  // nothing gathered was left unsent
     // Where the file system refuses O_DIRECT every write blocks: none on the ring.
     BOOST_TEST_REQUIRE((sent == 32 || sent == 0));

@@ -28,7 +28,10 @@ public:
 
     // ENOSYS / EPERM where the kernel has no io_uring or it is switched off
     // (kernel.io_uring_disabled): callers then use the blocking path.
-    static Result<std::unique_ptr<IoRing>> create(unsigned entries);
+    // `after_batch`, if given, runs on the completion thread after each batch
+    // of callbacks (the completions that were there at one wake-up): what
+    // they gathered, sent once.
+    static Result<std::unique_ptr<IoRing>> create(unsigned entries, std::function<void()> after_batch = nullptr);
     ~IoRing();  // waits for every submitted operation, then ends the thread
     IoRing(const IoRing&) = delete;
     IoRing& operator=(const IoRing&) = delete;
@@ -38,10 +41,6 @@ public:
     void write(int fd, const void* buffer, std::size_t length, std::uint64_t offset, bool dsync, Callback done);
     // Hands every queued operation to the kernel in one system call.
     void submit();
-    // Runs on the completion thread after each batch of callbacks (the
-    // completions that were there at one wake-up): what they gathered, sent
-    // once. Set before the first operation is queued.
-    void set_after_batch(std::function<void()> after) { after_batch_ = std::move(after); }
     // Whether the caller is this ring's completion thread (a callback may
     // also run on the caller's thread, where the I/O took the blocking path).
     bool on_completion_thread() const { return std::this_thread::get_id() == completer_.get_id(); }
@@ -53,9 +52,9 @@ private:
 
     io_uring ring_{};
     bool ready_ = false;
-    std::mutex submit_mu_;  // the submission queue has one writer at a time
+    std::mutex submit_mu_;                      // the submission queue has one writer at a time
     std::uint64_t queued_ = 0, submitted_ = 0;  // under submit_mu_
-    std::function<void()> after_batch_;
+    std::function<void()> after_batch_;         // set before the thread starts, then only read
     std::thread completer_;
 };
 
