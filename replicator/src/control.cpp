@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "sanagent/replicator/net.h"
+#include "sanagent/replicator/thread_name.h"
 
 namespace sanagent::replicator {
 
@@ -19,7 +20,10 @@ Status ControlServer::start() {
     auto fd = unix_listen(path_);
     if (!fd) return fd.error().context("control socket");
     fd_ = std::move(*fd);
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+        name_thread("ctl");
+        loop();
+    });
     return {};
 }
 

@@ -1,4 +1,5 @@
 #include "sanagent/replicator/io_ring.h"
+#include "sanagent/replicator/thread_name.h"
 
 #include <cerrno>
 #include <cstdio>
@@ -17,7 +18,10 @@ Result<std::unique_ptr<IoRing>> IoRing::create(unsigned entries, std::function<v
     if (int err = io_uring_queue_init(entries, &r->ring_, 0); err < 0) return errno_error(-err, "io_uring_queue_init");
     r->ready_ = true;
     r->after_batch_ = std::move(after_batch);  // before the thread that reads it starts
-    r->completer_ = std::thread([p = r.get()] { p->complete_loop(); });
+    r->completer_ = std::thread([p = r.get()] {
+        name_thread("io-ring");
+        p->complete_loop();
+    });
     return r;
 }
 

@@ -13,6 +13,7 @@
 
 #include "sanagent/replicator/nbd_protocol.h"
 #include "sanagent/replicator/net.h"
+#include "sanagent/replicator/thread_name.h"
 
 namespace sanagent::replicator {
 
@@ -31,7 +32,10 @@ public:
 
     void start() {
         // The server keeps this object alive until it has joined the thread.
-        thread_ = std::thread([this] { serve(); });
+        thread_ = std::thread([this] {
+            name_thread("nbd-conn");
+            serve();
+        });
     }
     void shutdown() { ::shutdown(fd_.get(), SHUT_RDWR); }
     bool finished() const { return finished_.load(); }
@@ -117,7 +121,10 @@ private:
         std::vector<std::thread> helpers;
         try {
             for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
-                helpers.emplace_back([this] { serve_requests(); });
+                helpers.emplace_back([this] {
+                    name_thread("nbd-conn");
+                    serve_requests();
+                });
         } catch (const std::system_error& e) {
             // Out of threads (TasksMax, RLIMIT_NPROC): serve with those we have.
             log(std::string("serving with ") + std::to_string(helpers.size() + 1) + " threads: " + e.what());

@@ -12,6 +12,7 @@
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_auth.h"
 #include "sanagent/replicator/peer_io.h"
+#include "sanagent/replicator/thread_name.h"
 
 namespace sanagent::replicator {
 
@@ -55,7 +56,10 @@ public:
     Session(UniqueFd fd, int ack_timeout_ms, std::string volume)
         : fd_(std::move(fd)), ack_timeout_ms_(ack_timeout_ms), volume_(std::move(volume)) {
         set_recv_timeout(fd_.get(), 250);  // the watchdog's tick
-        receiver_ = std::thread([this] { receive_loop(); });
+        receiver_ = std::thread([this] {
+            name_thread("peer-recv");
+            receive_loop();
+        });
     }
     ~Session() {
         kill();
@@ -282,9 +286,15 @@ void PeerLink::start() {
             std::lock_guard lock(ship_mu_);
             shipping_ = true;
         }
-        shipper_ = std::thread([this] { ship_loop(); });
+        shipper_ = std::thread([this] {
+            name_thread("peer-ship");
+            ship_loop();
+        });
     }
-    manager_ = std::thread([this] { manage(); });
+    manager_ = std::thread([this] {
+        name_thread("peer-link");
+        manage();
+    });
 }
 
 void PeerLink::ship(std::function<void()> send) {
@@ -547,7 +557,10 @@ Status PeerLink::start_verify(bool repair) {
     verify_.state = "running";
     verify_.repair = repair;
     verify_.total_bytes = volume_.size();
-    verifier_ = std::thread([this, repair] { run_verify(repair); });
+    verifier_ = std::thread([this, repair] {
+        name_thread("peer-verify");
+        run_verify(repair);
+    });
     return {};
 }
 

@@ -10,6 +10,7 @@
 
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_io.h"
+#include "sanagent/replicator/thread_name.h"
 
 namespace sanagent::replicator {
 
@@ -84,7 +85,10 @@ Status PeerListener::listen() {
 }
 
 void PeerListener::start() {
-    accept_thread_ = std::thread([this] { accept_loop(); });
+    accept_thread_ = std::thread([this] {
+        name_thread("peer-listen");
+        accept_loop();
+    });
 }
 
 void PeerListener::stop() {
@@ -133,7 +137,10 @@ void PeerListener::accept_loop() {
         auto& c = connections_.emplace_back();
         c.fd = std::move(fd);
         try {
-            c.thread = std::thread([this, &c] { run(c); });
+            c.thread = std::thread([this, &c] {
+                name_thread("peer-session");
+                run(c);
+            });
         } catch (const std::system_error& e) {
             // Out of threads: this connection is dropped, the daemon goes on.
             --handshaking_;

@@ -28,6 +28,7 @@
 #include "sanagent/replicator/replica.h"
 #include "sanagent/replicator/volume.h"
 #include "sanagent/replicator/worker_pool.h"
+#include "sanagent/replicator/thread_name.h"
 
 using namespace sanagent;
 using namespace sanagent::replicator;
@@ -526,6 +527,7 @@ int main(int argc, char** argv) {
         if (v->link) v->link->start();
         Served* raw = v.get();
         v->nbd_thread = std::thread([raw, single = served.size() == 1] {
+            name_thread("nbd-accept");
             raw->nbd_result = raw->server->run();
             if (!raw->nbd_result) {
                 std::fprintf(stderr, "sanrepd: volume %s: NBD server: %s\n", raw->f.volume.c_str(),

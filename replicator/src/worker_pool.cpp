@@ -1,9 +1,15 @@
 #include "sanagent/replicator/worker_pool.h"
 
+#include "sanagent/replicator/thread_name.h"
+
 namespace sanagent::replicator {
 
 WorkerPool::WorkerPool(unsigned threads) {
-    for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { run(); });
+    for (unsigned i = 0; i < threads; ++i)
+        threads_.emplace_back([this] {
+            name_thread("pool");
+            run();
+        });
 }
 
 WorkerPool::~WorkerPool() {

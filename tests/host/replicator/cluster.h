@@ -23,6 +23,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -326,6 +327,20 @@ public:
         a.insert(a.end(), extra.begin(), extra.end());
         start(name, a);
         wait_file(name + ".nbd");
+    }
+
+    // The names of a running daemon's threads (/proc/PID/task/*/comm).
+    std::set<std::string> thread_names(const std::string& name) const {
+        std::set<std::string> names;
+        auto it = pids_.find(name);
+        if (it == pids_.end()) return names;
+        std::error_code ec;
+        for (const auto& task : fs::directory_iterator("/proc/" + std::to_string(it->second) + "/task", ec)) {
+            auto comm = read_file(task.path() / "comm");
+            if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+            names.insert(comm);
+        }
+        return names;
     }
 
 private:

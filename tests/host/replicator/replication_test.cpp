@@ -58,6 +58,13 @@ BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
     // Past the end is EINVAL, and the connection stays usable.
     BOOST_TEST(*c->simple(sanagent::replicator::nbd::CommandType::Read, kSize - 512, 4096) ==
                sanagent::replicator::nbd::kErrInval);
+    // `top -H` tells an admin which part is busy: the threads have names.
+    auto primary = k.thread_names("a");
+    for (auto want : {"nbd-conn", "nbd-accept", "peer-link", "peer-recv", "pool", "ctl"})
+        BOOST_TEST(primary.count(want) == 1u, want << " missing on the primary");
+    auto secondary = k.thread_names("b");
+    for (auto want : {"peer-listen", "peer-session", "pool", "ctl"})
+        BOOST_TEST(secondary.count(want) == 1u, want << " missing on the secondary");
     c->disconnect();
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);
