@@ -19,6 +19,8 @@ check "conf.d/ is there and empty" bash -c '[[ -d /etc/sanagent/conf.d && -z $(l
 check "man pages for all four" bash -c 'for p in man8/sanagentd.8 man8/sanrepd.8 man8/sanctl.8 man5/sanagent.conf.5; do test -s /usr/share/man/$p.gz || exit 1; done'
 check "bash completion completes sanctl's commands" bash -c '. /usr/share/bash-completion/bash_completion; . /usr/share/bash-completion/completions/sanctl;
     COMP_WORDS=(sanctl st); COMP_CWORD=1; COMP_LINE="sanctl st"; COMP_POINT=9; _sanctl; [[ ${COMPREPLY[*]} == status ]]'
+check "and the replica commands" bash -c '. /usr/share/bash-completion/bash_completion; . /usr/share/bash-completion/completions/sanctl;
+    COMP_WORDS=(sanctl replica ""); COMP_CWORD=2; COMP_LINE="sanctl replica "; COMP_POINT=15; _sanctl; [[ ${COMPREPLY[*]} == "status verify resolve" ]]'
 check "the unit is installed disabled" bash -c '[[ $(systemctl is-enabled sanagentd.service) == disabled ]]'
 check "and nothing started it" bash -c '! systemctl is-active -q sanagentd.service'
 check "sanrepd@ without its .env is skipped, not failed" bash -c 'systemctl start sanrepd@vol1.service;
