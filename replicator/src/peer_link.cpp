@@ -790,7 +790,7 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
             volume_.range_lock().acquire(off, len, [&, s, off, len, first, count](RangeLock::Ticket t) {
                 pool_.post([&, s, off, len, first, count, t] {
                     auto buf = std::make_shared<AlignedBuffer>(len);
-                    auto finish = [&, off, len, first, count, t](int err) {
+                    auto finish = [&, len, first, count, t](int err) {
                         if (!err) {
                             for (std::uint64_t b = first; b < first + count; ++b) meta_.clear_bit(b);
                             resync_done_ += count;
