@@ -1,9 +1,10 @@
 #include "sanagent/replicator/io_ring.h"
-#include "sanagent/replicator/thread_name.h"
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+
+#include "sanagent/replicator/thread_name.h"
 
 namespace sanagent::replicator {
 

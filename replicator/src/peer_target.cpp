@@ -277,11 +277,10 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     peer::Reader reader(fd);
     // The session's writes go through its own io_uring where there is one:
     // this thread queues them as messages arrive and submits a batch once
-    // none waits; the ring's thread acks each when it is written.
-    // The acks of the writes the ring completes, gathered per completion
-    // batch and sent together: one send and one wake-up of the primary's
-    // receiver for the batch, not one per write. Only the ring's thread
-    // touches it; declared first, so it outlives the ring.
+    // none waits. The ring's thread gathers the acks of each batch of
+    // completions here and sends them together: one send and one wake-up of
+    // the primary's receiver for the batch, not one per write. Only the
+    // ring's thread touches it; declared first, so it outlives the ring.
     std::vector<std::uint8_t> ack_batch;
     std::unique_ptr<IoRing> ring;
     auto send_acks = [this, fd, &ack_batch] {

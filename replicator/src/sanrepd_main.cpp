@@ -26,9 +26,9 @@
 #include "sanagent/replicator/peer_listener.h"
 #include "sanagent/replicator/peer_target.h"
 #include "sanagent/replicator/replica.h"
+#include "sanagent/replicator/thread_name.h"
 #include "sanagent/replicator/volume.h"
 #include "sanagent/replicator/worker_pool.h"
-#include "sanagent/replicator/thread_name.h"
 
 using namespace sanagent;
 using namespace sanagent::replicator;

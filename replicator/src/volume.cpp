@@ -45,13 +45,6 @@ std::string Volume::failure() const {
     return failure_;
 }
 
-void Volume::submit(Op op, Completion done) {
-    // On the pool the blocking way: a pool thread must not touch the
-    // caller's ring, which may be gone by the time it would submit.
-    op.ring = nullptr;
-    if (auto work = submit_inline(std::move(op), std::move(done))) pool_.post(std::move(work));
-}
-
 std::function<void()> Volume::submit_inline(Op op, Completion done) {
     auto shared = std::make_shared<Op>(std::move(op));
     LatencyHistogram* timed = shared->type == OpType::Read    ? &counters_.read_latency

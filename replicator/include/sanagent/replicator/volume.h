@@ -74,9 +74,6 @@ public:
     bool failed() const { return failed_.load(); }
     std::string failure() const;
 
-    // Queues the op on the worker pool (always ordered: overlapping writes
-    // start in submission order).
-    void submit(Op op, Completion done);
     // Orders the op now and returns the work for the caller to run on its own
     // thread once it has let go of whatever serialises submissions (the NBD
     // reader lock), saving a thread hop per request. Returns an empty
