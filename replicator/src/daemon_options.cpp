@@ -88,6 +88,8 @@ const std::map<std::string, Setter>& daemon_keys() {
         {"threads", integer(&DaemonOptions::threads, 1, 256)},
         {"psk_file", text(&DaemonOptions::psk_file)},
         {"listen", text(&DaemonOptions::listen)},
+        {"nbd_tls_psk", text(&DaemonOptions::nbd_tls_psk)},
+        {"nbd_tls_dir", text(&DaemonOptions::nbd_tls_dir)},
     };
     return keys;
 }
@@ -103,6 +105,8 @@ const std::map<std::string, Setter>& volume_keys() {
         {"direct_io", flag(&DaemonOptions::direct)},
         {"nbd_socket", text(&DaemonOptions::nbd_socket)},
         {"nbd_tcp", text(&DaemonOptions::nbd_tcp)},
+        {"nbd_tls_psk", text(&DaemonOptions::nbd_tls_psk)},
+        {"nbd_tls_dir", text(&DaemonOptions::nbd_tls_dir)},
         {"listen", text(&DaemonOptions::listen)},
         {"control", text(&DaemonOptions::control)},
         {"ack_timeout_ms", integer(&DaemonOptions::ack_timeout_ms, 100, 600000)},
@@ -150,6 +154,8 @@ std::string check_options(const DaemonOptions& o) {
     if (o.role != "primary" && o.role != "secondary") return "role: expected \"primary\" or \"secondary\"";
     if (o.role == "secondary" && o.listen.empty())
         return "listen: a secondary needs an address to listen on (here or in [sanrepd])";
+    if (!o.nbd_tls_psk.empty() && !o.nbd_tls_dir.empty())
+        return "nbd_tls_dir: give nbd_tls_psk or nbd_tls_dir, not both";
     return {};
 }
 

@@ -123,8 +123,28 @@ Result<InfoRequest> decode_info_request(std::span<const std::uint8_t> data) {
     return r;
 }
 
-Outcome negotiate(const ExportInfo& exp, bool no_zeroes, std::uint32_t option, std::span<const std::uint8_t> data) {
+Outcome negotiate(const ExportInfo& exp, bool no_zeroes, std::uint32_t option, std::span<const std::uint8_t> data,
+                  Tls tls) {
     Outcome o;
+    if (option == kOptStartTls) {
+        if (tls == Tls::Off) {
+            o.reply = encode_option_reply(option, kRepErrUnsup);
+        } else if (tls == Tls::Active || !data.empty()) {
+            o.reply = encode_option_reply(option, kRepErrInvalid);  // no second TLS inside the first
+        } else {
+            o.reply = encode_option_reply(option, kRepAck);
+            o.next = Next::StartTls;
+        }
+        return o;
+    }
+    if (tls == Tls::Required && option != kOptAbort) {
+        // EXPORT_NAME has no error reply: the spec says to end the session.
+        if (option == kOptExportName)
+            o.next = Next::Close;
+        else
+            o.reply = encode_option_reply(option, kRepErrTlsReqd);
+        return o;
+    }
     switch (option) {
         case kOptExportName: {
             // The old way in: no option reply; an unknown name can only be
@@ -160,7 +180,7 @@ Outcome negotiate(const ExportInfo& exp, bool no_zeroes, std::uint32_t option, s
         case kOptGo:
             return info_or_go(exp, option, data);
         default:
-            // Structured replies, TLS, meta contexts: not offered. Simple replies
+            // Structured replies, meta contexts: not offered. Simple replies
             // are all the kernel client reads anyway.
             o.reply = encode_option_reply(option, kRepErrUnsup);
             return o;

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdio>
 #include <optional>
@@ -24,8 +25,13 @@ constexpr std::uint32_t kQueuedWriteMax = 64 * 1024;  // larger writes hand the 
 
 class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 public:
-    NbdConnection(UniqueFd fd, const nbd::ExportInfo& exp, Volume& volume)
-        : fd_(std::move(fd)), export_(exp), volume_(volume) {}
+    NbdConnection(UniqueFd fd, const nbd::ExportInfo& exp, Volume& volume,
+                  std::shared_ptr<const TlsCredentials> tls_credentials)
+        : fd_(std::move(fd)),
+          export_(exp),
+          volume_(volume),
+          tls_credentials_(std::move(tls_credentials)),
+          tls_mode_(tls_credentials_ ? nbd::Tls::Required : nbd::Tls::Off) {}
     ~NbdConnection() {
         if (thread_.joinable()) thread_.join();
     }
@@ -57,34 +63,63 @@ private:
         }
         // Completions still running hold a reference and write on fd_: wait
         // for them before declaring this connection done.
-        std::unique_lock lock(inflight_mu_);
-        inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
+        {
+            std::unique_lock lock(inflight_mu_);
+            inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
+        }
+        // The spec: end the TLS session, then the connection (not when the
+        // socket broke: nothing would arrive).
+        if (tls_ && go && *go) {
+            std::lock_guard lock(send_mu_);
+            if (!broken_) tls_->bye();
+        }
         finished_ = true;
+    }
+
+    // The handshake's I/O: on the socket, or in the TLS session once there is one.
+    Status recv_exact(std::span<std::uint8_t> out) { return tls_ ? tls_->read_full(out) : read_full(fd_.get(), out); }
+    Status send_all(std::span<const std::uint8_t> data) {
+        return tls_ ? tls_->write_full(data) : write_full(fd_.get(), data);
     }
 
     // True when the client chose an export and transmission starts.
     Result<bool> handshake() {
         set_recv_timeout(fd_.get(), kHandshakeTimeoutMs);
         auto greeting = nbd::encode_greeting();
-        if (auto st = write_full(fd_.get(), greeting); !st) return st.error();
+        if (auto st = send_all(greeting); !st) return st.error();
         std::uint8_t flags_bytes[4];
-        if (auto st = read_full(fd_.get(), flags_bytes); !st) return st.error();
+        if (auto st = recv_exact(flags_bytes); !st) return st.error();
         auto flags = nbd::decode_client_flags(flags_bytes);
         if (!flags) return flags.error();
         bool no_zeroes = *flags & nbd::kFlagNoZeroes;
         // Bounded: a client gets a fixed number of options before we give up.
         for (int i = 0; i < 64; ++i) {
             std::uint8_t hdr[nbd::kOptionHeaderSize];
-            if (auto st = read_full(fd_.get(), hdr); !st) return st.error();
+            if (auto st = recv_exact(hdr); !st) return st.error();
             auto h = nbd::decode_option_header(hdr);
             if (!h) return h.error();
             std::vector<std::uint8_t> data(h->length);
-            if (auto st = read_full(fd_.get(), data); !st) return st.error();
-            auto outcome = nbd::negotiate(export_, no_zeroes, h->option, data);
+            if (auto st = recv_exact(data); !st) return st.error();
+            auto outcome = nbd::negotiate(export_, no_zeroes, h->option, data, tls_mode_);
             if (!outcome.reply.empty()) {
-                if (auto st = write_full(fd_.get(), outcome.reply); !st) return st.error();
+                if (auto st = send_all(outcome.reply); !st) return st.error();
             }
-            if (outcome.next == nbd::Next::Close) return false;
+            if (outcome.next == nbd::Next::Close) {
+                if (tls_mode_ == nbd::Tls::Required && h->option != nbd::kOptAbort)
+                    log("closing: the client asked for an export without TLS, which this listener requires");
+                return false;
+            }
+            if (outcome.next == nbd::Next::StartTls) {
+                auto session = TlsSession::accept(fd_.get(), tls_credentials_, kHandshakeTimeoutMs);
+                if (!session) return session.error();  // no way back to plain text after the ACK
+                tls_ = std::move(*session);
+                tls_mode_ = nbd::Tls::Active;
+                log("TLS: " + tls_->describe() + ", " + tls_->peer());
+                receiver_.read_from([tls = tls_.get()](std::uint8_t* buf, std::size_t len) {
+                    return tls->recv_some(buf, len);
+                });
+                continue;
+            }
             if (outcome.next == nbd::Next::Transmit) {
                 set_recv_timeout(fd_.get(), 0);
                 return true;
@@ -194,7 +229,7 @@ private:
 
     // Called with read_mu_ held.
     bool request_waiting() const {
-        if (receiver_.buffered() > 0) return true;
+        if (receiver_.buffered() > 0 || (tls_ && tls_->pending())) return true;
         int bytes = 0;
         return ::ioctl(fd_.get(), FIONREAD, &bytes) == 0 && bytes > 0;
     }
@@ -306,7 +341,8 @@ private:
                                {data ? const_cast<std::uint8_t*>(data->data()) : nullptr, len}};
         std::lock_guard lock(send_mu_);
         if (broken_) return false;
-        if (auto st = writev_full(fd_.get(), iov, data ? 2 : 1); !st) {
+        auto st = tls_ ? tls_->writev_full(iov, data ? 2 : 1) : writev_full(fd_.get(), iov, data ? 2 : 1);
+        if (!st) {
             broken_ = true;
             ::shutdown(fd_.get(), SHUT_RDWR);  // the reader sees it and ends
             return false;
@@ -317,6 +353,9 @@ private:
     UniqueFd fd_;
     const nbd::ExportInfo& export_;
     Volume& volume_;
+    const std::shared_ptr<const TlsCredentials> tls_credentials_;  // null: no TLS on this connection
+    nbd::Tls tls_mode_;                                             // the handshake's thread only
+    std::unique_ptr<TlsSession> tls_;  // set in the handshake, before any other thread of this connection
     std::thread thread_;
     std::atomic<bool> finished_{false};
     std::mutex read_mu_;
@@ -357,9 +396,15 @@ Status NbdServer::listen_unix(const std::string& path) {
 Status NbdServer::listen_tcp(const std::string& address) {
     auto fd = tcp_listen(address);
     if (!fd) return fd.error().context("NBD TCP listener");
-    std::fprintf(stderr,
-                 "sanrepd: warning: NBD on TCP %s without TLS: anyone who can reach it can read and write the volume\n",
-                 address.c_str());
+    if (tls_credentials_)
+        std::fprintf(stderr, "sanrepd: NBD on TCP %s requires TLS (%s)\n", address.c_str(),
+                     tls_credentials_->describe().c_str());
+    else
+        std::fprintf(stderr,
+                     "sanrepd: warning: NBD on TCP %s without TLS: anyone who can reach it can read and write the "
+                     "volume (give nbd_tls_psk or nbd_tls_dir)\n",
+                     address.c_str());
+    tcp_listeners_.push_back(fd->get());
     listeners_.push_back(std::move(*fd));
     return {};
 }
@@ -399,7 +444,8 @@ void NbdServer::accept_on(int listen_fd) {
         std::fprintf(stderr, "sanrepd: refusing NBD connection: %u already open\n", kMaxConnections);
         return;
     }
-    auto conn = std::make_shared<NbdConnection>(std::move(fd), export_, volume_);
+    const bool tcp = std::find(tcp_listeners_.begin(), tcp_listeners_.end(), listen_fd) != tcp_listeners_.end();
+    auto conn = std::make_shared<NbdConnection>(std::move(fd), export_, volume_, tcp ? tls_credentials_ : nullptr);
     try {
         conn->start();
     } catch (const std::system_error& e) {

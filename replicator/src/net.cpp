@@ -179,6 +179,10 @@ Status writev_full(int fd, struct iovec* iov, int count) {
 
 BufferedReceiver::BufferedReceiver(int fd, std::size_t capacity) : fd_(fd), buf_(capacity) {}
 
+ssize_t BufferedReceiver::recv_some(std::uint8_t* buf, std::size_t len) {
+    return source_ ? source_(buf, len) : ::recv(fd_, buf, len, 0);
+}
+
 Status BufferedReceiver::read_full(std::span<std::uint8_t> out) {
     std::size_t done = std::min(out.size(), buffered());
     std::memcpy(out.data(), buf_.data() + begin_, done);
@@ -186,21 +190,28 @@ Status BufferedReceiver::read_full(std::span<std::uint8_t> out) {
     if (done == out.size()) return {};
     begin_ = end_ = 0;  // empty now
     const std::size_t left = out.size() - done;
-    if (left >= buf_.size()) return replicator::read_full(fd_, out.subspan(done));
-    // Bounded: each recv brings at least one byte or ends the read.
-    while (end_ < left) {
-        ssize_t n = ::recv(fd_, buf_.data() + end_, buf_.size() - end_, 0);
+    // A large read goes straight into `out`; a small one fills the buffer
+    // with whatever else has arrived. Bounded: each recv brings at least one
+    // byte or ends the read.
+    const bool direct = left >= buf_.size();
+    std::size_t got = 0;
+    while (got < left) {
+        ssize_t n = direct ? recv_some(out.data() + done + got, left - got)
+                           : recv_some(buf_.data() + end_, buf_.size() - end_);
         if (n < 0) {
             if (errno == EINTR) continue;
             return last_errno("receiving");
         }
         if (n == 0)
-            return Error{ECONNRESET,
-                         done || end_ ? "receiving: connection closed mid-message" : "receiving: connection closed"};
-        end_ += static_cast<std::size_t>(n);
+            return Error{ECONNRESET, done || got ? "receiving: connection closed mid-message"
+                                                 : "receiving: connection closed"};
+        got += static_cast<std::size_t>(n);
+        if (!direct) end_ += static_cast<std::size_t>(n);
     }
-    std::memcpy(out.data() + done, buf_.data(), left);
-    begin_ = left;
+    if (!direct) {
+        std::memcpy(out.data() + done, buf_.data(), left);
+        begin_ = left;
+    }
     return {};
 }
 

@@ -1,11 +1,9 @@
 #include "sanagent/replicator/peer_auth.h"
 
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <sys/random.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -13,6 +11,7 @@
 #include "sanagent/fd.h"
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_io.h"
+#include "sanagent/replicator/secret_file.h"
 
 namespace sanagent::replicator {
 
@@ -65,26 +64,10 @@ Result<std::vector<std::uint8_t>> expect(int fd, peer::Type type, std::size_t si
 }  // namespace
 
 Result<std::vector<std::uint8_t>> load_psk(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd.valid()) return last_errno("opening the key file " + path);
-    struct stat st {};
-    if (::fstat(fd.get(), &st) < 0) return last_errno("stat of the key file " + path);
-    if (!S_ISREG(st.st_mode)) return Error{EINVAL, "key file " + path + ": not a regular file"};
-    if (st.st_uid != 0 && st.st_uid != ::geteuid())
-        return Error{EPERM, "key file " + path + ": must be owned by root (chown root " + path + ")"};
-    if (st.st_mode & 077) return Error{EPERM, "key file " + path + ": readable by others; chmod 0600 " + path};
-    std::vector<std::uint8_t> key(kMaxKey + 1);
-    std::size_t got = 0;
-    while (got < key.size()) {
-        ssize_t r = ::read(fd.get(), key.data() + got, key.size() - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return last_errno("reading the key file " + path);
-        if (r == 0) break;
-        got += static_cast<std::size_t>(r);
-    }
-    key.resize(got);
-    while (!key.empty() && (key.back() == '\n' || key.back() == '\r')) key.pop_back();
-    if (key.size() < kMinKey || key.size() > kMaxKey)
+    auto key = read_secret_file(path, "key file", kMaxKey + 2);  // + a CR LF that is dropped
+    if (!key) return key.error();
+    while (!key->empty() && (key->back() == '\n' || key->back() == '\r')) key->pop_back();
+    if (key->size() < kMinKey || key->size() > kMaxKey)
         return Error{EINVAL, "key file " + path + ": the key must be 16 to 4096 bytes (e.g. openssl rand -hex 32)"};
     return key;
 }

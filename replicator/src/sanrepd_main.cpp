@@ -51,7 +51,10 @@ void usage() {
         "  --no-direct           buffered I/O instead of O_DIRECT\n"
         "primary:\n"
         "  --nbd-socket PATH     serve NBD on this UNIX socket (default /run/sanrepd/NAME.nbd)\n"
-        "  --nbd-tcp HOST:PORT   also serve NBD on TCP (no TLS)\n"
+        "  --nbd-tcp HOST:PORT   also serve NBD on TCP (plain, with a warning, unless TLS is given)\n"
+        "  --nbd-tls-psk FILE    NBD on TCP requires TLS with these keys (psktool's IDENTITY:HEXKEY; 0600)\n"
+        "  --nbd-tls-dir DIR     NBD on TCP requires TLS with DIR/server-cert.pem, server-key.pem\n"
+        "                        (0600) and, if there, DIR/ca-cert.pem (clients need a certificate from it)\n"
         "  --peer HOST:PORT      the secondary replica; without it the volume is standalone\n"
         "  --ack-timeout-ms N    drop a peer that has not acked for N ms (default 5000)\n"
         "  --activity-retire-ms N  clear the activity log of an idle volume every N ms (default 1000)\n"
@@ -148,6 +151,10 @@ int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
             f.nbd_socket = value();
         else if (a == "--nbd-tcp")
             f.nbd_tcp = value();
+        else if (a == "--nbd-tls-psk")
+            f.nbd_tls_psk = value();
+        else if (a == "--nbd-tls-dir")
+            f.nbd_tls_dir = value();
         else if (a == "--peer")
             f.peer = value();
         else if (a == "--listen")
@@ -346,7 +353,8 @@ std::string control_reply(Served& v, const std::string& request) {
 
 // Opens one volume's replica and metadata and builds its objects; its
 // control socket and NBD listeners are bound, nothing runs yet.
-Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, const std::vector<std::uint8_t>& psk) {
+Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, const std::vector<std::uint8_t>& psk,
+                                            std::shared_ptr<const TlsCredentials> nbd_tls) {
     auto v = std::make_unique<Served>();
     v->f = f;
     v->pool = std::make_unique<WorkerPool>(threads);
@@ -394,6 +402,7 @@ Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, co
         v->server = std::make_unique<NbdServer>(exp, *v->volume);
         if (auto st = v->server->listen_unix(f.nbd_socket); !st) return st.error();
         if (!f.nbd_tcp.empty()) {
+            if (nbd_tls) v->server->require_tls(std::move(nbd_tls));
             if (auto st = v->server->listen_tcp(f.nbd_tcp); !st) return st.error();
         }
     }
@@ -482,10 +491,29 @@ int main(int argc, char** argv) {
                      "keep the replication port on a trusted storage network\n");
     }
 
+    // NBD's TLS credentials, each file or directory read once, all of them
+    // before any volume opens: a bad key file is a configuration error.
+    std::map<std::string, std::shared_ptr<const TlsCredentials>> nbd_tls;
+    for (auto& f : wanted) {
+        if (f.nbd_tcp.empty() || (f.nbd_tls_psk.empty() && f.nbd_tls_dir.empty())) continue;
+        const bool psk_kind = !f.nbd_tls_psk.empty();
+        const std::string key = psk_kind ? "psk:" + f.nbd_tls_psk : "dir:" + f.nbd_tls_dir;
+        if (nbd_tls.count(key)) continue;
+        auto creds = psk_kind ? TlsCredentials::load_psk(f.nbd_tls_psk) : TlsCredentials::load_x509(f.nbd_tls_dir);
+        if (!creds) return fail("volume " + f.volume + ": NBD TLS: " + creds.error().message);
+        nbd_tls[key] = std::move(*creds);
+    }
+    auto tls_of = [&](const Flags& f) -> std::shared_ptr<const TlsCredentials> {
+        if (f.nbd_tcp.empty()) return nullptr;
+        if (!f.nbd_tls_psk.empty()) return nbd_tls["psk:" + f.nbd_tls_psk];
+        if (!f.nbd_tls_dir.empty()) return nbd_tls["dir:" + f.nbd_tls_dir];
+        return nullptr;
+    };
+
     // A volume that cannot start is logged and left out; the others serve.
     std::vector<std::unique_ptr<Served>> served;
     for (auto& f : wanted) {
-        auto v = open_volume(f, daemon.threads, psk);
+        auto v = open_volume(f, daemon.threads, psk, tls_of(f));
         if (!v) {
             std::fprintf(stderr, "sanrepd: volume %s not served: %s\n", f.volume.c_str(), v.error().message.c_str());
             continue;

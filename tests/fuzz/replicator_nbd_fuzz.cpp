@@ -1,7 +1,7 @@
 // libFuzzer target: the NBD server's view of untrusted client bytes — client
-// flags, option headers, every option's payload through negotiate(), and
-// transmission request headers through decode + check. Nothing may crash,
-// read out of bounds or return an outcome that breaks framing.
+// flags, option headers, every option's payload through negotiate() in each
+// TLS mode, and transmission request headers through decode + check. Nothing
+// may crash, read out of bounds or return an outcome that breaks framing.
 #include <cstdint>
 #include <cstdlib>
 #include <span>
@@ -22,7 +22,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto rest = in.subspan(kOptionHeaderSize);
         if (h.ok()) {
             auto payload = rest.first(std::min<std::size_t>(rest.size(), h->length));
-            auto o = negotiate(exp, true, h->option, payload);
+            // The TLS mode from a byte the option header does not use.
+            const auto tls = static_cast<Tls>(size % 3);
+            auto o = negotiate(exp, true, h->option, payload, tls);
+            if (tls == Tls::Required && h->option != kOptStartTls && h->option != kOptAbort &&
+                o.next != Next::Continue && o.next != Next::Close)
+                std::abort();  // nothing but STARTTLS gets anywhere before TLS
             // Every answer but EXPORT_NAME's is a run of well-framed replies.
             if (h->option != kOptExportName) {
                 std::size_t pos = 0;

@@ -116,6 +116,7 @@ BOOST_AUTO_TEST_CASE(node_config_reads_every_volume_with_the_node_defaults) {
 node = "node-b"
 threads = 8
 listen = "10.0.0.2:7789"
+nbd_tls_psk = "/etc/sanagent/nbd.psk"
 
 [volume.vol1]
 role = "secondary"
@@ -147,6 +148,7 @@ address = "10.0.0.1:7789"
     BOOST_TEST(v3.role == "primary");
     BOOST_TEST(v3.peer == "10.0.0.1:7789");
     BOOST_TEST(v3.nbd_socket == "/run/sanrepd/vol3.nbd");
+    BOOST_TEST(v3.nbd_tls_psk == "/etc/sanagent/nbd.psk");  // the node's, for a volume with nbd_tcp
 }
 
 BOOST_AUTO_TEST_CASE(node_config_errors_name_file_line_and_key) {
@@ -164,6 +166,8 @@ BOOST_AUTO_TEST_CASE(node_config_errors_name_file_line_and_key) {
         {"[volume.\"../etc\"]\nreplica = \"/x\"\n", "[volume.../etc] volume name '../etc'"},
         {"[sanrepd]\nnode = \"n\"\n", "no [volume.NAME] table"},
         {"[volume.a]\nreplica = \"/x\"\n[volume.b]\nreplcia = \"/y\"\n", ":4: [volume.b] replcia: unknown key"},
+        {"[sanrepd]\nnbd_tls_psk = \"/k\"\n[volume.a]\nreplica = \"/x\"\nnbd_tls_dir = \"/d\"\n",
+         ":5: [volume.a] nbd_tls_dir: give nbd_tls_psk or nbd_tls_dir, not both"},
     };
     for (const auto& c : cases) {
         TempFile f(c.text);

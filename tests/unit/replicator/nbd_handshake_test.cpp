@@ -120,6 +120,37 @@ BOOST_AUTO_TEST_CASE(list_abort_and_unsupported) {
     BOOST_TEST(replies(negotiate(test_export(), true, 0xdead, {}).reply)[0].first == kRepErrUnsup);
 }
 
+BOOST_AUTO_TEST_CASE(starttls_by_mode) {
+    auto go = encode_info_request({"vol1", {}});
+    // NOTLS: STARTTLS is unsupported, everything else as usual.
+    BOOST_TEST(replies(negotiate(test_export(), true, kOptStartTls, {}, Tls::Off).reply)[0].first == kRepErrUnsup);
+    // FORCEDTLS before TLS: STARTTLS is acknowledged and TLS comes next ...
+    auto st = negotiate(test_export(), true, kOptStartTls, {}, Tls::Required);
+    BOOST_TEST(replies(st.reply)[0].first == kRepAck);
+    BOOST_TEST((st.next == Next::StartTls));
+    std::uint8_t junk[1] = {0};
+    BOOST_TEST(replies(negotiate(test_export(), true, kOptStartTls, junk, Tls::Required).reply)[0].first ==
+               kRepErrInvalid);
+    // ... every other option but ABORT is refused with TLS_REQD ...
+    for (auto option : {kOptGo, kOptInfo, kOptList, kOptStructuredReply}) {
+        auto o = negotiate(test_export(), true, option, option == kOptList ? std::vector<std::uint8_t>{} : go,
+                           Tls::Required);
+        BOOST_TEST(replies(o.reply)[0].first == kRepErrTlsReqd);
+        BOOST_TEST((o.next == Next::Continue));
+    }
+    BOOST_TEST((negotiate(test_export(), true, kOptAbort, {}, Tls::Required).next == Next::Close));
+    // ... and EXPORT_NAME, which cannot be refused, ends the session.
+    std::string name = "vol1";
+    std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(name.data()), name.size());
+    auto e = negotiate(test_export(), true, kOptExportName, data, Tls::Required);
+    BOOST_TEST((e.next == Next::Close));
+    BOOST_TEST(e.reply.empty());
+    // With TLS up: a second STARTTLS is invalid, GO goes through.
+    BOOST_TEST(replies(negotiate(test_export(), true, kOptStartTls, {}, Tls::Active).reply)[0].first ==
+               kRepErrInvalid);
+    BOOST_TEST((negotiate(test_export(), true, kOptGo, go, Tls::Active).next == Next::Transmit));
+}
+
 BOOST_AUTO_TEST_CASE(export_name_old_style) {
     std::string name = "vol1";
     std::span<const std::uint8_t> data(reinterpret_cast<const std::uint8_t*>(name.data()), name.size());

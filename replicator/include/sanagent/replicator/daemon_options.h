@@ -23,6 +23,8 @@ struct DaemonOptions {
     bool force_primary = false;
     std::string nbd_socket;
     std::string nbd_tcp;
+    std::string nbd_tls_psk;  // TLS on nbd_tcp with these pre-shared keys (psktool's file) ...
+    std::string nbd_tls_dir;  // ... or with the X.509 certificate in this directory
     std::string peer;
     std::string listen;
     std::string control;
@@ -59,8 +61,9 @@ bool valid_volume_name(const std::string& name);
 // (REPLICA.meta), nbd_socket and control (/run/sanrepd/NAME.nbd, .ctl).
 void fill_defaults(DaemonOptions& options);
 
-// What a volume needs to start: a valid name, a replica, and a listen
-// address when it is a secondary. The message says which; empty when fine.
+// What a volume needs to start: a valid name, a replica, a listen address
+// when it is a secondary, at most one kind of NBD TLS credentials. The
+// message starts with the key at fault; empty when fine.
 std::string check_options(const DaemonOptions& options);
 
 }  // namespace sanagent::replicator

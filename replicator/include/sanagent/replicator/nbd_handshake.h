@@ -57,6 +57,7 @@ enum ReplyType : std::uint32_t {
     kRepErrPolicy = 0x80000002u,
     kRepErrInvalid = 0x80000003u,
     kRepErrUnknown = 0x80000006u,
+    kRepErrTlsReqd = 0x80000005u,
     kRepErrTooBig = 0x80000009u,
 };
 
@@ -91,6 +92,16 @@ enum class Next {
     Continue,  // read the next option
     Transmit,  // option haggling done: enter the transmission phase
     Close,     // the client aborted, or spoke nonsense: close the connection
+    StartTls,  // NBD_OPT_STARTTLS acknowledged: the TLS handshake comes next
+};
+
+// The connection's TLS mode (the spec's names): NOTLS on the UNIX socket and
+// where no credentials are configured; FORCEDTLS on TCP with credentials,
+// where every option but STARTTLS and ABORT is refused until TLS is up.
+enum class Tls {
+    Off,       // NOTLS: STARTTLS is unsupported
+    Required,  // FORCEDTLS, TLS not started yet
+    Active,    // TLS is up: options are answered as in NOTLS, STARTTLS is invalid
 };
 
 struct Outcome {
@@ -108,8 +119,10 @@ Result<InfoRequest> decode_info_request(std::span<const std::uint8_t> data);
 
 // One option's answer. `no_zeroes` is the client's NO_ZEROES flag (it shapes
 // the reply to NBD_OPT_EXPORT_NAME). Options other than those the spec makes
-// mandatory for a fixed-newstyle server get NBD_REP_ERR_UNSUP.
-Outcome negotiate(const ExportInfo& exp, bool no_zeroes, std::uint32_t option, std::span<const std::uint8_t> data);
+// mandatory for a fixed-newstyle server get NBD_REP_ERR_UNSUP; `tls` as
+// above.
+Outcome negotiate(const ExportInfo& exp, bool no_zeroes, std::uint32_t option, std::span<const std::uint8_t> data,
+                  Tls tls = Tls::Off);
 
 std::vector<std::uint8_t> encode_option_reply(std::uint32_t option, std::uint32_t type,
                                               std::span<const std::uint8_t> data = {});

@@ -21,6 +21,7 @@
 
 #include "sanagent/fd.h"
 #include "sanagent/replicator/nbd_handshake.h"
+#include "sanagent/replicator/tls.h"
 #include "sanagent/replicator/volume.h"
 #include "sanagent/result.h"
 
@@ -39,7 +40,12 @@ public:
 
     // Bind before run(). A stale socket file is replaced; the socket is 0600.
     Status listen_unix(const std::string& path);
-    // "HOST:PORT" with a numeric host (IPv6 in brackets). No TLS: say so in logs.
+    // TLS for the TCP listeners (FORCEDTLS: no option is answered before
+    // STARTTLS). Call before listen_tcp. The UNIX socket stays plain: it is
+    // local and root-only, and the kernel's nbd client cannot speak TLS.
+    void require_tls(std::shared_ptr<const TlsCredentials> credentials) { tls_credentials_ = std::move(credentials); }
+    // "HOST:PORT" with a numeric host (IPv6 in brackets). Without TLS a
+    // warning is logged.
     Status listen_tcp(const std::string& address);
 
     // Serves until stop() is called (from any thread or a signal handler).
@@ -55,6 +61,8 @@ private:
     Volume& volume_;
     std::vector<UniqueFd> listeners_;
     std::vector<std::string> unix_paths_;
+    std::vector<int> tcp_listeners_;
+    std::shared_ptr<const TlsCredentials> tls_credentials_;
     UniqueFd stop_fd_;
     mutable std::mutex mu_;
     std::vector<std::shared_ptr<NbdConnection>> conns_;

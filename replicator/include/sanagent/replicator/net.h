@@ -6,6 +6,7 @@
 #include <sys/uio.h>
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -34,12 +35,19 @@ void set_recv_timeout(int fd, int ms);
 // at a time (the caller serialises).
 class BufferedReceiver {
 public:
+    // As recv(2): bytes read, 0 at the end of the stream, -1 with errno.
+    using Source = std::function<ssize_t(std::uint8_t*, std::size_t)>;
+
     explicit BufferedReceiver(int fd, std::size_t capacity = 64 * 1024);
+    // Reads from `source` instead of the socket (a TLS session on it).
+    void read_from(Source source) { source_ = std::move(source); }
     Status read_full(std::span<std::uint8_t> out);
     std::size_t buffered() const { return end_ - begin_; }
 
 private:
+    ssize_t recv_some(std::uint8_t* buf, std::size_t len);
     int fd_;
+    Source source_;
     std::vector<std::uint8_t> buf_;
     std::size_t begin_ = 0, end_ = 0;
 };
