@@ -419,6 +419,12 @@ std::size_t NbdServer::connections() const {
     return conns_.size();
 }
 
+std::size_t NbdServer::active_connections() const {
+    std::lock_guard lock(mu_);
+    return static_cast<std::size_t>(
+        std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return !c->finished(); }));
+}
+
 void NbdServer::reap() {
     std::vector<std::shared_ptr<NbdConnection>> done;
     {

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
 #include <condition_variable>
 #include <cstdio>
@@ -74,7 +75,31 @@ PeerListener::~PeerListener() {
 }
 
 void PeerListener::add(PeerTarget& target) {
+    std::lock_guard lock(mu_);
     targets_[target.volume()] = &target;
+}
+
+void PeerListener::remove(const std::string& volume) {
+    std::unique_lock lock(mu_);
+    auto it = targets_.find(volume);
+    if (it == targets_.end()) return;
+    PeerTarget* target = it->second;
+    // Out of the map first: a connection naming it from now on is refused.
+    targets_.erase(it);
+    for (auto& c : connections_)
+        if (c.volume == volume && c.fd.valid()) ::shutdown(c.fd.get(), SHUT_RDWR);
+    lock.unlock();
+    target->stop();
+    lock.lock();
+    released_.wait(lock, [&] {
+        return std::none_of(connections_.begin(), connections_.end(),
+                            [&](const Connection& c) { return c.volume == volume && !c.done; });
+    });
+}
+
+std::size_t PeerListener::volumes() const {
+    std::lock_guard lock(mu_);
+    return targets_.size();
 }
 
 Status PeerListener::listen() {
@@ -226,8 +251,16 @@ void PeerListener::run(Connection& c) {
             volume = hello->volume;
             opening.hello = std::move(*hello);
         }
-        auto it = targets_.find(volume);
-        if (it == targets_.end()) {
+        PeerTarget* target = nullptr;
+        {
+            // Marked as its user under the lock: remove() waits for it.
+            std::lock_guard lock(mu_);
+            if (auto it = targets_.find(volume); it != targets_.end()) {
+                target = it->second;
+                c.volume = volume;
+            }
+        }
+        if (!target) {
             refuse("no volume " + volume + " on this node");
             drops_("no volume " + printable(volume) + " on this node");
             return;
@@ -237,13 +270,14 @@ void PeerListener::run(Connection& c) {
             deadline.disarm();
             handshake_over(c);
         };
-        it->second->serve(fd, opening);
+        target->serve(fd, opening);
     }();
     deadline.disarm();
     handshake_over(c);
     std::lock_guard lock(mu_);
-    c.fd.reset();  // under the lock: stop() shuts down by number
+    c.fd.reset();  // under the lock: stop() and remove() shut down by number
     c.done = true;
+    released_.notify_all();
 }
 
 }  // namespace sanagent::replicator

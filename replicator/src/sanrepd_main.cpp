@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -419,6 +420,226 @@ void stop_volume(Served& v) {
     if (v.control) v.control->stop();
 }
 
+// Whether two volumes would use the same file or socket: the check
+// load_node_config() makes within one file, made here between a volume a
+// reload adds and one still running.
+std::string clash(const Flags& a, const Flags& b) {
+    if (a.replica == b.replica) return "replica " + a.replica;
+    if (a.meta == b.meta) return "metadata " + a.meta;
+    if (a.control == b.control) return "control socket " + a.control;
+    if (a.role == "primary" && b.role == "primary" && a.nbd_socket == b.nbd_socket)
+        return "NBD socket " + a.nbd_socket;
+    return {};
+}
+
+// Every volume this process serves, and the peer ports its secondaries
+// share. Volumes come and go one at a time (at start, and on a reload), so
+// one that fails or leaves never touches the others.
+class Node {
+public:
+    Node(std::vector<std::uint8_t> psk, unsigned threads, bool single)
+        : psk_(std::move(psk)), threads_(threads), single_(single) {}
+
+    // NBD's TLS credentials of `f`, each file or directory read once. An
+    // error is a configuration error: the caller refuses the volume (at
+    // start, the whole daemon).
+    Result<std::shared_ptr<const TlsCredentials>> tls_for(const Flags& f) {
+        if (f.nbd_tcp.empty() || (f.nbd_tls_psk.empty() && f.nbd_tls_dir.empty()))
+            return std::shared_ptr<const TlsCredentials>{};
+        const bool psk_kind = !f.nbd_tls_psk.empty();
+        const std::string key = psk_kind ? "psk:" + f.nbd_tls_psk : "dir:" + f.nbd_tls_dir;
+        if (auto it = tls_.find(key); it != tls_.end()) return it->second;
+        auto creds = psk_kind ? TlsCredentials::load_psk(f.nbd_tls_psk) : TlsCredentials::load_x509(f.nbd_tls_dir);
+        if (!creds) return creds.error().context("NBD TLS");
+        tls_[key] = *creds;
+        return std::shared_ptr<const TlsCredentials>(*creds);
+    }
+
+    // Opens and starts one volume; false (logged) when it cannot serve.
+    bool add(const Flags& f) {
+        auto tls = tls_for(f);
+        if (!tls) return not_served(f, tls.error().message);
+        auto opened = open_volume(f, threads_, psk_, *tls);
+        if (!opened) return not_served(f, opened.error().message);
+        auto v = std::move(*opened);
+        if (v->target) {
+            // Secondaries with the same listen address share one socket;
+            // the primary's first message names the volume.
+            auto& l = listeners_[f.listen];
+            const bool fresh = !l;
+            if (fresh) {
+                l = std::make_unique<PeerListener>(f.listen);
+                if (auto st = l->listen(); !st) {
+                    listeners_.erase(f.listen);
+                    stop_volume(*v);
+                    return not_served(f, st.error().message);
+                }
+            }
+            l->add(*v->target);
+            if (fresh) l->start();
+            std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n",
+                         f.volume.c_str(), f.replica.c_str(), f.listen.c_str());
+        } else {
+            if (v->link) v->link->start();
+            Served* raw = v.get();
+            v->nbd_thread = std::thread([raw, single = single_] {
+                name_thread("nbd-accept");
+                raw->nbd_result = raw->server->run();
+                if (!raw->nbd_result) {
+                    std::fprintf(stderr, "sanrepd: volume %s: NBD server: %s\n", raw->f.volume.c_str(),
+                                 raw->nbd_result.error().message.c_str());
+                    if (single) ::kill(::getpid(), SIGTERM);  // nothing left to serve: release the main thread
+                }
+            });
+            std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n",
+                         f.volume.c_str(), static_cast<unsigned long long>(v->volume->size()), f.replica.c_str(),
+                         v->volume->replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
+                         f.peer.empty() ? "none (standalone)" : f.peer.c_str());
+        }
+        served_.push_back(std::move(v));
+        return true;
+    }
+
+    // Stops one volume and forgets it (its replica and metadata stay as
+    // they are on disk).
+    void remove(const std::string& volume) {
+        auto it = std::find_if(served_.begin(), served_.end(), [&](auto& v) { return v->f.volume == volume; });
+        if (it == served_.end()) return;
+        Served& v = **it;
+        if (v.target) {
+            auto l = listeners_.find(v.f.listen);
+            if (l != listeners_.end()) {
+                l->second->remove(volume);
+                if (l->second->volumes() == 0) listeners_.erase(l);  // its destructor stops it
+            }
+        }
+        stop_volume(v);
+        served_.erase(it);
+        std::fprintf(stderr, "sanrepd: volume %s: no longer served\n", volume.c_str());
+    }
+
+    Served* find(const std::string& volume) {
+        for (auto& v : served_)
+            if (v->f.volume == volume) return v.get();
+        return nullptr;
+    }
+    std::vector<std::string> volumes() const {
+        std::vector<std::string> names;
+        for (auto& v : served_) names.push_back(v->f.volume);
+        return names;
+    }
+    bool empty() const { return served_.empty(); }
+
+    // Everything, for SIGTERM: no new peer connections first (and every
+    // session's socket shut down), then the volumes, all at once: a primary
+    // in the middle of a handshake with a frozen peer takes up to its ack
+    // timeout to stop, and those waits must not add up across volumes past
+    // systemd's stop timeout. True when every NBD server ended cleanly.
+    bool stop_all() {
+        for (auto& [address, l] : listeners_) l->stop();
+        std::vector<std::thread> stoppers;
+        for (auto& v : served_) {
+            try {
+                stoppers.emplace_back([&v] { stop_volume(*v); });
+            } catch (const std::system_error&) {
+                stop_volume(*v);  // out of threads: this one in turn
+            }
+        }
+        for (auto& t : stoppers) t.join();
+        bool ok = true;
+        for (auto& v : served_) ok = ok && v->nbd_result.ok();
+        return ok;
+    }
+
+private:
+    static bool not_served(const Flags& f, const std::string& why) {
+        std::fprintf(stderr, "sanrepd: volume %s not served: %s\n", f.volume.c_str(), why.c_str());
+        return false;
+    }
+
+    std::vector<std::uint8_t> psk_;
+    unsigned threads_;
+    bool single_;  // a volume given alone (--volume): its NBD server failing ends the process
+    std::map<std::string, std::shared_ptr<const TlsCredentials>> tls_;
+    std::vector<std::unique_ptr<Served>> served_;
+    // Declared after the volumes, so destroyed first: a listener's
+    // connection threads point into its volumes' targets.
+    std::map<std::string, std::unique_ptr<PeerListener>> listeners_;
+};
+
+// The node's file again (SIGHUP, `systemctl reload sanrepd`): volumes that
+// are new start, volumes no longer in it stop (not one an NBD client still
+// uses: that would pull a disk from under a running host), volumes whose
+// keys changed keep running as they were until a restart. A file with an
+// error changes nothing. Daemon-wide keys need a restart.
+void reload(Node& node, const std::string& config, int argc, char** argv, const Flags& daemon) {
+    std::fprintf(stderr, "sanrepd: reload: reading %s\n", config.c_str());
+    auto all = load_node_config(config, Flags{});
+    if (!all) {
+        std::fprintf(stderr, "sanrepd: reload: %s: nothing changed\n", all.error().message.c_str());
+        return;
+    }
+    std::vector<Flags> wanted;
+    std::string file_node;
+    for (auto& f : *all) {
+        bool per_volume = false;
+        (void)apply_flags(argc, argv, f, per_volume);  // the daemon-wide flags of the command line, as at start
+        file_node = f.node;
+        f.node = daemon.node;  // as at start: the host name when the file names none
+        wanted.push_back(std::move(f));
+    }
+    const Flags& now = wanted.front();
+    for (auto [key, changed] : {std::pair<const char*, bool>{"psk_file", now.psk_file != daemon.psk_file},
+                                {"threads", now.threads != daemon.threads},
+                                {"node", !file_node.empty() && file_node != daemon.node}})
+        if (changed)
+            std::fprintf(stderr, "sanrepd: reload: [sanrepd] %s changed: restart sanrepd to apply it\n", key);
+    // Those leaving first: their files, sockets and ports are free then.
+    int removed = 0, kept = 0, changed = 0, added = 0, failed = 0;
+    for (const auto& name : node.volumes()) {
+        if (std::any_of(wanted.begin(), wanted.end(), [&](const Flags& f) { return f.volume == name; })) continue;
+        Served* v = node.find(name);
+        if (std::size_t clients = v->server ? v->server->active_connections() : 0) {
+            std::fprintf(stderr,
+                         "sanrepd: reload: volume %s is no longer in %s but %zu NBD client(s) use it: still "
+                         "serving it; reload again once they have disconnected\n",
+                         name.c_str(), config.c_str(), clients);
+            ++kept;
+            continue;
+        }
+        node.remove(name);
+        ++removed;
+    }
+    for (const auto& f : wanted) {
+        if (Served* v = node.find(f.volume)) {
+            if (!(v->f == f)) {
+                std::fprintf(stderr,
+                             "sanrepd: reload: volume %s changed in %s: restart sanrepd to apply it; it keeps "
+                             "running as it was\n",
+                             f.volume.c_str(), config.c_str());
+                ++changed;
+            }
+            continue;
+        }
+        std::string why;
+        for (const auto& name : node.volumes())
+            if (auto c = clash(f, node.find(name)->f); !c.empty()) why = c + " is still volume " + name + "'s";
+        if (!why.empty()) {
+            std::fprintf(stderr, "sanrepd: reload: volume %s not served: %s\n", f.volume.c_str(), why.c_str());
+            ++failed;
+            continue;
+        }
+        if (node.add(f))
+            ++added;
+        else
+            ++failed;
+    }
+    std::fprintf(stderr,
+                 "sanrepd: reload: %d added, %d removed, %d changed (restart to apply), %d kept for their "
+                 "clients, %d not served\n",
+                 added, removed, changed, kept, failed);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -461,14 +682,14 @@ int main(int argc, char** argv) {
         if (auto why = check_options(f); !why.empty()) return fail(why);
         wanted.push_back(std::move(f));
     }
-    std::string node = wanted.front().node;
-    if (node.empty()) {
+    std::string node_name = wanted.front().node;
+    if (node_name.empty()) {
         char host[256] = {};
         ::gethostname(host, sizeof host - 1);
-        node = host;
+        node_name = host;
     }
-    for (auto& f : wanted) f.node = node;
-    const Flags& daemon = wanted.front();  // [sanrepd] keys and daemon-wide flags are the same for every volume
+    for (auto& f : wanted) f.node = node_name;
+    const Flags daemon = wanted.front();  // [sanrepd] keys and daemon-wide flags are the same for every volume
 
     // Signals are taken by sigwait on one thread; every other thread inherits
     // the mask and never sees them.
@@ -476,6 +697,7 @@ int main(int argc, char** argv) {
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
     std::vector<std::uint8_t> psk;
@@ -491,105 +713,24 @@ int main(int argc, char** argv) {
                      "keep the replication port on a trusted storage network\n");
     }
 
-    // NBD's TLS credentials, each file or directory read once, all of them
-    // before any volume opens: a bad key file is a configuration error.
-    std::map<std::string, std::shared_ptr<const TlsCredentials>> nbd_tls;
-    for (auto& f : wanted) {
-        if (f.nbd_tcp.empty() || (f.nbd_tls_psk.empty() && f.nbd_tls_dir.empty())) continue;
-        const bool psk_kind = !f.nbd_tls_psk.empty();
-        const std::string key = psk_kind ? "psk:" + f.nbd_tls_psk : "dir:" + f.nbd_tls_dir;
-        if (nbd_tls.count(key)) continue;
-        auto creds = psk_kind ? TlsCredentials::load_psk(f.nbd_tls_psk) : TlsCredentials::load_x509(f.nbd_tls_dir);
-        if (!creds) return fail("volume " + f.volume + ": NBD TLS: " + creds.error().message);
-        nbd_tls[key] = std::move(*creds);
-    }
-    auto tls_of = [&](const Flags& f) -> std::shared_ptr<const TlsCredentials> {
-        if (f.nbd_tcp.empty()) return nullptr;
-        if (!f.nbd_tls_psk.empty()) return nbd_tls["psk:" + f.nbd_tls_psk];
-        if (!f.nbd_tls_dir.empty()) return nbd_tls["dir:" + f.nbd_tls_dir];
-        return nullptr;
-    };
-
+    const bool node_mode = !config.empty() && only.empty();
+    Node node(psk, daemon.threads, !node_mode);
+    // NBD's TLS keys of every volume before any volume opens: a bad key
+    // file is a configuration error.
+    for (auto& f : wanted)
+        if (auto tls = node.tls_for(f); !tls) return fail("volume " + f.volume + ": " + tls.error().message);
     // A volume that cannot start is logged and left out; the others serve.
-    std::vector<std::unique_ptr<Served>> served;
-    for (auto& f : wanted) {
-        auto v = open_volume(f, daemon.threads, psk, tls_of(f));
-        if (!v) {
-            std::fprintf(stderr, "sanrepd: volume %s not served: %s\n", f.volume.c_str(), v.error().message.c_str());
-            continue;
-        }
-        served.push_back(std::move(*v));
-    }
-    // Secondaries with the same listen address share one socket; the
-    // primary's first message names the volume.
-    std::map<std::string, std::unique_ptr<PeerListener>> listeners;
-    for (auto& v : served)
-        if (v->target) {
-            auto& l = listeners[v->f.listen];
-            if (!l) l = std::make_unique<PeerListener>(v->f.listen);
-            l->add(*v->target);
-        }
-    for (auto it = listeners.begin(); it != listeners.end();) {
-        if (auto st = it->second->listen(); !st) {
-            std::fprintf(stderr, "sanrepd: %s: its volumes are not served\n", st.error().message.c_str());
-            for (auto& v : served)
-                if (v && v->target && v->f.listen == it->first) {
-                    stop_volume(*v);
-                    v.reset();
-                }
-            it = listeners.erase(it);
-        } else {
-            ++it;
-        }
-    }
-    std::erase(served, nullptr);
-    if (served.empty()) return fail(wanted.size() == 1 ? "nothing served" : "no volume could be served");
-
-    for (auto& v : served) {
-        const Flags& f = v->f;
-        if (v->target) {
-            std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n",
-                         f.volume.c_str(), f.replica.c_str(), f.listen.c_str());
-            continue;
-        }
-        if (v->link) v->link->start();
-        Served* raw = v.get();
-        v->nbd_thread = std::thread([raw, single = served.size() == 1] {
-            name_thread("nbd-accept");
-            raw->nbd_result = raw->server->run();
-            if (!raw->nbd_result) {
-                std::fprintf(stderr, "sanrepd: volume %s: NBD server: %s\n", raw->f.volume.c_str(),
-                             raw->nbd_result.error().message.c_str());
-                if (single) ::kill(::getpid(), SIGTERM);  // nothing left to serve: release the main thread
-            }
-        });
-        std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n", f.volume.c_str(),
-                     static_cast<unsigned long long>(v->volume->size()), f.replica.c_str(),
-                     v->volume->replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
-                     f.peer.empty() ? "none (standalone)" : f.peer.c_str());
-    }
-    for (auto& [address, l] : listeners) l->start();
+    for (auto& f : wanted) node.add(f);
+    if (node.empty()) return fail(wanted.size() == 1 ? "nothing served" : "no volume could be served");
 
     int sig = 0;
-    sigwait(&sigs, &sig);
-    // No new peer connections first (and every session's socket shut
-    // down), then each volume stops on its own.
-    for (auto& [address, l] : listeners) l->stop();
-    // All volumes at once: a primary in the middle of a handshake with a
-    // frozen peer takes up to its ack timeout to stop, and those waits must
-    // not add up across volumes past systemd's stop timeout.
-    std::vector<std::thread> stoppers;
-    for (auto& v : served) {
-        if (!v) continue;
-        try {
-            stoppers.emplace_back([&v] { stop_volume(*v); });
-        } catch (const std::system_error&) {
-            stop_volume(*v);  // out of threads: this one in turn
-        }
+    for (;;) {
+        sigwait(&sigs, &sig);
+        if (sig != SIGHUP) break;
+        if (node_mode)
+            reload(node, config, argc, argv, daemon);
+        else
+            std::fprintf(stderr, "sanrepd: SIGHUP: only a daemon started with --config and no --volume reloads\n");
     }
-    for (auto& t : stoppers) t.join();
-    bool ok = true;
-    for (auto& v : served)
-        if (v) ok = ok && v->nbd_result.ok();
-    return ok ? 0 : 1;
+    return node.stop_all() ? 0 : 1;
 }

@@ -344,3 +344,96 @@ BOOST_AUTO_TEST_CASE(a_failing_metadata_file_fails_only_its_volume) {
     BOOST_TEST(read_file(k.path("a-v2.img"))[0] == '\x33');
     BOOST_TEST(read_file(k.path("a-v1.img"))[0] == '\0');
 }
+
+// `systemctl reload sanrepd` (SIGHUP): a volume added to the node's file
+// starts (a secondary too, on a new peer port), one removed stops unless an
+// NBD client still uses it, one changed keeps running as it was, a file with
+// an error changes nothing; through all of it the first volume's client
+// keeps its connection and its data.
+BOOST_AUTO_TEST_CASE(reload_adds_and_removes_volumes_and_leaves_the_others_alone) {
+    Cluster k;
+    const int port = free_port();
+    auto volume = [&](const std::string& name, const std::string& role, const std::string& extra = "") {
+        std::ostringstream c;
+        c << "\n[volume." << name << "]\nrole = \"" << role << "\"\nreplica = \"" << k.path("n-" + name + ".img")
+          << "\"\nsize = \"" << kSizeArg << "\"\ncontrol = \"" << k.path("n-" + name + ".ctl") << "\"\n";
+        if (role == "primary") c << "nbd_socket = \"" << k.path("n-" + name + ".nbd") << "\"\n";
+        if (role == "secondary") c << "listen = \"127.0.0.1:" << port << "\"\n";
+        return c.str() + extra;
+    };
+    const std::string head = "[sanrepd]\nnode = \"node-n\"\nthreads = 4\npsk_file = \"" + key_file(k) + "\"\n";
+    const auto config = k.path("n.toml");
+    auto write_config = [&](const std::string& text) { std::ofstream(config) << head << text; };
+    auto reload = [&](const std::string& until) {
+        k.signal("n", SIGHUP);
+        return log_has(k, "n", until);
+    };
+
+    write_config(volume("v1", "primary"));
+    k.start("n", {"--config", config});
+    BOOST_TEST_REQUIRE(k.wait_file("n-v1.nbd"));
+    auto v1 = NbdClient::connect(k.path("n-v1.nbd"), "v1");
+    BOOST_TEST_REQUIRE(v1.ok());
+    std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> first = {{0, std::vector<std::uint8_t>(4096, 0x61)}};
+    BOOST_TEST((*v1->write_batch(first))[0] == 0u);
+
+    // Added: a standalone primary and a secondary, which a primary of
+    // another node then syncs.
+    write_config(volume("v1", "primary") + volume("v2", "primary") + volume("v3", "secondary"));
+    BOOST_TEST_REQUIRE(reload("reload: 2 added, 0 removed, 0 changed"));
+    BOOST_TEST_REQUIRE(k.wait_file("n-v2.nbd"));
+    write_pattern(k.path("n-v2.nbd"), "v2", 0x22);
+    k.start_primary("p", "v3", port, kSizeArg, {"--psk-file", key_file(k)});
+    BOOST_TEST_REQUIRE(k.wait_state("p", "in-sync"));
+    std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> second = {
+        {4096, std::vector<std::uint8_t>(4096, 0x62)}};
+    BOOST_TEST((*v1->write_batch(second))[0] == 0u);  // the same connection, untouched
+
+    // v1 removed while its client is connected: kept. v3 removed: stopped
+    // (its primary loses the peer). v2 changed: runs on as it was.
+    write_config(volume("v2", "primary", "ack_timeout_ms = 4000\n"));
+    BOOST_TEST_REQUIRE(reload("reload: 0 added, 1 removed, 1 changed (restart to apply), 1 kept"));
+    BOOST_TEST(log_has(k, "n", "volume v1 is no longer in"));
+    BOOST_TEST(log_has(k, "n", "volume v3: no longer served"));
+    BOOST_TEST(log_has(k, "n", "volume v2 changed in"));
+    // The primary loses its peer: out of sync, or refused ("no volume v3
+    // on this node") if it reconnected before the port closed.
+    bool lost = false;
+    for (int i = 0; i < 200 && !lost; ++i) {
+        auto state = k.peer_state("p");
+        lost = state == "out-of-sync" || state == "refused";
+        if (!lost) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    BOOST_TEST(lost);
+    std::vector<std::uint8_t> back;
+    BOOST_TEST(*v1->simple(nbd::CommandType::Read, 0, 8192, &back) == 0u);
+    BOOST_TEST((back == [] {
+        std::vector<std::uint8_t> want(4096, 0x61);
+        want.resize(8192, 0x62);
+        return want;
+    }()));
+    v1->disconnect();
+
+    // Its client gone (the server notices the disconnect on its own
+    // time), v1 goes on a next reload.
+    bool gone = false;
+    for (int i = 0; i < 40 && !gone; ++i) {
+        k.signal("n", SIGHUP);
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        gone = read_file(k.dir / "n.log").find("volume v1: no longer served") != std::string::npos;
+    }
+    BOOST_TEST_REQUIRE(gone);
+    BOOST_TEST(!NbdClient::connect(k.path("n-v1.nbd"), "v1").ok());
+
+    // A typo: nothing changes, v2 serves on.
+    write_config(volume("v2", "primary") + "\n[volume.v4]\nreplcia = \"/x\"\n");
+    BOOST_TEST_REQUIRE(reload("replcia: unknown key: nothing changed"));
+    write_pattern(k.path("n-v2.nbd"), "v2", 0x23);
+
+    BOOST_TEST(k.stop("n") == 0);
+    BOOST_TEST(k.stop("p") == 0);
+    const auto v1_image = read_file(k.path("n-v1.img"));  // a volume that leaves keeps its data
+    BOOST_TEST(v1_image[0] == '\x61');
+    BOOST_TEST(v1_image[4096] == '\x62');
+    BOOST_TEST(read_file(k.path("n-v2.img"))[0] == '\x23');
+}

@@ -36,6 +36,8 @@ struct DaemonOptions {
     std::uint64_t max_lag = 64ull << 20;
     std::uint64_t verify_chunk = 1 << 20;
     std::string psk_file;  // the peers' pre-shared key; empty: no authentication
+
+    bool operator==(const DaemonOptions&) const = default;
 };
 
 // "64K", "10G", "4096": bytes. False on anything else.

@@ -53,6 +53,8 @@ public:
     void stop();
 
     std::size_t connections() const;
+    // Clients connected now (connections() also counts ended ones not yet reaped).
+    std::size_t active_connections() const;
 
 private:
     void accept_on(int listen_fd);

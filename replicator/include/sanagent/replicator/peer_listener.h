@@ -13,6 +13,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <list>
 #include <map>
 #include <mutex>
@@ -35,8 +36,15 @@ public:
     PeerListener& operator=(const PeerListener&) = delete;
 
     const std::string& address() const { return address_; }
-    // Before start(); the target outlives the listener's stop().
+    // Before or after start(); the target outlives the listener's stop()
+    // or its remove().
     void add(PeerTarget& target);
+    // A volume leaves (a reload dropped it): no new connection is handed to
+    // it, its connections are shut down and stopped, and this returns once
+    // none uses the target. Bounded: a handshake ends within
+    // kPeerHandshakeBound, a session once its socket fails.
+    void remove(const std::string& volume);
+    std::size_t volumes() const;
     Status listen();
     void start();
     // Closes the listener, shuts every connection down and joins their
@@ -49,6 +57,7 @@ private:
         std::thread thread;
         bool handshaking = true;
         bool done = false;
+        std::string volume;  // the target it was handed to, once it was
     };
     void accept_loop();
     void run(Connection& c);
@@ -56,13 +65,14 @@ private:
     void reap();
 
     std::string address_;
-    std::map<std::string, PeerTarget*> targets_;
     UniqueFd listen_fd_;
     std::thread accept_thread_;
     std::atomic<bool> stopping_{false};
     RateLimitedLog drops_;
 
-    std::mutex mu_;
+    mutable std::mutex mu_;
+    std::condition_variable released_;             // a connection is done
+    std::map<std::string, PeerTarget*> targets_;  // under mu_
     std::list<Connection> connections_;  // stable addresses: each thread holds its own
     unsigned handshaking_ = 0;
 };
