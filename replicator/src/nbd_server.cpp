@@ -114,6 +114,10 @@ private:
                 if (!session) return session.error();  // no way back to plain text after the ACK
                 tls_ = std::move(*session);
                 tls_mode_ = nbd::Tls::Active;
+                // From here GnuTLS bounds the reads: a socket timeout would
+                // look to it like a read to retry.
+                set_recv_timeout(fd_.get(), 0);
+                tls_->set_timeout(kHandshakeTimeoutMs);
                 log("TLS: " + tls_->describe() + ", " + tls_->peer());
                 receiver_.read_from([tls = tls_.get()](std::uint8_t* buf, std::size_t len) {
                     return tls->recv_some(buf, len);
@@ -122,6 +126,7 @@ private:
             }
             if (outcome.next == nbd::Next::Transmit) {
                 set_recv_timeout(fd_.get(), 0);
+                if (tls_) tls_->set_timeout(0);
                 return true;
             }
         }
@@ -393,12 +398,27 @@ Status NbdServer::listen_unix(const std::string& path) {
     return {};
 }
 
+void NbdServer::require_tls(std::shared_ptr<const TlsCredentials> credentials) {
+    std::lock_guard lock(mu_);
+    tls_credentials_ = std::move(credentials);
+}
+
+std::shared_ptr<const TlsCredentials> NbdServer::tls_credentials() const {
+    std::lock_guard lock(mu_);
+    return tls_credentials_;
+}
+
 Status NbdServer::listen_tcp(const std::string& address) {
     auto fd = tcp_listen(address);
     if (!fd) return fd.error().context("NBD TCP listener");
-    if (tls_credentials_)
-        std::fprintf(stderr, "sanrepd: NBD on TCP %s requires TLS (%s)\n", address.c_str(),
-                     tls_credentials_->describe().c_str());
+    auto tls = tls_credentials();
+    if (tls && tls->authenticates_clients())
+        std::fprintf(stderr, "sanrepd: NBD on TCP %s requires TLS (%s)\n", address.c_str(), tls->describe().c_str());
+    else if (tls)
+        std::fprintf(stderr,
+                     "sanrepd: warning: NBD on TCP %s requires TLS (%s): encrypted, but anyone who can reach it "
+                     "can read and write the volume (add ca-cert.pem)\n",
+                     address.c_str(), tls->describe().c_str());
     else
         std::fprintf(stderr,
                      "sanrepd: warning: NBD on TCP %s without TLS: anyone who can reach it can read and write the "
@@ -417,6 +437,14 @@ void NbdServer::stop() {
 std::size_t NbdServer::connections() const {
     std::lock_guard lock(mu_);
     return conns_.size();
+}
+
+bool NbdServer::close_if_idle() {
+    std::lock_guard lock(mu_);
+    for (const auto& c : conns_)
+        if (!c->finished()) return false;
+    closed_ = true;
+    return true;
 }
 
 std::size_t NbdServer::active_connections() const {
@@ -446,6 +474,7 @@ void NbdServer::accept_on(int listen_fd) {
     if (!fd.valid()) return;
     reap();
     std::lock_guard lock(mu_);
+    if (closed_) return;  // the volume is leaving (a reload): the client sees the connection close
     if (conns_.size() >= kMaxConnections) {
         std::fprintf(stderr, "sanrepd: refusing NBD connection: %u already open\n", kMaxConnections);
         return;

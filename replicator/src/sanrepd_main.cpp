@@ -455,6 +455,10 @@ public:
         return std::shared_ptr<const TlsCredentials>(*creds);
     }
 
+    // A reload reads every key file again (an admin rotates keys and
+    // reloads), not what the last start or reload cached.
+    void forget_tls() { tls_.clear(); }
+
     // Opens and starts one volume; false (logged) when it cannot serve.
     bool add(const Flags& f) {
         auto tls = tls_for(f);
@@ -599,17 +603,20 @@ void reload(Node& node, const std::string& config, int argc, char** argv, const 
     for (const auto& name : node.volumes()) {
         if (std::any_of(wanted.begin(), wanted.end(), [&](const Flags& f) { return f.volume == name; })) continue;
         Served* v = node.find(name);
-        if (std::size_t clients = v->server ? v->server->active_connections() : 0) {
+        // Closed to new clients in the same step as the check: none can
+        // come in between and be cut off.
+        if (v->server && !v->server->close_if_idle()) {
             std::fprintf(stderr,
                          "sanrepd: reload: volume %s is no longer in %s but %zu NBD client(s) use it: still "
                          "serving it; reload again once they have disconnected\n",
-                         name.c_str(), config.c_str(), clients);
+                         name.c_str(), config.c_str(), v->server->active_connections());
             ++kept;
             continue;
         }
         node.remove(name);
         ++removed;
     }
+    node.forget_tls();
     for (const auto& f : wanted) {
         if (Served* v = node.find(f.volume)) {
             if (!(v->f == f)) {
@@ -618,6 +625,19 @@ void reload(Node& node, const std::string& config, int argc, char** argv, const 
                              "running as it was\n",
                              f.volume.c_str(), config.c_str());
                 ++changed;
+                continue;
+            }
+            // The same key file may hold new keys: new connections get them.
+            auto now_tls = v->server ? v->server->tls_credentials() : nullptr;
+            if (!now_tls) continue;
+            auto tls = node.tls_for(f);
+            if (!tls)
+                std::fprintf(stderr, "sanrepd: reload: volume %s: %s: it keeps the keys it has\n", f.volume.c_str(),
+                             tls.error().message.c_str());
+            else if (*tls && !now_tls->same_keys(**tls)) {
+                v->server->require_tls(*tls);
+                std::fprintf(stderr, "sanrepd: reload: volume %s: NBD TLS keys changed (%s): new connections use them\n",
+                             f.volume.c_str(), (*tls)->describe().c_str());
             }
             continue;
         }

@@ -24,12 +24,18 @@ Result<std::vector<std::uint8_t>> read_secret_file(const std::string& path, cons
     while (got < data.size()) {
         ssize_t r = ::read(fd.get(), data.data() + got, data.size() - got);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return last_errno("reading the " + what + " " + path);
+        if (r < 0) {
+            auto error = last_errno("reading the " + what + " " + path);
+            explicit_bzero(data.data(), data.size());
+            return error;
+        }
         if (r == 0) break;
         got += static_cast<std::size_t>(r);
     }
-    if (got > max_bytes)
+    if (got > max_bytes) {
+        explicit_bzero(data.data(), data.size());
         return Error{EFBIG, what + " " + path + ": larger than " + std::to_string(max_bytes) + " bytes"};
+    }
     data.resize(got);
     return data;
 }

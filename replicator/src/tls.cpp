@@ -1,9 +1,12 @@
 #include "sanagent/replicator/tls.h"
 
+#include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 #include <sys/stat.h>
 
+#include <array>
 #include <cstring>
+#include <initializer_list>
 
 #include "sanagent/replicator/secret_file.h"
 
@@ -45,19 +48,51 @@ int TlsCredentials::find_psk(gnutls_session_t session, const char* identity, gnu
 TlsCredentials::~TlsCredentials() {
     if (psk_) gnutls_psk_free_server_credentials(psk_);
     if (x509_) gnutls_certificate_free_credentials(x509_);
+    for (auto& [identity, key] : psk_keys_) explicit_bzero(key.data(), key.size());
 }
+
+namespace {
+
+// What a reload compares: a digest of everything the credentials were made
+// of, so that changed keys are noticed without keeping a copy of them.
+std::array<std::uint8_t, 32> digest_of(std::initializer_list<std::span<const std::uint8_t>> parts) {
+    std::array<std::uint8_t, 32> out{};
+    gnutls_hash_hd_t h = nullptr;
+    if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0) std::abort();  // SHA-256 is always there
+    for (auto part : parts) gnutls_hash(h, part.data(), part.size());
+    gnutls_hash_deinit(h, out.data());
+    return out;
+}
+
+std::span<const std::uint8_t> bytes_of(const gnutls_datum_t& d) { return {d.data, d.size}; }
+
+// Whether an optional file of an X.509 directory is there: only "no such
+// file" means absent; anything else (a dangling symlink, no permission) is
+// an error, so that a CA that cannot be read never means "no client check".
+Result<bool> present(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) return true;
+    if (errno == ENOENT) return false;
+    return last_errno("TLS: " + path);
+}
+
+}  // namespace
 
 Result<std::shared_ptr<TlsCredentials>> TlsCredentials::load_psk(const std::string& path) {
     auto text = read_secret_file(path, "TLS PSK file", kMaxPskFile);
     if (!text) return text.error();
+    WipeOnExit wipe_text(*text);
     std::shared_ptr<TlsCredentials> creds(new TlsCredentials);
     creds->describe_ = "PSK " + path;
+    creds->digest_ = digest_of({*text});
     std::string all(text->begin(), text->end());
+    WipeOnExit wipe_all(all);
     std::size_t line_no = 0;
     for (std::size_t pos = 0; pos < all.size();) {
         auto end = all.find('\n', pos);
         if (end == std::string::npos) end = all.size();
         std::string line = all.substr(pos, end - pos);
+        WipeOnExit wipe_line(line);
         pos = end + 1;
         ++line_no;
         if (!line.empty() && line.back() == '\r') line.pop_back();
@@ -67,20 +102,20 @@ Result<std::shared_ptr<TlsCredentials>> TlsCredentials::load_psk(const std::stri
         if (colon == std::string::npos || colon == 0)
             return Error{EINVAL, where + "expected IDENTITY:HEXKEY (psktool -u IDENTITY -p " + path + ")"};
         std::string hex = line.substr(colon + 1);
+        WipeOnExit wipe_hex(hex);
         gnutls_datum_t in{reinterpret_cast<unsigned char*>(hex.data()), static_cast<unsigned>(hex.size())};
         gnutls_datum_t out{};
         if (int r = gnutls_hex_decode2(&in, &out); r < 0)
             return Error{EINVAL, where + "the key is not hexadecimal: " + gnutls_strerror(r)};
         std::unique_ptr<unsigned char, GnutlsFree> owned(out.data);
         std::vector<std::uint8_t> key(out.data, out.data + out.size);
-        gnutls_memset(out.data, 0, out.size);
+        WipeOnExit wipe_key(key);  // moved from when kept: then empty
+        explicit_bzero(out.data, out.size);
         if (key.size() < kMinPskKey)
             return Error{EINVAL, where + "the key is " + std::to_string(key.size()) + " bytes; use 16 or more"};
-        if (!creds->psk_keys_.emplace(line.substr(0, colon), std::move(key)).second)
+        if (!creds->psk_keys_.try_emplace(line.substr(0, colon), std::move(key)).second)
             return Error{EINVAL, where + "identity '" + line.substr(0, colon) + "' is given twice"};
     }
-    gnutls_memset(all.data(), 0, all.size());
-    gnutls_memset(text->data(), 0, text->size());
     if (creds->psk_keys_.empty()) return Error{EINVAL, "TLS PSK file " + path + ": no IDENTITY:HEXKEY line"};
     if (int r = gnutls_psk_allocate_server_credentials(&creds->psk_); r < 0)
         return tls_error(r, "TLS PSK credentials");
@@ -92,30 +127,50 @@ Result<std::shared_ptr<TlsCredentials>> TlsCredentials::load_x509(const std::str
     const std::string cert_path = dir + "/server-cert.pem";
     const std::string key_path = dir + "/server-key.pem";
     const std::string ca_path = dir + "/ca-cert.pem";
+    const std::string crl_path = dir + "/ca-crl.pem";
     std::shared_ptr<TlsCredentials> creds(new TlsCredentials);
     creds->describe_ = "X.509 " + dir;
     if (int r = gnutls_certificate_allocate_credentials(&creds->x509_); r < 0)
         return tls_error(r, "TLS certificate credentials");
     auto key = read_secret_file(key_path, "TLS private key", kMaxPemFile);
     if (!key) return key.error();
+    WipeOnExit wipe_key(*key);
     gnutls_datum_t key_datum{key->data(), static_cast<unsigned>(key->size())};
-    // The certificate is public and read as it is; the key only through the
-    // owner and mode check.
-    gnutls_datum_t cert_datum{};
-    if (int r = gnutls_load_file(cert_path.c_str(), &cert_datum); r < 0)
+    // The certificates are public and read as they are; the key only
+    // through the owner and mode check.
+    gnutls_datum_t cert{}, ca{}, crl{};
+    std::unique_ptr<unsigned char, GnutlsFree> cert_owned, ca_owned, crl_owned;
+    if (int r = gnutls_load_file(cert_path.c_str(), &cert); r < 0)
         return tls_error(r, "reading the TLS certificate " + cert_path);
-    std::unique_ptr<unsigned char, GnutlsFree> cert_owned(cert_datum.data);
-    int r = gnutls_certificate_set_x509_key_mem(creds->x509_, &cert_datum, &key_datum, GNUTLS_X509_FMT_PEM);
-    gnutls_memset(key->data(), 0, key->size());
-    if (r < 0) return tls_error(r, "TLS certificate " + cert_path + " with key " + key_path);
-    struct stat st {};
-    if (::stat(ca_path.c_str(), &st) == 0) {
-        int n = gnutls_certificate_set_x509_trust_file(creds->x509_, ca_path.c_str(), GNUTLS_X509_FMT_PEM);
+    cert_owned.reset(cert.data);
+    if (int r = gnutls_certificate_set_x509_key_mem(creds->x509_, &cert, &key_datum, GNUTLS_X509_FMT_PEM); r < 0)
+        return tls_error(r, "TLS certificate " + cert_path + " with key " + key_path);
+    auto has_ca = present(ca_path);
+    if (!has_ca) return has_ca.error();
+    if (*has_ca) {
+        if (int r = gnutls_load_file(ca_path.c_str(), &ca); r < 0)
+            return tls_error(r, "reading the TLS CA certificate " + ca_path);
+        ca_owned.reset(ca.data);
+        int n = gnutls_certificate_set_x509_trust_mem(creds->x509_, &ca, GNUTLS_X509_FMT_PEM);
         if (n < 0) return tls_error(n, "TLS CA certificate " + ca_path);
         if (n == 0) return Error{EINVAL, "TLS CA certificate " + ca_path + ": no certificate in it"};
         creds->verify_clients_ = true;
-        creds->describe_ += " (clients need a certificate from " + ca_path + ")";
+        creds->describe_ += ", clients need a certificate from ca-cert.pem";
+    } else {
+        creds->describe_ += ", clients not asked for a certificate (no ca-cert.pem)";
     }
+    auto has_crl = present(crl_path);
+    if (!has_crl) return has_crl.error();
+    if (*has_crl) {
+        if (!*has_ca) return Error{EINVAL, "TLS: " + crl_path + " without ca-cert.pem: clients are not checked at all"};
+        if (int r = gnutls_load_file(crl_path.c_str(), &crl); r < 0)
+            return tls_error(r, "reading the TLS revocation list " + crl_path);
+        crl_owned.reset(crl.data);
+        if (int n = gnutls_certificate_set_x509_crl_mem(creds->x509_, &crl, GNUTLS_X509_FMT_PEM); n < 0)
+            return tls_error(n, "TLS revocation list " + crl_path);
+        creds->describe_ += " not revoked in ca-crl.pem";
+    }
+    creds->digest_ = digest_of({*key, bytes_of(cert), bytes_of(ca), bytes_of(crl)});
     return creds;
 }
 
@@ -201,9 +256,11 @@ ssize_t TlsSession::recv_some(std::uint8_t* buf, std::size_t len) {
     for (;;) {
         ssize_t r = gnutls_record_recv(session_, buf, len);
         if (r >= 0) return r;
-        if (r == GNUTLS_E_INTERRUPTED) continue;
-        // AGAIN on a blocking socket: its receive timeout ran out.
-        errno = r == GNUTLS_E_AGAIN                    ? ETIMEDOUT
+        // AGAIN also follows a post-handshake message (a TLS 1.3 key
+        // update): nothing to return yet, read on. The socket has no
+        // receive timeout while TLS is up; set_timeout() bounds a read.
+        if (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN) continue;
+        errno = r == GNUTLS_E_TIMEDOUT                  ? ETIMEDOUT
                 : r == GNUTLS_E_PREMATURE_TERMINATION ? ECONNRESET
                                                        : EPROTO;
         return -1;
@@ -255,6 +312,8 @@ Status TlsSession::write_full(std::span<const std::uint8_t> data) {
     };
     return writev_full(&iov, 1);
 }
+
+void TlsSession::set_timeout(int ms) { gnutls_record_set_timeout(session_, static_cast<unsigned>(ms)); }
 
 bool TlsSession::pending() const { return gnutls_record_check_pending(session_) > 0; }
 

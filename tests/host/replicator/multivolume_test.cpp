@@ -369,6 +369,18 @@ BOOST_AUTO_TEST_CASE(reload_adds_and_removes_volumes_and_leaves_the_others_alone
         return log_has(k, "n", until);
     };
 
+    // v2 also serves NBD on TCP with TLS, from a key file rotated below.
+    const int tcp_port = free_port();
+    const std::string tcp = "127.0.0.1:" + std::to_string(tcp_port);
+    const std::string tls_keys = k.path("nbd.psk");
+    auto write_tls_keys = [&](const std::string& key) {
+        std::ofstream(tls_keys) << "hv1:" << key << "\n";
+        ::chmod(tls_keys.c_str(), 0600);
+    };
+    const std::string old_key(64, 'a'), new_key(64, 'b');
+    write_tls_keys(old_key);
+    const std::string v2_tls = "nbd_tcp = \"" + tcp + "\"\nnbd_tls_psk = \"" + tls_keys + "\"\n";
+
     write_config(volume("v1", "primary"));
     k.start("n", {"--config", config});
     BOOST_TEST_REQUIRE(k.wait_file("n-v1.nbd"));
@@ -379,7 +391,7 @@ BOOST_AUTO_TEST_CASE(reload_adds_and_removes_volumes_and_leaves_the_others_alone
 
     // Added: a standalone primary and a secondary, which a primary of
     // another node then syncs.
-    write_config(volume("v1", "primary") + volume("v2", "primary") + volume("v3", "secondary"));
+    write_config(volume("v1", "primary") + volume("v2", "primary", v2_tls) + volume("v3", "secondary"));
     BOOST_TEST_REQUIRE(reload("reload: 2 added, 0 removed, 0 changed"));
     BOOST_TEST_REQUIRE(k.wait_file("n-v2.nbd"));
     write_pattern(k.path("n-v2.nbd"), "v2", 0x22);
@@ -391,7 +403,7 @@ BOOST_AUTO_TEST_CASE(reload_adds_and_removes_volumes_and_leaves_the_others_alone
 
     // v1 removed while its client is connected: kept. v3 removed: stopped
     // (its primary loses the peer). v2 changed: runs on as it was.
-    write_config(volume("v2", "primary", "ack_timeout_ms = 4000\n"));
+    write_config(volume("v2", "primary", v2_tls + "ack_timeout_ms = 4000\n"));
     BOOST_TEST_REQUIRE(reload("reload: 0 added, 1 removed, 1 changed (restart to apply), 1 kept"));
     BOOST_TEST(log_has(k, "n", "volume v1 is no longer in"));
     BOOST_TEST(log_has(k, "n", "volume v3: no longer served"));
@@ -426,9 +438,29 @@ BOOST_AUTO_TEST_CASE(reload_adds_and_removes_volumes_and_leaves_the_others_alone
     BOOST_TEST(!NbdClient::connect(k.path("n-v1.nbd"), "v1").ok());
 
     // A typo: nothing changes, v2 serves on.
-    write_config(volume("v2", "primary") + "\n[volume.v4]\nreplcia = \"/x\"\n");
+    write_config(volume("v2", "primary", v2_tls) + "\n[volume.v4]\nreplcia = \"/x\"\n");
     BOOST_TEST_REQUIRE(reload("replcia: unknown key: nothing changed"));
     write_pattern(k.path("n-v2.nbd"), "v2", 0x23);
+
+    // The TLS key rotated in its file: after a reload new clients need the
+    // new key; the volume and its other clients go on.
+    write_config(volume("v2", "primary", v2_tls));
+    write_tls_keys(new_key);
+    BOOST_TEST_REQUIRE(reload("volume v2: NBD TLS keys changed"));
+    sanagent::SystemCommandRunner run;
+    auto nbdinfo = [&](const std::string& key) {
+        const auto file = k.path("client-" + key.substr(0, 1) + ".psk");
+        std::ofstream(file) << "hv1:" << key << "\n";
+        ::chmod(file.c_str(), 0600);
+        auto r = run.run(sanagent::Command({"nbdinfo", "--size", "nbds://hv1@" + tcp + "/v2?tls-psk-file=" + file},
+                                           std::chrono::seconds(30)));
+        return r.ok() ? r->exit_code : -1;
+    };
+    auto found = run.run(sanagent::Command({"sh", "-c", "command -v \"$0\"", "nbdinfo"}, std::chrono::seconds(5)));
+    if (found.ok() && found->exit_code == 0) {  // libnbd-bin: ./run deps installs it
+        BOOST_TEST(nbdinfo(new_key) == 0);
+        BOOST_TEST(nbdinfo(old_key) != 0);
+    }
 
     BOOST_TEST(k.stop("n") == 0);
     BOOST_TEST(k.stop("p") == 0);

@@ -174,6 +174,45 @@ BOOST_AUTO_TEST_CASE(x509_tls_asks_clients_for_a_certificate_from_the_ca) {
     const auto log = read_file(k.path("a.log"));
     BOOST_TEST(log.find("certificate CN=client") != std::string::npos, log);
     BOOST_TEST(log.find("client refused") != std::string::npos, log);
+
+    // The client's certificate revoked (ca-crl.pem, as qemu and nbdkit read
+    // it): refused from the next start on.
+    std::ofstream(pki + "/ca.cnf") << "[ca]\ndefault_ca = d\n[d]\ndatabase = " << pki
+                                   << "/index.txt\ncrlnumber = " << pki
+                                   << "/crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n";
+    std::ofstream(pki + "/index.txt");
+    std::ofstream(pki + "/crlnumber") << "01\n";
+    const std::vector<std::string> ca_args = {"openssl",  "ca",   "-config", pki + "/ca.cnf", "-keyfile",
+                                              pki + "/ca-key.pem", "-cert", pki + "/ca-cert.pem"};
+    auto with = [&](std::vector<std::string> more) {
+        auto argv = ca_args;
+        argv.insert(argv.end(), more.begin(), more.end());
+        return run_ok(argv);
+    };
+    auto revoke = with({"-revoke", pki + "/client-cert.pem"});
+    BOOST_TEST_REQUIRE(revoke.exit_code == 0, revoke.err);
+    auto crl = with({"-gencrl", "-out", srv + "/ca-crl.pem"});
+    BOOST_TEST_REQUIRE(crl.exit_code == 0, crl.err);
+    k.start_primary("a", "vol", 0, "16M", {"--nbd-tcp", tcp, "--nbd-tls-dir", srv});
+    BOOST_TEST(run_ok({"nbdinfo", "--size", uri + cli}).exit_code != 0);
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(read_file(k.path("a.log")).find("not revoked in ca-crl.pem") != std::string::npos);
+
+    // A CA file that is there but cannot be read stops sanrepd: it never
+    // means "clients are not checked".
+    std::filesystem::remove(srv + "/ca-crl.pem");
+    std::filesystem::remove(srv + "/ca-cert.pem");
+    std::filesystem::create_symlink(k.path("missing-ca.pem"), srv + "/ca-cert.pem");
+    k.start("c", {"--volume", "vol", "--role", "primary", "--replica", k.path("c.img"), "--size", "16M",
+                  "--nbd-socket", k.path("c.nbd"), "--control", k.path("c.ctl"), "--nbd-tcp", tcp, "--nbd-tls-dir",
+                  srv});
+    int code = -1;
+    for (int i = 0; i < 100 && code < 0; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        if (read_file(k.path("c.log")).find("ca-cert.pem") != std::string::npos) code = k.stop("c");
+    }
+    BOOST_TEST(code == 1, read_file(k.path("c.log")));
+    BOOST_TEST(!std::filesystem::exists(k.path("c.img")));  // refused before any volume was opened
 }
 
 BOOST_AUTO_TEST_SUITE_END()

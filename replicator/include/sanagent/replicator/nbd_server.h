@@ -41,9 +41,12 @@ public:
     // Bind before run(). A stale socket file is replaced; the socket is 0600.
     Status listen_unix(const std::string& path);
     // TLS for the TCP listeners (FORCEDTLS: no option is answered before
-    // STARTTLS). Call before listen_tcp. The UNIX socket stays plain: it is
-    // local and root-only, and the kernel's nbd client cannot speak TLS.
-    void require_tls(std::shared_ptr<const TlsCredentials> credentials) { tls_credentials_ = std::move(credentials); }
+    // STARTTLS). Call before listen_tcp; called again (a reload with new
+    // keys), new connections use the new credentials. The UNIX socket stays
+    // plain: it is local and root-only, and the kernel's nbd client cannot
+    // speak TLS.
+    void require_tls(std::shared_ptr<const TlsCredentials> credentials);
+    std::shared_ptr<const TlsCredentials> tls_credentials() const;
     // "HOST:PORT" with a numeric host (IPv6 in brackets). Without TLS a
     // warning is logged.
     Status listen_tcp(const std::string& address);
@@ -55,6 +58,9 @@ public:
     std::size_t connections() const;
     // Clients connected now (connections() also counts ended ones not yet reaped).
     std::size_t active_connections() const;
+    // Turns new clients away if none is connected, and says whether it did;
+    // then stop() cannot cut off a client that came in after the check.
+    bool close_if_idle();
 
 private:
     void accept_on(int listen_fd);
@@ -64,7 +70,8 @@ private:
     std::vector<UniqueFd> listeners_;
     std::vector<std::string> unix_paths_;
     std::vector<int> tcp_listeners_;
-    std::shared_ptr<const TlsCredentials> tls_credentials_;
+    std::shared_ptr<const TlsCredentials> tls_credentials_;  // under mu_
+    bool closed_ = false;                                    // under mu_: close_if_idle()
     UniqueFd stop_fd_;
     mutable std::mutex mu_;
     std::vector<std::shared_ptr<NbdConnection>> conns_;

@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cstddef>
+#include <string.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -18,5 +20,21 @@ namespace sanagent::replicator {
 // EFBIG when it is larger than `max_bytes`.
 Result<std::vector<std::uint8_t>> read_secret_file(const std::string& path, const std::string& what,
                                                    std::size_t max_bytes);
+
+// Overwrites a buffer that held a secret (a std::string or std::vector)
+// when the scope ends, on every return path.
+template <typename Buffer>
+class WipeOnExit {
+public:
+    explicit WipeOnExit(Buffer& buffer) : buffer_(buffer) {}
+    ~WipeOnExit() {
+        if (!buffer_.empty()) explicit_bzero(buffer_.data(), buffer_.size() * sizeof(buffer_[0]));
+    }
+    WipeOnExit(const WipeOnExit&) = delete;
+    WipeOnExit& operator=(const WipeOnExit&) = delete;
+
+private:
+    Buffer& buffer_;
+};
 
 }  // namespace sanagent::replicator

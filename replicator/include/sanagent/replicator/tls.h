@@ -5,12 +5,16 @@
 //
 // Only TLS 1.3 and 1.2 are offered (the NBD spec: 1.2 at least, nothing
 // older by default). One session may be used by one receiving and one sending
-// thread at a time, as GnuTLS allows; NbdConnection serialises each side.
+// thread at a time, as GnuTLS allows; NbdConnection serialises each side (as
+// nbdkit does). The one exception GnuTLS has: a TLS 1.3 key update the
+// client asks to be answered makes the receiving thread send. qemu's and
+// libnbd's clients never ask for one.
 #pragma once
 
 #include <gnutls/gnutls.h>
 #include <sys/uio.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -28,15 +32,22 @@ public:
     // of 16 bytes or more). The file is root-owned, 0600.
     static Result<std::shared_ptr<TlsCredentials>> load_psk(const std::string& path);
     // X.509: DIR/server-cert.pem and DIR/server-key.pem (root-owned, 0600);
-    // with DIR/ca-cert.pem clients must present a certificate it signed.
+    // with DIR/ca-cert.pem clients must present a certificate it signed,
+    // and with DIR/ca-crl.pem one it has not revoked. A CA file that is
+    // there but cannot be read is an error, never "no client check".
     static Result<std::shared_ptr<TlsCredentials>> load_x509(const std::string& dir);
 
     ~TlsCredentials();
     TlsCredentials(const TlsCredentials&) = delete;
     TlsCredentials& operator=(const TlsCredentials&) = delete;
 
-    // "PSK FILE" or "X.509 DIR", for the log.
+    // "PSK FILE" or "X.509 DIR, ...", for the log.
     const std::string& describe() const { return describe_; }
+    // Whether a client must prove who it is: always with PSK; with X.509
+    // only when the directory has a CA to check client certificates with.
+    bool authenticates_clients() const { return psk_ || verify_clients_; }
+    // Whether `other` was made from the same files, byte for byte.
+    bool same_keys(const TlsCredentials& other) const { return digest_ == other.digest_; }
 
 private:
     TlsCredentials() = default;
@@ -46,6 +57,7 @@ private:
     gnutls_psk_server_credentials_t psk_ = nullptr;
     gnutls_certificate_credentials_t x509_ = nullptr;
     bool verify_clients_ = false;
+    std::array<std::uint8_t, 32> digest_{};  // SHA-256 of the files
     std::map<std::string, std::vector<std::uint8_t>> psk_keys_;  // identity -> key
 };
 
@@ -66,6 +78,9 @@ public:
     // The buffers go out in as few records as fit (corked).
     Status writev_full(const struct iovec* iov, int count);
     Status write_full(std::span<const std::uint8_t> data);
+    // Bounds each read (GnuTLS polls the socket first); 0: none. Use this,
+    // not SO_RCVTIMEO, once TLS is up.
+    void set_timeout(int ms);
     // Decrypted bytes waiting in the session (a socket's FIONREAD misses them).
     bool pending() const;
     // Ends the TLS stream (close_notify), as NBD_CMD_DISC asks.
