@@ -73,6 +73,10 @@ private:
             std::lock_guard lock(send_mu_);
             if (!broken_) tls_->bye();
         }
+        // The client sees the end now, not when the accept loop reaps this
+        // object (up to a second later): after NBD_CMD_DISC, libnbd's
+        // clients wait for it (nbdcopy took 2 s for 256 MiB it copies in 0.2).
+        ::shutdown(fd_.get(), SHUT_RDWR);
         finished_ = true;
     }
 
