@@ -260,6 +260,13 @@ nlohmann::json status_json(Served& v) {
     } else {
         j["peer"] = {{"state", "standalone"}};
     }
+    if (v.server) {
+        auto tls = v.server->tls_credentials();
+        j["nbd"] = {{"socket", f.nbd_socket},
+                    {"tcp", f.nbd_tcp},
+                    {"tls", f.nbd_tcp.empty() ? "" : tls ? tls->kind() : "off"},
+                    {"clients", v.server->active_connections()}};
+    }
     const auto& c = v.volume->counters();
     j["io"] = {{"reads", c.reads.load()},
                {"writes", c.writes.load()},

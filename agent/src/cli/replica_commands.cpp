@@ -118,6 +118,16 @@ void print_status(const nlohmann::json& j) {
         std::cout << "  async lag " << size_text(p.value("lag_bytes", 0ull)) << " in " << p.value("lag_ops", 0ull)
                   << " ops (max " << size_text(p.value("max_lag", 0ull)) << ")\n";
     std::cout << "  dirty " << size_text(j.value("dirty_bytes", 0ull)) << "\n";
+    if (j.contains("nbd")) {
+        const auto& n = j.at("nbd");
+        std::cout << "  nbd " << n.value("socket", "");
+        if (!n.value("tcp", "").empty()) {
+            const std::string tls = n.value("tls", "");
+            std::cout << ", tcp " << n.value("tcp", "")
+                      << (tls == "off" ? " (no TLS)" : " (TLS " + tls + ")");
+        }
+        std::cout << ", " << n.value("clients", 0ull) << " client(s)\n";
+    }
     if (j.contains("io")) {
         const auto& io = j.at("io");
         std::cout << "  io: " << io.value("reads", 0ull) << " reads (" << size_text(io.value("bytes_read", 0ull))

@@ -108,6 +108,12 @@ BOOST_AUTO_TEST_CASE(psk_tls_with_qemu_io_nbdinfo_nbdcopy_on_a_replicated_volume
     BOOST_TEST(local.exit_code == 0, local.err);
     // The daemon serves on after the refusals.
     BOOST_TEST(run_ok({"nbdinfo", "--size", uri}).exit_code == 0);
+    // Status says how NBD is served.
+    auto st = k.status("a");
+    BOOST_TEST(st["nbd"].value("tcp", "") == tcp, st.dump());
+    BOOST_TEST(st["nbd"].value("tls", "") == "psk");
+    auto shown = run_ok({SANCTL_PATH, "replica", "status", "vol", "--control", k.path("a.ctl")});
+    BOOST_TEST(shown.out.find(", tcp " + tcp + " (TLS psk), ") != std::string::npos, shown.out);
 
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);

@@ -46,6 +46,8 @@ public:
     // Whether a client must prove who it is: always with PSK; with X.509
     // only when the directory has a CA to check client certificates with.
     bool authenticates_clients() const { return psk_ || verify_clients_; }
+    // "psk", "x509" or "x509-no-client-check", for status.
+    const char* kind() const { return psk_ ? "psk" : verify_clients_ ? "x509" : "x509-no-client-check"; }
     // Whether `other` was made from the same files, byte for byte.
     bool same_keys(const TlsCredentials& other) const { return digest_ == other.digest_; }
 
