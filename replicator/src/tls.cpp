@@ -23,7 +23,9 @@ constexpr std::size_t kMaxPemFile = 1 << 20;
 constexpr const char* kPriorityX509 = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2";
 constexpr const char* kPriorityPsk = "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:+ECDHE-PSK:+DHE-PSK:+PSK";
 
-Error tls_error(int code, const std::string& what) { return Error{EPROTO, what + ": " + gnutls_strerror(code)}; }
+Error tls_error(int code, const std::string& what) {
+    return Error{EPROTO, what + ": " + gnutls_strerror(code)};
+}
 
 // Frees what GnuTLS allocated for us.
 struct GnutlsFree {
@@ -64,7 +66,9 @@ std::array<std::uint8_t, 32> digest_of(std::initializer_list<std::span<const std
     return out;
 }
 
-std::span<const std::uint8_t> bytes_of(const gnutls_datum_t& d) { return {d.data, d.size}; }
+std::span<const std::uint8_t> bytes_of(const gnutls_datum_t& d) {
+    return {d.data, d.size};
+}
 
 // Whether an optional file of an X.509 directory is there: only "no such
 // file" means absent; anything else (a dangling symlink, no permission) is
@@ -117,8 +121,7 @@ Result<std::shared_ptr<TlsCredentials>> TlsCredentials::load_psk(const std::stri
             return Error{EINVAL, where + "identity '" + line.substr(0, colon) + "' is given twice"};
     }
     if (creds->psk_keys_.empty()) return Error{EINVAL, "TLS PSK file " + path + ": no IDENTITY:HEXKEY line"};
-    if (int r = gnutls_psk_allocate_server_credentials(&creds->psk_); r < 0)
-        return tls_error(r, "TLS PSK credentials");
+    if (int r = gnutls_psk_allocate_server_credentials(&creds->psk_); r < 0) return tls_error(r, "TLS PSK credentials");
     gnutls_psk_set_server_credentials_function(creds->psk_, find_psk);
     return creds;
 }
@@ -184,8 +187,7 @@ Result<std::unique_ptr<TlsSession>> TlsSession::accept(int fd, std::shared_ptr<c
     s->credentials_ = std::move(credentials);
     const TlsCredentials& c = *s->credentials_;
     // NO_SIGNAL: a client gone mid-send is an error, not SIGPIPE.
-    if (int r = gnutls_init(&s->session_, GNUTLS_SERVER | GNUTLS_NO_SIGNAL); r < 0)
-        return tls_error(r, "TLS session");
+    if (int r = gnutls_init(&s->session_, GNUTLS_SERVER | GNUTLS_NO_SIGNAL); r < 0) return tls_error(r, "TLS session");
     gnutls_session_set_ptr(s->session_, const_cast<TlsCredentials*>(&c));
     const char* err_pos = nullptr;
     if (int r = gnutls_priority_set_direct(s->session_, c.psk_ ? kPriorityPsk : kPriorityX509, &err_pos); r < 0)
@@ -260,9 +262,7 @@ ssize_t TlsSession::recv_some(std::uint8_t* buf, std::size_t len) {
         // update): nothing to return yet, read on. The socket has no
         // receive timeout while TLS is up; set_timeout() bounds a read.
         if (r == GNUTLS_E_INTERRUPTED || r == GNUTLS_E_AGAIN) continue;
-        errno = r == GNUTLS_E_TIMEDOUT                  ? ETIMEDOUT
-                : r == GNUTLS_E_PREMATURE_TERMINATION ? ECONNRESET
-                                                       : EPROTO;
+        errno = r == GNUTLS_E_TIMEDOUT ? ETIMEDOUT : r == GNUTLS_E_PREMATURE_TERMINATION ? ECONNRESET : EPROTO;
         return -1;
     }
 }
@@ -300,8 +300,7 @@ Status TlsSession::writev_full(const struct iovec* iov, int count) {
     }
     if (cork) {
         // WAIT: retries AGAIN and INTERRUPTED itself until all is sent.
-        if (int r = gnutls_record_uncork(session_, GNUTLS_RECORD_WAIT); r < 0)
-            return tls_error(r, "sending over TLS");
+        if (int r = gnutls_record_uncork(session_, GNUTLS_RECORD_WAIT); r < 0) return tls_error(r, "sending over TLS");
     }
     return {};
 }
@@ -313,10 +312,16 @@ Status TlsSession::write_full(std::span<const std::uint8_t> data) {
     return writev_full(&iov, 1);
 }
 
-void TlsSession::set_timeout(int ms) { gnutls_record_set_timeout(session_, static_cast<unsigned>(ms)); }
+void TlsSession::set_timeout(int ms) {
+    gnutls_record_set_timeout(session_, static_cast<unsigned>(ms));
+}
 
-bool TlsSession::pending() const { return gnutls_record_check_pending(session_) > 0; }
+bool TlsSession::pending() const {
+    return gnutls_record_check_pending(session_) > 0;
+}
 
-void TlsSession::bye() { gnutls_bye(session_, GNUTLS_SHUT_WR); }
+void TlsSession::bye() {
+    gnutls_bye(session_, GNUTLS_SHUT_WR);
+}
 
 }  // namespace sanagent::replicator

@@ -65,12 +65,11 @@ BOOST_AUTO_TEST_CASE(psk_tls_with_qemu_io_nbdinfo_nbdcopy_on_a_replicated_volume
     BOOST_TEST_REQUIRE(k.start_synced_pair(free_port(), "32M", {}, {"--nbd-tcp", tcp, "--nbd-tls-psk", keys}));
     const std::string uri = "nbds://alice@" + tcp + "/vol?tls-psk-file=" + keys;
 
-    auto qemu = run_ok({"qemu-io", "--object",
-                        "tls-creds-psk,id=tls0,endpoint=client,username=alice,dir=" + k.path("qemu-psk"),
-                        "--image-opts", "driver=nbd,host=127.0.0.1,port=" + std::to_string(nbd_port) +
-                                            ",export=vol,tls-creds=tls0",
-                        "-c", "write -P 0xcd 0 1M", "-c", "read -P 0xcd 0 1M", "-c", "write -f -P 0x5a 2M 64k", "-c",
-                        "read -P 0x5a 2M 64k", "-c", "flush"});
+    auto qemu = run_ok(
+        {"qemu-io", "--object", "tls-creds-psk,id=tls0,endpoint=client,username=alice,dir=" + k.path("qemu-psk"),
+         "--image-opts", "driver=nbd,host=127.0.0.1,port=" + std::to_string(nbd_port) + ",export=vol,tls-creds=tls0",
+         "-c", "write -P 0xcd 0 1M", "-c", "read -P 0xcd 0 1M", "-c", "write -f -P 0x5a 2M 64k", "-c",
+         "read -P 0x5a 2M 64k", "-c", "flush"});
     BOOST_TEST(qemu.exit_code == 0, qemu.out + qemu.err);
     BOOST_TEST(qemu.out.find("Pattern verification failed") == std::string::npos, qemu.out);
 
@@ -138,14 +137,14 @@ BOOST_AUTO_TEST_CASE(x509_tls_asks_clients_for_a_certificate_from_the_ca) {
     // way an admin's PKI would hand them out.
     const std::string pki = k.path("pki"), srv = k.path("srv"), cli = k.path("cli"), ca_only = k.path("ca-only");
     for (const auto& d : {pki, srv, cli, ca_only}) std::filesystem::create_directory(d);
-    auto ca = run_ok({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                      "-keyout", pki + "/ca-key.pem", "-out", pki + "/ca-cert.pem", "-days", "2", "-subj",
-                      "/CN=sanrep-test-ca"});
+    auto ca =
+        run_ok({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                pki + "/ca-key.pem", "-out", pki + "/ca-cert.pem", "-days", "2", "-subj", "/CN=sanrep-test-ca"});
     BOOST_TEST_REQUIRE(ca.exit_code == 0, ca.err);
     for (std::string who : {"server", "client"}) {
-        auto req = run_ok({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                           "-keyout", pki + "/" + who + "-key.pem", "-out", pki + "/" + who + ".csr", "-subj",
-                           "/CN=" + who});
+        auto req =
+            run_ok({"openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                    pki + "/" + who + "-key.pem", "-out", pki + "/" + who + ".csr", "-subj", "/CN=" + who});
         BOOST_TEST_REQUIRE(req.exit_code == 0, req.err);
         std::ofstream(pki + "/" + who + ".ext")
             << "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=" << (who == "server" ? "serverAuth" : "clientAuth")
@@ -188,8 +187,8 @@ BOOST_AUTO_TEST_CASE(x509_tls_asks_clients_for_a_certificate_from_the_ca) {
                                    << "/crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n";
     std::ofstream(pki + "/index.txt");
     std::ofstream(pki + "/crlnumber") << "01\n";
-    const std::vector<std::string> ca_args = {"openssl",  "ca",   "-config", pki + "/ca.cnf", "-keyfile",
-                                              pki + "/ca-key.pem", "-cert", pki + "/ca-cert.pem"};
+    const std::vector<std::string> ca_args = {
+        "openssl", "ca", "-config", pki + "/ca.cnf", "-keyfile", pki + "/ca-key.pem", "-cert", pki + "/ca-cert.pem"};
     auto with = [&](std::vector<std::string> more) {
         auto argv = ca_args;
         argv.insert(argv.end(), more.begin(), more.end());
@@ -209,9 +208,8 @@ BOOST_AUTO_TEST_CASE(x509_tls_asks_clients_for_a_certificate_from_the_ca) {
     std::filesystem::remove(srv + "/ca-crl.pem");
     std::filesystem::remove(srv + "/ca-cert.pem");
     std::filesystem::create_symlink(k.path("missing-ca.pem"), srv + "/ca-cert.pem");
-    k.start("c", {"--volume", "vol", "--role", "primary", "--replica", k.path("c.img"), "--size", "16M",
-                  "--nbd-socket", k.path("c.nbd"), "--control", k.path("c.ctl"), "--nbd-tcp", tcp, "--nbd-tls-dir",
-                  srv});
+    k.start("c", {"--volume", "vol", "--role", "primary", "--replica", k.path("c.img"), "--size", "16M", "--nbd-socket",
+                  k.path("c.nbd"), "--control", k.path("c.ctl"), "--nbd-tcp", tcp, "--nbd-tls-dir", srv});
     int code = -1;
     for (int i = 0; i < 100 && code < 0; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(100));

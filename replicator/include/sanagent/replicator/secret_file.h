@@ -4,9 +4,9 @@
 // other permission bits.
 #pragma once
 
-#include <cstddef>
 #include <string.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>

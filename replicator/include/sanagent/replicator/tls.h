@@ -59,7 +59,7 @@ private:
     gnutls_psk_server_credentials_t psk_ = nullptr;
     gnutls_certificate_credentials_t x509_ = nullptr;
     bool verify_clients_ = false;
-    std::array<std::uint8_t, 32> digest_{};  // SHA-256 of the files
+    std::array<std::uint8_t, 32> digest_{};                      // SHA-256 of the files
     std::map<std::string, std::vector<std::uint8_t>> psk_keys_;  // identity -> key
 };
 
