@@ -30,6 +30,7 @@
 
 #include "sanagent/replicator/nbd_handshake.h"
 #include "sanagent/replicator/nbd_protocol.h"
+#include "sanagent/process.h"
 #include "sanagent/replicator/net.h"
 
 namespace sanrep_test {
@@ -41,6 +42,14 @@ using namespace sanagent::replicator;
 inline std::string read_file(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     return {std::istreambuf_iterator<char>(in), {}};
+}
+
+// Whether a client tool (qemu-io, nbdinfo, openssl) is installed: tests
+// that need one say they are skipped without it.
+inline bool have_tool(const std::string& tool) {
+    sanagent::SystemCommandRunner run;
+    auto r = run.run(sanagent::Command({"sh", "-c", "command -v \"$0\"", tool}, std::chrono::seconds(5)));
+    return r.ok() && r->exit_code == 0;
 }
 
 // A picked-free loopback port: bind port 0, read it back, close.

@@ -13,12 +13,6 @@ using namespace sanrep_test;
 
 namespace {
 
-bool have_tool(const std::string& tool) {
-    sanagent::SystemCommandRunner run;
-    auto r = run.run(sanagent::Command({"sh", "-c", "command -v \"$0\"", tool}, std::chrono::seconds(5)));
-    return r.ok() && r->exit_code == 0;
-}
-
 // A file only its owner may read, as sanrepd (and libnbd) insist.
 std::string write_private(const std::string& path, const std::string& text) {
     std::ofstream(path) << text;

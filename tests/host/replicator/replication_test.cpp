@@ -28,12 +28,6 @@ void write_and_log(NbdClient& c, AckedLog& log, std::mt19937_64& rng, int batche
     }
 }
 
-bool have(const std::string& tool) {
-    sanagent::SystemCommandRunner run;
-    auto r = run.run(sanagent::Command({"sh", "-c", "command -v \"$0\"", tool}, std::chrono::seconds(5)));
-    return r.ok() && r->exit_code == 0;
-}
-
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
@@ -395,7 +389,7 @@ BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {
 }
 
 BOOST_AUTO_TEST_CASE(real_clients_qemu_io_nbdinfo_nbdcopy) {
-    if (!have("qemu-io") || !have("nbdinfo") || !have("nbdcopy")) {
+    if (!have_tool("qemu-io") || !have_tool("nbdinfo") || !have_tool("nbdcopy")) {
         BOOST_TEST_MESSAGE("skipped: qemu-utils or libnbd-bin not installed (./run deps installs them)");
         return;
     }
