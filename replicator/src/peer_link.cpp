@@ -373,8 +373,19 @@ void PeerLink::stop() {
     // acknowledged since the last FLUSH are marked for resync (end_session),
     // which starts a new generation. Bounded by the ack timeout.
     if (s && in_sync && !s->dead() && !stopping_) {
-        if (int err = send_and_wait(s, static_cast<int>(peer::Type::Flush), {}); err != 0)
+        // In sync mode with nothing in flight (the NBD server stopped first)
+        // every write is on both replicas: once both are flushed the activity
+        // log is cleared too, so a restart, or this node's HELLO after a
+        // demotion, lists no extents to resync. (Async: the shipper may
+        // still hold writes the peer lacks.)
+        auto epoch = meta_.activity_epoch();
+        const bool idle = !options_.async && volume_.range_lock().size() == 0;
+        const bool local = idle && volume_.replica().flush().ok();
+        if (int err = send_and_wait(s, static_cast<int>(peer::Type::Flush), {}); err != 0) {
             log(options_.volume, std::string("final flush of the peer failed: ") + std::strerror(err));
+        } else if (local && !meta_.active_ranges().empty()) {
+            if (auto r = meta_.retire_activity(epoch); !r) log(options_.volume, r.error().message);
+        }
     }
     stopping_ = true;
     pause_cv_.notify_all();
