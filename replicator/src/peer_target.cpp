@@ -61,6 +61,11 @@ PeerTargetStatus PeerTarget::status() const {
     return status_;
 }
 
+std::string PeerTarget::connected_primary() const {
+    std::lock_guard lock(mu_);
+    return active_fd_ >= 0 ? active_node_ : std::string{};
+}
+
 void PeerTarget::set_state(const std::string& state, const std::string& detail) {
     std::lock_guard lock(mu_);
     if (state != status_.state) log(volume_, status_.state + " -> " + state + (detail.empty() ? "" : ": " + detail));

@@ -27,6 +27,7 @@
 #include "sanagent/replicator/peer_listener.h"
 #include "sanagent/replicator/peer_target.h"
 #include "sanagent/replicator/replica.h"
+#include "sanagent/replicator/standalone.h"
 #include "sanagent/replicator/thread_name.h"
 #include "sanagent/replicator/volume.h"
 #include "sanagent/replicator/worker_pool.h"
@@ -193,9 +194,12 @@ int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
 }
 
 // Everything one volume runs on this node. Members are destroyed in reverse:
-// the control socket and servers before the volume they point into.
+// the control socket and servers before the volume they point into. The
+// role's parts (link or standalone tracking and NBD server, or target) come
+// and go with a promotion or demotion; the rest stays.
 struct Served {
-    Flags f;
+    Flags f;           // as configured (the file and flags); f.role is the configured role
+    std::string role;  // the role it runs in now: f.role, or what sanctl promote / demote made it
     // Per volume, and declared first so it goes last: its threads block in
     // this volume's disk and peer socket, and a slow disk or peer of one
     // volume must not stall the others' secondaries and resyncs (with a
@@ -205,6 +209,7 @@ struct Served {
     std::unique_ptr<MetadataFile> meta;
     std::unique_ptr<Volume> volume;
     std::unique_ptr<PeerLink> link;
+    std::unique_ptr<Standalone> standalone;
     std::unique_ptr<PeerTarget> target;
     std::unique_ptr<NbdServer> server;
     std::unique_ptr<ControlServer> control;
@@ -218,13 +223,13 @@ nlohmann::json status_json(Served& v) {
     nlohmann::json j;
     j["volume"] = f.volume;
     j["node"] = f.node;
-    j["role"] = f.role;
+    j["role"] = v.role;
     j["replica"] = {{"path", f.replica},
                     {"size", v.volume->size()},
                     {"direct_io", v.volume->replica().direct()},
-                    {"state", v.volume->failed()  ? "failed"
-                              : m.consistent()        ? "up-to-date"
-                                                      : "inconsistent"}};
+                    {"state", v.volume->failed() ? "failed"
+                              : m.consistent()   ? "up-to-date"
+                                                 : "inconsistent"}};
     if (v.volume->failed()) j["replica"]["failure"] = v.volume->failure();
     j["generations"] = {{"current", hex(m.gens.current)},
                         {"bitmap", hex(m.gens.bitmap)},
@@ -264,7 +269,9 @@ nlohmann::json status_json(Served& v) {
         auto tls = v.server->tls_credentials();
         j["nbd"] = {{"socket", f.nbd_socket},
                     {"tcp", f.nbd_tcp},
-                    {"tls", f.nbd_tcp.empty() ? "" : tls ? tls->kind() : "off"},
+                    {"tls", f.nbd_tcp.empty() ? ""
+                            : tls             ? tls->kind()
+                                              : "off"},
                     {"clients", v.server->active_connections()}};
     }
     const auto& c = v.volume->counters();
@@ -289,13 +296,11 @@ std::string error_json(const std::string& message) {
     return nlohmann::json{{"error", message}}.dump();
 }
 
-std::string control_reply(Served& v, const std::string& request) {
+// The commands that only read or touch one volume's own objects; promote
+// and demote are the Node's (they rebuild the volume's role).
+std::string control_reply(Served& v, const nlohmann::json& req, const std::string& command) {
     const Flags& f = v.f;
     MetadataFile& md = *v.meta;
-    nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
-    std::string command = req.is_object() && req.contains("command") && req["command"].is_string()
-                              ? req["command"].get<std::string>()
-                              : "";
     if (command == "status") return status_json(v).dump();
     if (command == "verify") {
         if (!v.link) return error_json("verify runs on the primary of a volume with a peer");
@@ -319,7 +324,8 @@ std::string control_reply(Served& v, const std::string& request) {
                                   {"detail", "this node's replica is kept; run the same command on the other node"}}
                 .dump();
         if (!v.target)
-            return error_json("this node (" + f.node + ") is primary: restart it as secondary to discard its data");
+            return error_json("this node (" + f.node + ") is primary: demote it first (sanctl replica demote " +
+                              f.volume + ") to discard its data");
         auto ts = v.target->status();
         if (ts.peer_node.empty())
             return error_json("'" + keep + "' is not this node (" + f.node +
@@ -356,92 +362,62 @@ std::string control_reply(Served& v, const std::string& request) {
                               {"detail", "this replica is blank now; the primary gives it a full sync"}}
             .dump();
     }
-    return error_json("unknown request: the commands are status, verify, resolve");
+    return error_json("unknown request: the commands are status, verify, resolve, promote, demote");
 }
 
-// Opens one volume's replica and metadata and builds its objects; its
-// control socket and NBD listeners are bound, nothing runs yet.
-Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, const std::vector<std::uint8_t>& psk,
-                                            std::shared_ptr<const TlsCredentials> nbd_tls) {
+// Opens one volume's replica and metadata and starts its control socket;
+// no role runs yet (Node::add starts the configured one).
+Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, ControlServer::Handler handler) {
     auto v = std::make_unique<Served>();
     v->f = f;
     v->pool = std::make_unique<WorkerPool>(threads);
-    WorkerPool& pool = *v->pool;
     auto replica = Replica::open({f.replica, f.size, f.preallocate, f.direct});
     if (!replica) return replica.error();
     auto meta = open_or_create_meta(f, replica->size());
     if (!meta) return meta.error();
     v->meta = std::move(*meta);
-    if (f.role == "primary" && !v->meta->get().consistent() && !f.force_primary)
-        return Error{EINVAL, "replica " + f.replica +
-                                 " is inconsistent (a resync target that has not finished): not serving it"};
-    v->volume = std::make_unique<Volume>(std::move(*replica), pool);
-    if (f.role == "primary" && !f.peer.empty()) {
-        PeerLinkOptions po;
-        po.address = f.peer;
-        po.volume = f.volume;
-        po.node = f.node;
-        po.ack_timeout_ms = f.ack_timeout_ms;
-        po.retire_interval_ms = f.retire_ms;
-        po.async = f.async;
-        po.max_lag = f.max_lag;
-        po.verify_chunk = f.verify_chunk;
-        po.psk = psk;
-        v->link = std::make_unique<PeerLink>(po, *v->volume, *v->meta, pool);
-        v->volume->set_replication(v->link.get());
-    }
-    if (f.role == "secondary") {
-        v->target = std::make_unique<PeerTarget>(f.volume, v->volume->replica(), *v->meta, pool, psk);
-        v->target->set_node(f.node);
-    }
-    Served* raw = v.get();
-    v->control = std::make_unique<ControlServer>(
-        f.control, [raw](const std::string& request) { return control_reply(*raw, request); });
+    v->volume = std::make_unique<Volume>(std::move(*replica), *v->pool);
+    v->control = std::make_unique<ControlServer>(f.control, std::move(handler));
     if (auto st = v->control->start(); !st) return st.error();
-    if (f.role == "primary") {
-        nbd::ExportInfo exp;
-        exp.name = f.volume;
-        exp.size = v->volume->size();
-        // FLUSH and FUA advertised: without SEND_FLUSH the kernel client assumes
-        // write-through. CAN_MULTI_CONN holds: a flush syncs the whole replica and
-        // every in-sync peer, covering writes completed on any connection.
-        exp.transmission_flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendTrim |
-                                 nbd::kFlagSendWriteZeroes | nbd::kFlagCanMultiConn;
-        v->server = std::make_unique<NbdServer>(exp, *v->volume);
-        if (auto st = v->server->listen_unix(f.nbd_socket); !st) return st.error();
-        if (!f.nbd_tcp.empty()) {
-            if (nbd_tls) v->server->require_tls(std::move(nbd_tls));
-            if (auto st = v->server->listen_tcp(f.nbd_tcp); !st) return st.error();
-        }
-    }
     return v;
 }
 
-// Stops one volume: NBD first (no new requests), then its peer side, then
-// its control socket. Bounded: each part ends once its sockets fail.
-void stop_volume(Served& v) {
+// Stops what the volume's role runs, and its control socket unless told
+// not to. Bounded: each part ends once its sockets fail.
+void stop_volume(Served& v, bool control = true) {
     if (v.server) v.server->stop();
     if (v.nbd_thread.joinable()) v.nbd_thread.join();
     if (v.link) v.link->stop();
     if (v.target) v.target->stop();
-    if (v.control) v.control->stop();
+    if (control && v.control) v.control->stop();
 }
 
 // Whether two volumes would use the same file or socket: the check
 // load_node_config() makes within one file, made here between a volume a
-// reload adds and one still running.
+// reload adds and one still running. The NBD socket counts for secondaries
+// too: any volume may be promoted.
 std::string clash(const Flags& a, const Flags& b) {
     if (a.replica == b.replica) return "replica " + a.replica;
     if (a.meta == b.meta) return "metadata " + a.meta;
     if (a.control == b.control) return "control socket " + a.control;
-    if (a.role == "primary" && b.role == "primary" && a.nbd_socket == b.nbd_socket)
-        return "NBD socket " + a.nbd_socket;
+    if (a.nbd_socket == b.nbd_socket) return "NBD socket " + a.nbd_socket;
     return {};
+}
+
+std::string ok_json(const std::string& result, const std::string& detail) {
+    return nlohmann::json{{"ok", true}, {"result", result}, {"detail", detail}}.dump();
 }
 
 // Every volume this process serves, and the peer ports its secondaries
 // share. Volumes come and go one at a time (at start, and on a reload), so
 // one that fails or leaves never touches the others.
+//
+// Threads: the main thread adds and removes volumes (start, reload, stop);
+// each volume's control thread answers its requests, and promote / demote
+// rebuild that volume's role. mu_ serialises all of it. A control server is
+// never stopped (joined) with mu_ held, since its thread may be waiting for
+// mu_: volumes leaving under the lock are parked in retired_, and the main
+// thread stops and frees them in bury() once it has let go.
 class Node {
 public:
     Node(std::vector<std::uint8_t> psk, unsigned threads, bool single)
@@ -462,91 +438,63 @@ public:
         return std::shared_ptr<const TlsCredentials>(*creds);
     }
 
-    // A reload reads every key file again (an admin rotates keys and
-    // reloads), not what the last start or reload cached.
-    void forget_tls() { tls_.clear(); }
-
-    // Opens and starts one volume; false (logged) when it cannot serve.
+    // Opens and starts one volume in its configured role; false (logged)
+    // when it cannot serve.
     bool add(const Flags& f) {
-        auto tls = tls_for(f);
-        if (!tls) return not_served(f, tls.error().message);
-        auto opened = open_volume(f, threads_, psk_, *tls);
-        if (!opened) return not_served(f, opened.error().message);
-        auto v = std::move(*opened);
-        if (v->target) {
-            // Secondaries with the same listen address share one socket;
-            // the primary's first message names the volume.
-            auto& l = listeners_[f.listen];
-            const bool fresh = !l;
-            if (fresh) {
-                l = std::make_unique<PeerListener>(f.listen);
-                if (auto st = l->listen(); !st) {
-                    listeners_.erase(f.listen);
-                    stop_volume(*v);
-                    return not_served(f, st.error().message);
-                }
-            }
-            l->add(*v->target);
-            if (fresh) l->start();
-            std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n",
-                         f.volume.c_str(), f.replica.c_str(), f.listen.c_str());
-        } else {
-            if (v->link) v->link->start();
-            Served* raw = v.get();
-            v->nbd_thread = std::thread([raw, single = single_] {
-                name_thread("nbd-accept");
-                raw->nbd_result = raw->server->run();
-                if (!raw->nbd_result) {
-                    std::fprintf(stderr, "sanrepd: volume %s: NBD server: %s\n", raw->f.volume.c_str(),
-                                 raw->nbd_result.error().message.c_str());
-                    if (single) ::kill(::getpid(), SIGTERM);  // nothing left to serve: release the main thread
-                }
-            });
-            std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n",
-                         f.volume.c_str(), static_cast<unsigned long long>(v->volume->size()), f.replica.c_str(),
-                         v->volume->replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
-                         f.peer.empty() ? "none (standalone)" : f.peer.c_str());
+        std::unique_lock lock(mu_);
+        return add_locked(f);
+    }
+
+    // Stops and frees what left under the lock; the main thread only.
+    void bury() {
+        std::vector<std::unique_ptr<Served>> gone;
+        {
+            std::lock_guard lock(mu_);
+            gone.swap(retired_);
         }
-        served_.push_back(std::move(v));
-        return true;
+        for (auto& v : gone) stop_volume(*v);
     }
 
-    // Stops one volume and forgets it (its replica and metadata stay as
-    // they are on disk).
-    void remove(const std::string& volume) {
-        auto it = std::find_if(served_.begin(), served_.end(), [&](auto& v) { return v->f.volume == volume; });
-        if (it == served_.end()) return;
-        Served& v = **it;
-        if (v.target) {
-            auto l = listeners_.find(v.f.listen);
-            if (l != listeners_.end()) {
-                l->second->remove(volume);
-                if (l->second->volumes() == 0) listeners_.erase(l);  // its destructor stops it
-            }
+    // A volume's control request (its control thread).
+    std::string control(const std::string& volume, const std::string& request) {
+        nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
+        std::string command = req.is_object() && req.contains("command") && req["command"].is_string()
+                                  ? req["command"].get<std::string>()
+                                  : "";
+        std::lock_guard lock(mu_);
+        Served* v = find(volume);
+        if (!v) return error_json("volume " + volume + " is no longer served");
+        if (command == "promote") {
+            bool force = req.contains("force") && req["force"].is_boolean() && req["force"].get<bool>();
+            auto r = promote(*v, force);
+            return r ? ok_json("primary", *r) : error_json(r.error().message);
         }
-        stop_volume(v);
-        served_.erase(it);
-        std::fprintf(stderr, "sanrepd: volume %s: no longer served\n", volume.c_str());
+        if (command == "demote") {
+            auto r = demote(*v);
+            return r ? ok_json("secondary", *r) : error_json(r.error().message);
+        }
+        return control_reply(*v, req, command);
     }
 
-    Served* find(const std::string& volume) {
-        for (auto& v : served_)
-            if (v->f.volume == volume) return v.get();
-        return nullptr;
-    }
-    std::vector<std::string> volumes() const {
-        std::vector<std::string> names;
-        for (auto& v : served_) names.push_back(v->f.volume);
-        return names;
-    }
-    bool empty() const { return served_.empty(); }
+    // The node's file again (SIGHUP, `systemctl reload sanrepd`): volumes
+    // that are new start, volumes no longer in it stop (not one an NBD
+    // client still uses: that would pull a disk from under a running host),
+    // a volume whose role changed in the file is promoted or demoted, and
+    // volumes whose other keys changed keep running as they were until a
+    // restart. A file with an error changes nothing. Daemon-wide keys need a
+    // restart.
+    void reload(const std::string& config, int argc, char** argv, const Flags& daemon);
 
-    // Everything, for SIGTERM: no new peer connections first (and every
-    // session's socket shut down), then the volumes, all at once: a primary
-    // in the middle of a handshake with a frozen peer takes up to its ack
-    // timeout to stop, and those waits must not add up across volumes past
-    // systemd's stop timeout. True when every NBD server ended cleanly.
+    // Everything, for SIGTERM: the control sockets (none can start a
+    // promotion now), then no new peer connections (and every session's
+    // socket shut down), then the volumes, all at once: a primary in the
+    // middle of a handshake with a frozen peer takes up to its ack timeout to
+    // stop, and those waits must not add up across volumes past systemd's
+    // stop timeout. True when every NBD server ended cleanly.
     bool stop_all() {
+        bury();
+        for (auto& v : served_) v->control->stop();  // the main thread alone changes served_
+        std::lock_guard lock(mu_);
         for (auto& [address, l] : listeners_) l->stop();
         std::vector<std::thread> stoppers;
         for (auto& v : served_) {
@@ -562,28 +510,282 @@ public:
         return ok;
     }
 
+    bool empty() const {
+        std::lock_guard lock(mu_);
+        return served_.empty();
+    }
+
 private:
     static bool not_served(const Flags& f, const std::string& why) {
         std::fprintf(stderr, "sanrepd: volume %s not served: %s\n", f.volume.c_str(), why.c_str());
         return false;
     }
 
+    Served* find(const std::string& volume) {
+        for (auto& v : served_)
+            if (v->f.volume == volume) return v.get();
+        return nullptr;
+    }
+
+    bool add_locked(const Flags& f) {
+        auto tls = tls_for(f);
+        if (!tls) return not_served(f, tls.error().message);
+        auto opened = open_volume(
+            f, threads_, [this, name = f.volume](const std::string& request) { return control(name, request); });
+        if (!opened) return not_served(f, opened.error().message);
+        auto v = std::move(*opened);
+        Status st;
+        if (f.role == "primary") {
+            auto server = bind_primary(*v, f.force_primary);
+            if (server) start_primary(*v, std::move(*server));
+            st = server ? Status{} : Status{server.error()};
+        } else {
+            auto listener = listener_for(f.listen);
+            if (listener) start_secondary(*v, **listener);
+            st = listener ? Status{} : Status{listener.error()};
+        }
+        if (!st) {
+            retired_.push_back(std::move(v));  // its control thread may be waiting for mu_
+            return not_served(f, st.error().message);
+        }
+        served_.push_back(std::move(v));
+        return true;
+    }
+
+    // Stops one volume's role and parks it for bury() (its replica and
+    // metadata stay as they are on disk).
+    void remove_locked(const std::string& volume) {
+        auto it = std::find_if(served_.begin(), served_.end(), [&](auto& v) { return v->f.volume == volume; });
+        if (it == served_.end()) return;
+        end_role(**it);
+        retired_.push_back(std::move(*it));
+        served_.erase(it);
+        std::fprintf(stderr, "sanrepd: volume %s: no longer served\n", volume.c_str());
+    }
+
+    // The checks of a start or promotion as primary, and its NBD listeners
+    // bound: what can fail does so before the volume's current role is
+    // touched.
+    Result<std::unique_ptr<NbdServer>> bind_primary(Served& v, bool force) {
+        const Flags& f = v.f;
+        if (!v.meta->get().consistent() && !force)
+            return Error{EINVAL, "replica " + f.replica +
+                                     " is inconsistent (a resync target that has not finished): not serving it"};
+        auto tls = tls_for(f);
+        if (!tls) return tls.error();
+        nbd::ExportInfo exp;
+        exp.name = f.volume;
+        exp.size = v.volume->size();
+        // FLUSH and FUA advertised: without SEND_FLUSH the kernel client assumes
+        // write-through. CAN_MULTI_CONN holds: a flush syncs the whole replica and
+        // every in-sync peer, covering writes completed on any connection.
+        exp.transmission_flags = nbd::kFlagHasFlags | nbd::kFlagSendFlush | nbd::kFlagSendFua | nbd::kFlagSendTrim |
+                                 nbd::kFlagSendWriteZeroes | nbd::kFlagCanMultiConn;
+        auto server = std::make_unique<NbdServer>(exp, *v.volume);
+        if (auto st = server->listen_unix(f.nbd_socket); !st) return st.error();
+        if (!f.nbd_tcp.empty()) {
+            if (*tls) server->require_tls(std::move(*tls));
+            if (auto st = server->listen_tcp(f.nbd_tcp); !st) return st.error();
+        }
+        return server;
+    }
+
+    void start_primary(Served& v, std::unique_ptr<NbdServer> server) {
+        const Flags& f = v.f;
+        if (!f.peer.empty()) {
+            PeerLinkOptions po;
+            po.address = f.peer;
+            po.volume = f.volume;
+            po.node = f.node;
+            po.ack_timeout_ms = f.ack_timeout_ms;
+            po.retire_interval_ms = f.retire_ms;
+            po.async = f.async;
+            po.max_lag = f.max_lag;
+            po.verify_chunk = f.verify_chunk;
+            po.psk = psk_;
+            v.link = std::make_unique<PeerLink>(po, *v.volume, *v.meta, *v.pool);
+            v.volume->set_replication(v.link.get());
+            v.link->start();
+        } else {
+            v.standalone = std::make_unique<Standalone>(*v.meta);
+            v.volume->set_replication(v.standalone.get());
+        }
+        v.server = std::move(server);
+        v.nbd_result = {};
+        Served* raw = &v;
+        v.nbd_thread = std::thread([raw, single = single_] {
+            name_thread("nbd-accept");
+            raw->nbd_result = raw->server->run();
+            if (!raw->nbd_result) {
+                std::fprintf(stderr, "sanrepd: volume %s: NBD server: %s\n", raw->f.volume.c_str(),
+                             raw->nbd_result.error().message.c_str());
+                if (single) ::kill(::getpid(), SIGTERM);  // nothing left to serve: release the main thread
+            }
+        });
+        v.role = "primary";
+        std::fprintf(stderr, "sanrepd: volume %s primary (%llu bytes) on %s%s, NBD at %s, peer %s\n", f.volume.c_str(),
+                     static_cast<unsigned long long>(v.volume->size()), f.replica.c_str(),
+                     v.volume->replica().direct() ? " (O_DIRECT)" : "", f.nbd_socket.c_str(),
+                     f.peer.empty() ? "none (standalone)" : f.peer.c_str());
+    }
+
+    // The listener of `address`, bound now if no secondary uses it yet.
+    // Secondaries with the same listen address share one socket; the
+    // primary's first message names the volume.
+    Result<PeerListener*> listener_for(const std::string& address) {
+        if (address.empty())
+            return Error{EINVAL, "no listen address: a secondary needs one (listen in [volume.NAME] or [sanrepd])"};
+        auto& l = listeners_[address];
+        if (!l) {
+            l = std::make_unique<PeerListener>(address);
+            if (auto st = l->listen(); !st) {
+                listeners_.erase(address);
+                return st.error();
+            }
+            l->start();
+        }
+        return l.get();
+    }
+
+    void start_secondary(Served& v, PeerListener& listener) {
+        const Flags& f = v.f;
+        v.target = std::make_unique<PeerTarget>(f.volume, v.volume->replica(), *v.meta, *v.pool, psk_);
+        v.target->set_node(f.node);
+        listener.add(*v.target);
+        v.role = "secondary";
+        std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n", f.volume.c_str(),
+                     f.replica.c_str(), f.listen.c_str());
+    }
+
+    // Stops the role's parts; the volume, its metadata and its control
+    // socket stay.
+    void end_role(Served& v) {
+        if (v.target) {
+            auto l = listeners_.find(v.f.listen);
+            if (l != listeners_.end()) {
+                l->second->remove(v.f.volume);
+                if (l->second->volumes() == 0) listeners_.erase(l);  // its destructor stops it
+            }
+        }
+        stop_volume(v, false);
+        v.volume->set_replication(nullptr);  // nothing is in flight: the NBD server is gone
+        v.server.reset();
+        v.link.reset();
+        v.standalone.reset();
+        v.target.reset();
+        v.role.clear();
+    }
+
+    // The secondary becomes primary (sanctl replica promote, or the file's
+    // role on a reload). Refused while a primary is connected to it (two
+    // primaries would write unseen by each other), and for an inconsistent
+    // replica unless forced. Returns what happened, for the log and the
+    // caller.
+    Result<std::string> promote(Served& v, bool force) {
+        const std::string& name = v.f.volume;
+        if (v.role == "primary") return std::string("already primary");
+        if (auto node = v.target ? v.target->connected_primary() : ""; !node.empty())
+            return Error{EBUSY, "volume " + name + ": primary " + node +
+                                    " is connected to this secondary: demote it first (two primaries would "
+                                    "each write what the other does not see)"};
+        auto server = bind_primary(v, force);
+        if (!server) return server.error().context("volume " + name + ": not promoted");
+        end_role(v);
+        start_primary(v, std::move(*server));
+        std::string detail =
+            v.f.peer.empty() ? "primary, standalone (no peer configured)" : "primary, replicating to " + v.f.peer;
+        std::fprintf(stderr, "sanrepd: volume %s promoted: %s%s\n", name.c_str(), detail.c_str(),
+                     force ? " (forced)" : "");
+        return detail;
+    }
+
+    // The primary becomes secondary: its NBD server and peer link stop (the
+    // peer gets a FLUSH first, so it marks nothing), then it waits on its
+    // listen address for the new primary. Refused while an NBD client is
+    // connected: that would pull the disk from under a running host.
+    Result<std::string> demote(Served& v) {
+        const std::string& name = v.f.volume;
+        if (v.role == "secondary") return std::string("already secondary");
+        auto listener = listener_for(v.f.listen);
+        if (!listener) return listener.error().context("volume " + name + ": not demoted");
+        // Closed to new clients in the same step as the check. A client
+        // that has just said goodbye (nbd-client -d, then this) may still
+        // be ending: a moment for it, bounded.
+        bool idle = !v.server || v.server->close_if_idle();
+        for (int i = 0; !idle && i < 40; ++i) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            idle = v.server->close_if_idle();
+        }
+        if (!idle) {
+            if (listener_unused(v.f.listen)) listeners_.erase(v.f.listen);
+            return Error{EBUSY, "volume " + name + ": " + std::to_string(v.server->active_connections()) +
+                                    " NBD client(s) connected: disconnect them first (nbd-client -d, or stop "
+                                    "what exports the device)"};
+        }
+        end_role(v);
+        start_secondary(v, **listener);
+        std::string detail = "secondary, waiting for the primary on " + v.f.listen;
+        std::fprintf(stderr, "sanrepd: volume %s demoted: %s\n", name.c_str(), detail.c_str());
+        return detail;
+    }
+
+    bool listener_unused(const std::string& address) const {
+        auto it = listeners_.find(address);
+        return it != listeners_.end() && it->second->volumes() == 0;
+    }
+
+    // A reload's volume already served: a changed role is applied, other
+    // changes wait for a restart, rotated TLS keys take effect.
+    void reload_one(Served& v, const Flags& f, const std::string& config, int& changed, int& roles_changed,
+                    int& roles_refused) {
+        Flags same_role = v.f;
+        same_role.role = f.role;
+        if (!(same_role == f)) {
+            std::fprintf(stderr,
+                         "sanrepd: reload: volume %s changed in %s: restart sanrepd to apply it; it keeps "
+                         "running as it was\n",
+                         f.volume.c_str(), config.c_str());
+            ++changed;
+            return;
+        }
+        if (f.role != v.f.role) {
+            // The file's role changed: apply it (sanctl may have done so already).
+            auto r = f.role == "primary" ? promote(v, false) : demote(v);
+            if (!r) {
+                std::fprintf(stderr, "sanrepd: reload: %s: it stays %s\n", r.error().message.c_str(), v.role.c_str());
+                ++roles_refused;
+                return;
+            }
+            v.f.role = f.role;
+            ++roles_changed;
+        }
+        // The same key file may hold new keys: new connections get them.
+        auto now_tls = v.server ? v.server->tls_credentials() : nullptr;
+        if (!now_tls) return;
+        auto tls = tls_for(f);
+        if (!tls)
+            std::fprintf(stderr, "sanrepd: reload: volume %s: %s: it keeps the keys it has\n", f.volume.c_str(),
+                         tls.error().message.c_str());
+        else if (*tls && !now_tls->same_keys(**tls)) {
+            v.server->require_tls(*tls);
+            std::fprintf(stderr, "sanrepd: reload: volume %s: NBD TLS keys changed (%s): new connections use them\n",
+                         f.volume.c_str(), (*tls)->describe().c_str());
+        }
+    }
+
     std::vector<std::uint8_t> psk_;
     unsigned threads_;
     bool single_;  // a volume given alone (--volume): its NBD server failing ends the process
+    mutable std::mutex mu_;
     std::map<std::string, std::shared_ptr<const TlsCredentials>> tls_;
     std::vector<std::unique_ptr<Served>> served_;
+    std::vector<std::unique_ptr<Served>> retired_;  // left under mu_; bury() stops and frees them
     // Declared after the volumes, so destroyed first: a listener's
     // connection threads point into its volumes' targets.
     std::map<std::string, std::unique_ptr<PeerListener>> listeners_;
 };
 
-// The node's file again (SIGHUP, `systemctl reload sanrepd`): volumes that
-// are new start, volumes no longer in it stop (not one an NBD client still
-// uses: that would pull a disk from under a running host), volumes whose
-// keys changed keep running as they were until a restart. A file with an
-// error changes nothing. Daemon-wide keys need a restart.
-void reload(Node& node, const std::string& config, int argc, char** argv, const Flags& daemon) {
+void Node::reload(const std::string& config, int argc, char** argv, const Flags& daemon) {
     std::fprintf(stderr, "sanrepd: reload: reading %s\n", config.c_str());
     auto all = load_node_config(config, Flags{});
     if (!all) {
@@ -603,13 +805,15 @@ void reload(Node& node, const std::string& config, int argc, char** argv, const 
     for (auto [key, changed] : {std::pair<const char*, bool>{"psk_file", now.psk_file != daemon.psk_file},
                                 {"threads", now.threads != daemon.threads},
                                 {"node", !file_node.empty() && file_node != daemon.node}})
-        if (changed)
-            std::fprintf(stderr, "sanrepd: reload: [sanrepd] %s changed: restart sanrepd to apply it\n", key);
+        if (changed) std::fprintf(stderr, "sanrepd: reload: [sanrepd] %s changed: restart sanrepd to apply it\n", key);
+    std::unique_lock lock(mu_);
     // Those leaving first: their files, sockets and ports are free then.
-    int removed = 0, kept = 0, changed = 0, added = 0, failed = 0;
-    for (const auto& name : node.volumes()) {
+    int removed = 0, kept = 0, changed = 0, added = 0, failed = 0, roles_changed = 0, roles_refused = 0;
+    std::vector<std::string> names;
+    for (auto& v : served_) names.push_back(v->f.volume);
+    for (const auto& name : names) {
         if (std::any_of(wanted.begin(), wanted.end(), [&](const Flags& f) { return f.volume == name; })) continue;
-        Served* v = node.find(name);
+        Served* v = find(name);
         // Closed to new clients in the same step as the check: none can
         // come in between and be cut off.
         if (v->server && !v->server->close_if_idle()) {
@@ -620,51 +824,34 @@ void reload(Node& node, const std::string& config, int argc, char** argv, const 
             ++kept;
             continue;
         }
-        node.remove(name);
+        remove_locked(name);
         ++removed;
     }
-    node.forget_tls();
+    tls_.clear();  // an admin rotates keys and reloads: read every key file again
     for (const auto& f : wanted) {
-        if (Served* v = node.find(f.volume)) {
-            if (!(v->f == f)) {
-                std::fprintf(stderr,
-                             "sanrepd: reload: volume %s changed in %s: restart sanrepd to apply it; it keeps "
-                             "running as it was\n",
-                             f.volume.c_str(), config.c_str());
-                ++changed;
-                continue;
-            }
-            // The same key file may hold new keys: new connections get them.
-            auto now_tls = v->server ? v->server->tls_credentials() : nullptr;
-            if (!now_tls) continue;
-            auto tls = node.tls_for(f);
-            if (!tls)
-                std::fprintf(stderr, "sanrepd: reload: volume %s: %s: it keeps the keys it has\n", f.volume.c_str(),
-                             tls.error().message.c_str());
-            else if (*tls && !now_tls->same_keys(**tls)) {
-                v->server->require_tls(*tls);
-                std::fprintf(stderr, "sanrepd: reload: volume %s: NBD TLS keys changed (%s): new connections use them\n",
-                             f.volume.c_str(), (*tls)->describe().c_str());
-            }
+        if (Served* v = find(f.volume)) {
+            reload_one(*v, f, config, changed, roles_changed, roles_refused);
             continue;
         }
         std::string why;
-        for (const auto& name : node.volumes())
-            if (auto c = clash(f, node.find(name)->f); !c.empty()) why = c + " is still volume " + name + "'s";
+        for (auto& v : served_)
+            if (auto c = clash(f, v->f); !c.empty()) why = c + " is still volume " + v->f.volume + "'s";
         if (!why.empty()) {
             std::fprintf(stderr, "sanrepd: reload: volume %s not served: %s\n", f.volume.c_str(), why.c_str());
             ++failed;
             continue;
         }
-        if (node.add(f))
+        if (add_locked(f))
             ++added;
         else
             ++failed;
     }
+    lock.unlock();
+    bury();
     std::fprintf(stderr,
                  "sanrepd: reload: %d added, %d removed, %d changed (restart to apply), %d kept for their "
-                 "clients, %d not served\n",
-                 added, removed, changed, kept, failed);
+                 "clients, %d not served; roles: %d changed, %d refused\n",
+                 added, removed, changed, kept, failed, roles_changed, roles_refused);
 }
 
 }  // namespace
@@ -748,6 +935,7 @@ int main(int argc, char** argv) {
         if (auto tls = node.tls_for(f); !tls) return fail("volume " + f.volume + ": " + tls.error().message);
     // A volume that cannot start is logged and left out; the others serve.
     for (auto& f : wanted) node.add(f);
+    node.bury();
     if (node.empty()) return fail(wanted.size() == 1 ? "nothing served" : "no volume could be served");
 
     int sig = 0;
@@ -755,7 +943,7 @@ int main(int argc, char** argv) {
         sigwait(&sigs, &sig);
         if (sig != SIGHUP) break;
         if (node_mode)
-            reload(node, config, argc, argv, daemon);
+            node.reload(config, argc, argv, daemon);
         else
             std::fprintf(stderr, "sanrepd: SIGHUP: only a daemon started with --config and no --volume reloads\n");
     }

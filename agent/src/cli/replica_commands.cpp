@@ -1,5 +1,5 @@
-// sanctl replica status|verify|resolve: the admin's (and later the agent's)
-// way to drive sanrepd, through the same JSON control socket the daemon
+// sanctl replica status|verify|resolve|promote|demote: the admin's (and
+// later the agent's and the cluster manager's) way to drive sanrepd, through the same JSON control socket the daemon
 // serves (docs/replicator.md, "Control socket").
 #include "sanagent/agent/replica_commands.h"
 
@@ -27,6 +27,7 @@ struct ReplicaOptions {
     bool json = false;
     bool repair = false;
     bool yes_destroy_data = false;
+    bool force = false;
     bool wait = true;
     int timeout_s = 3600;
 };
@@ -47,6 +48,8 @@ std::optional<ReplicaOptions> parse(const std::vector<std::string>& args) {
             o.repair = true;
         } else if (a == "--yes-destroy-data") {
             o.yes_destroy_data = true;
+        } else if (a == "--force") {
+            o.force = true;
         } else if (a == "--no-wait") {
             o.wait = false;
         } else if (a == "--control" && has_value) {
@@ -231,6 +234,26 @@ int cmd_resolve(const ReplicaOptions& o, const std::string& socket) {
     return 0;
 }
 
+// promote / demote: the role changes in the running sanrepd (until it
+// restarts, when the file's role applies again). A demotion stops the peer
+// link after a flush and a promotion may wait for a link: longer than a
+// status request.
+int cmd_role(const ReplicaOptions& o, const std::string& command, const std::string& volume,
+             const std::string& socket) {
+    nlohmann::json request{{"command", command}};
+    if (command == "promote") request["force"] = o.force;
+    auto reply = replicator::control_request(socket, request.dump(), 60'000);
+    if (!reply) return fail(reply.error().message);
+    auto j = nlohmann::json::parse(*reply, nullptr, false);
+    if (!j.is_object()) return fail("sanrepd answered something that is not JSON: " + *reply);
+    if (j.contains("error")) return fail(j.value("error", ""));
+    if (o.json)
+        std::cout << j.dump(2) << "\n";
+    else
+        std::cout << volume << ": " << j.value("detail", "") << "\n";
+    return 0;
+}
+
 }  // namespace
 
 // Every volume whose control socket is in the directory (one sanrepd per
@@ -276,9 +299,11 @@ int run_replica_command(const std::vector<std::string>& args) {
     if (o->positional.size() == 1 && o->positional[0] == "status") return cmd_status_all(*o);
     if (o->positional.size() != 2) {
         std::cerr << "usage: sanctl replica status [--control-dir DIR] [--json]\n"
-                     "       sanctl replica status|verify|resolve VOLUME [--control PATH] [--json]\n"
+                     "       sanctl replica status|verify|resolve|promote|demote VOLUME [--control PATH] [--json]\n"
                      "       sanctl replica verify VOLUME [--repair] [--no-wait] [--timeout SECONDS]\n"
-                     "       sanctl replica resolve VOLUME --keep NODE [--yes-destroy-data]\n";
+                     "       sanctl replica resolve VOLUME --keep NODE [--yes-destroy-data]\n"
+                     "       sanctl replica promote VOLUME [--force]\n"
+                     "       sanctl replica demote VOLUME\n";
         return 2;
     }
     const auto& op = o->positional[0];
@@ -288,7 +313,8 @@ int run_replica_command(const std::vector<std::string>& args) {
     if (op == "status") return cmd_status(*o, socket);
     if (op == "verify") return cmd_verify(*o, volume, socket);
     if (op == "resolve") return cmd_resolve(*o, socket);
-    std::cerr << "sanctl: replica status|verify|resolve, not '" << op << "'\n";
+    if (op == "promote" || op == "demote") return cmd_role(*o, op, volume, socket);
+    std::cerr << "sanctl: replica status|verify|resolve|promote|demote, not '" << op << "'\n";
     return 2;
 }
 

@@ -85,6 +85,9 @@ public:
     // that are inside serve().
     void stop();
     PeerTargetStatus status() const;
+    // The node name of the primary whose session is past HELLO, or empty:
+    // a promotion is refused while one is connected.
+    std::string connected_primary() const;
 
 private:
     // Makes `fd` this volume's one session for primary `node`, replacing a

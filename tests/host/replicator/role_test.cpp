@@ -1,0 +1,270 @@
+// Roles changed in a running sanrepd: promote and demote through sanctl (the
+// cluster manager's way, later), a role changed in the file on a reload, and
+// a standalone primary's writes reaching a peer that comes back.
+#include <boost/test/unit_test.hpp>
+#include <fstream>
+
+#include "cluster.h"
+#include "sanagent/process.h"
+
+using namespace sanrep_test;
+
+namespace {
+
+constexpr std::uint64_t kSize = 16ull << 20;
+const std::string kSizeArg = "16M";
+
+void write_and_log(NbdClient& c, AckedLog& log, std::mt19937_64& rng, int batches) {
+    for (int b = 0; b < batches; ++b) {
+        auto writes = random_writes(rng, kSize, 8);
+        auto errs = c.write_batch(writes);
+        BOOST_TEST_REQUIRE(errs.ok(), (errs.ok() ? "" : errs.error().message));
+        for (std::size_t i = 0; i < writes.size(); ++i) {
+            BOOST_TEST_REQUIRE((*errs)[i] == 0u);
+            log.acked(writes[i].first, writes[i].second);
+        }
+    }
+}
+
+// `sanctl replica ARGS... --control NODE.ctl`: exit code and what it printed.
+sanagent::CommandOutput sanctl(Cluster& k, const std::string& node, std::vector<std::string> args) {
+    std::vector<std::string> argv = {SANCTL_PATH, "replica"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--control", k.path(node + ".ctl")});
+    sanagent::SystemCommandRunner run;
+    auto r = run.run(sanagent::Command(argv, std::chrono::seconds(90)));
+    BOOST_TEST_REQUIRE(r.ok());
+    return *r;
+}
+
+// Both nodes configured alike, as a cluster manager wants them: each knows
+// where to listen as secondary and where its peer listens.
+void start_symmetric(Cluster& k, int port_a, int port_b, const std::string& role_a, const std::string& role_b) {
+    for (auto [name, role, listen, peer] : {std::tuple{"a", role_a, port_a, port_b}, {"b", role_b, port_b, port_a}}) {
+        k.start(name, {"--volume",         "vol",
+                       "--role",           role,
+                       "--replica",        k.path(std::string(name) + ".img"),
+                       "--size",           kSizeArg,
+                       "--listen",         "127.0.0.1:" + std::to_string(listen),
+                       "--peer",           "127.0.0.1:" + std::to_string(peer),
+                       "--nbd-socket",     k.path(std::string(name) + ".nbd"),
+                       "--control",        k.path(std::string(name) + ".ctl"),
+                       "--threads",        "4",
+                       "--ack-timeout-ms", "3000"});
+        k.wait_file(std::string(name) + ".ctl");
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(roles)
+
+// A planned switchover and back, with no restart: demote the primary once
+// its client left, promote the secondary; the new primary finds its peer
+// with the same generation and resyncs nothing.
+BOOST_AUTO_TEST_CASE(switchover_by_demote_then_promote_without_restart) {
+    Cluster k;
+    int port_a = free_port(), port_b = free_port();
+    start_symmetric(k, port_a, port_b, "primary", "secondary");
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::mt19937_64 rng(21);
+    AckedLog log(kSize);
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    write_and_log(*c, log, rng, 3);
+
+    // Refusals that change nothing: b while a is connected to it, a while a
+    // client uses it, a role it already has.
+    auto r = sanctl(k, "b", {"promote", "vol"});
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err.find("demote it first") != std::string::npos, r.err);
+    r = sanctl(k, "a", {"demote", "vol"});
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err.find("1 NBD client(s) connected") != std::string::npos, r.err);
+    r = sanctl(k, "a", {"promote", "vol"});
+    BOOST_TEST(r.exit_code == 0);
+    BOOST_TEST(r.out.find("already primary") != std::string::npos, r.out);
+    BOOST_TEST(k.peer_state("a") == "in-sync");
+    write_and_log(*c, log, rng, 1);  // the client was not disturbed
+    c->disconnect();
+
+    r = sanctl(k, "a", {"demote", "vol"});
+    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+    BOOST_TEST(r.out.find("vol: secondary, waiting for the primary on 127.0.0.1:" + std::to_string(port_a)) !=
+                   std::string::npos,
+               r.out);
+    BOOST_TEST(k.status("a").value("role", "") == "secondary");
+    BOOST_TEST(!fs::exists(k.path("a.nbd")));
+    BOOST_TEST_REQUIRE(k.wait_state("b", "waiting"));
+    r = sanctl(k, "b", {"promote", "vol"});
+    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+    BOOST_TEST(r.out.find("primary, replicating to 127.0.0.1:" + std::to_string(port_a)) != std::string::npos, r.out);
+    BOOST_TEST_REQUIRE(k.wait_state("b", "in-sync"));
+    auto st = k.status("b");
+    BOOST_TEST(st.value("role", "") == "primary");
+    BOOST_TEST(st["peer"]["resync"].value("bytes_sent", 1ull) == 0u);  // same generation: nothing to copy
+    BOOST_TEST(k.status("a")["peer"].value("peer_node", "") != "");
+
+    auto c2 = NbdClient::connect(k.path("b.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c2.ok());
+    std::vector<std::uint8_t> back;
+    const auto& first = log.entries.front();
+    BOOST_TEST_REQUIRE(c2->simple(nbd::CommandType::Read, first.offset, 4096, &back).ok());
+    write_and_log(*c2, log, rng, 3);
+    c2->disconnect();
+
+    // And back again, the same way.
+    BOOST_TEST_REQUIRE(sanctl(k, "b", {"demote", "vol"}).exit_code == 0);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "waiting"));
+    BOOST_TEST_REQUIRE(sanctl(k, "a", {"promote", "vol"}).exit_code == 0);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    auto c3 = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c3.ok());
+    write_and_log(*c3, log, rng, 2);
+    BOOST_TEST_REQUIRE(c3->simple(nbd::CommandType::Flush, 0, 0).ok());
+    c3->disconnect();
+    stop_and_expect_replicas_agree(k, log);
+}
+
+// Failover: the primary dies, the secondary is promoted and serves; the old
+// primary comes back as secondary and gets what it missed.
+BOOST_AUTO_TEST_CASE(failover_promote_after_the_primary_died) {
+    Cluster k;
+    int port_a = free_port(), port_b = free_port();
+    start_symmetric(k, port_a, port_b, "primary", "secondary");
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::mt19937_64 rng(22);
+    AckedLog log(kSize);
+    {
+        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 3);
+    }
+    k.stop("a", SIGKILL);
+    BOOST_TEST_REQUIRE(k.wait_state("b", "waiting"));
+    auto r = sanctl(k, "b", {"promote", "vol"});
+    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+    {
+        auto c = NbdClient::connect(k.path("b.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 3);  // a misses these
+    }
+    BOOST_TEST(k.peer_state("b") != "in-sync");
+    // a is back, as the secondary it now is (its file says primary: the
+    // admin or the cluster manager starts it with the role it should have).
+    k.start("a", {"--volume", "vol", "--role", "secondary", "--replica", k.path("a.img"), "--listen",
+                  "127.0.0.1:" + std::to_string(port_a), "--peer", "127.0.0.1:" + std::to_string(port_b),
+                  "--nbd-socket", k.path("a.nbd"), "--control", k.path("a.ctl"), "--threads", "4"});
+    BOOST_TEST_REQUIRE(k.wait_state("b", "in-sync"));
+    BOOST_TEST(k.status("b")["peer"]["resync"].value("bytes_sent", 0ull) > 0u);
+    stop_and_expect_replicas_agree(k, log);
+}
+
+// A replica that never finished a sync is not promoted unless forced.
+BOOST_AUTO_TEST_CASE(an_inconsistent_secondary_is_not_promoted_unless_forced) {
+    Cluster k;
+    k.start_secondary("b", "vol", free_port(), kSizeArg, {"--nbd-socket", k.path("b.nbd")});
+    auto r = sanctl(k, "b", {"promote", "vol"});
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err.find("inconsistent") != std::string::npos, r.err);
+    BOOST_TEST(k.status("b").value("role", "") == "secondary");
+    r = sanctl(k, "b", {"promote", "vol", "--force"});
+    BOOST_TEST_REQUIRE(r.exit_code == 0, r.err);
+    BOOST_TEST(r.out.find("standalone (no peer configured)") != std::string::npos, r.out);
+    BOOST_TEST(k.status("b").value("role", "") == "primary");
+    BOOST_TEST(k.wait_file("b.nbd"));
+    // Demoting needs somewhere to listen: b has it.
+    BOOST_TEST(sanctl(k, "b", {"demote", "vol"}).exit_code == 0);
+    BOOST_TEST(k.stop("b") == 0);
+}
+
+// A primary started without a peer tracks nothing per write; its first
+// write marks the whole volume, so a peer that returns gets everything
+// again instead of being taken as equal.
+BOOST_AUTO_TEST_CASE(a_standalone_primary_gives_a_returning_peer_a_full_resync) {
+    Cluster k;
+    int port = free_port();
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
+    std::mt19937_64 rng(23);
+    AckedLog log(kSize);
+    {
+        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 2);
+    }
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    k.start_primary("a", "vol", 0, kSizeArg);  // standalone
+    BOOST_TEST(k.status("a")["peer"].value("state", "") == "standalone");
+    BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);  // nothing written yet
+    {
+        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 2);
+    }
+    BOOST_TEST(k.status("a").value("dirty_bytes", 0ull) == kSize);
+    BOOST_TEST(k.stop("a") == 0);
+    k.start_pair(port, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST(k.status("a")["peer"]["resync"].value("regions_total", 0ull) == kSize / (64 << 10));
+    stop_and_expect_replicas_agree(k, log);
+}
+
+// The file's role changed, then `systemctl reload sanrepd`: applied as a
+// promotion, refused (and kept as it was) while a primary is connected; a
+// role sanctl set survives a reload that leaves the file's role alone.
+BOOST_AUTO_TEST_CASE(reload_applies_a_role_changed_in_the_file) {
+    Cluster k;
+    const int port_n = free_port(), port_p = free_port();
+    const auto config = k.path("n.toml");
+    auto write_config = [&](const std::string& role) {
+        std::ofstream(config) << "[sanrepd]\nnode = \"node-n\"\nthreads = 4\n\n[volume.v]\nrole = \"" << role
+                              << "\"\nreplica = \"" << k.path("n.img") << "\"\nsize = \"" << kSizeArg
+                              << "\"\nlisten = \"127.0.0.1:" << port_n << "\"\nnbd_socket = \"" << k.path("n.nbd")
+                              << "\"\ncontrol = \"" << k.path("n.ctl")
+                              << "\"\n\n[volume.v.peer]\naddress = \"127.0.0.1:" << port_p << "\"\n";
+    };
+    auto reload_says = [&](const std::string& what) {
+        const auto before = read_file(k.path("n.log")).size();
+        k.signal("n", SIGHUP);
+        for (int i = 0; i < 100; ++i) {
+            auto log = read_file(k.path("n.log"));
+            if (log.find(what, before) != std::string::npos) return true;
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        return false;
+    };
+    write_config("secondary");
+    k.start("n", {"--config", config});
+    BOOST_TEST_REQUIRE(k.wait_file("n.ctl"));
+    k.start_primary("p", "v", port_n, kSizeArg);
+    BOOST_TEST_REQUIRE(k.wait_state("p", "in-sync"));
+
+    write_config("primary");
+    BOOST_TEST_REQUIRE(reload_says("roles: 0 changed, 1 refused"));
+    BOOST_TEST(read_file(k.path("n.log")).find("demote it first") != std::string::npos);
+    BOOST_TEST(k.status("n").value("role", "") == "secondary");
+    BOOST_TEST(k.peer_state("p") == "in-sync");  // untouched
+
+    BOOST_TEST(k.stop("p") == 0);
+    BOOST_TEST_REQUIRE(k.wait_state("n", "waiting"));
+    BOOST_TEST_REQUIRE(reload_says("roles: 1 changed, 0 refused"));
+    BOOST_TEST(k.status("n").value("role", "") == "primary");
+    {
+        auto c = NbdClient::connect(k.path("n.nbd"), "v");
+        BOOST_TEST_REQUIRE(c.ok());
+        std::vector<std::pair<std::uint64_t, std::vector<std::uint8_t>>> w = {
+            {0, std::vector<std::uint8_t>(4096, 0x5a)}};
+        BOOST_TEST((*c->write_batch(w))[0] == 0u);
+        c->disconnect();
+    }
+
+    // sanctl's role stays through a reload of the same file.
+    BOOST_TEST_REQUIRE(sanctl(k, "n", {"demote", "v"}).exit_code == 0);
+    BOOST_TEST_REQUIRE(reload_says("roles: 0 changed, 0 refused"));
+    BOOST_TEST(k.status("n").value("role", "") == "secondary");
+    BOOST_TEST(k.stop("n") == 0);
+    BOOST_TEST(read_file(k.path("n.img"))[0] == '\x5a');
+}
+
+BOOST_AUTO_TEST_SUITE_END()
