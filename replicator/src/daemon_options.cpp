@@ -235,7 +235,7 @@ Result<std::vector<DaemonOptions>> load_node_config(const std::string& path, con
                                   {"meta", o.meta},
                                   {"nbd_socket", o.nbd_socket},
                                   {"control", o.control}}) {
-            if (key == "nbd_socket" && o.role != "primary") continue;
+            // Secondaries' NBD sockets too: any volume may be promoted.
             auto* at = (*t)[key].node();
             std::string where = line(at ? *at : v);
             auto [it, fresh] = taken[key].emplace(value, std::pair{name, where});

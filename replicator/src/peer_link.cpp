@@ -898,6 +898,7 @@ void PeerLink::manage() {
             continue;
         }
         auto fd = tcp_connect(options_.address, 2000);
+        if (fd) bound_unacked_time(fd->get());
         if (!fd) {
             {
                 std::lock_guard lock(state_mu_);

@@ -105,6 +105,7 @@ std::size_t PeerListener::volumes() const {
 Status PeerListener::listen() {
     auto fd = tcp_listen(address_);
     if (!fd) return fd.error().context("peer listener " + address_);
+    bound_unacked_time(fd->get());  // inherited by every session accepted here
     listen_fd_ = std::move(*fd);
     return {};
 }

@@ -66,6 +66,11 @@ std::string PeerTarget::connected_primary() const {
     return active_fd_ >= 0 ? active_node_ : std::string{};
 }
 
+std::uint64_t PeerTarget::sessions_started() const {
+    std::lock_guard lock(mu_);
+    return sessions_started_;
+}
+
 void PeerTarget::set_state(const std::string& state, const std::string& detail) {
     std::lock_guard lock(mu_);
     if (state != status_.state) log(volume_, status_.state + " -> " + state + (detail.empty() ? "" : ": " + detail));
@@ -101,17 +106,25 @@ bool PeerTarget::claim(int fd, const std::string& node, std::string& why) {
     }
     active_fd_ = fd;
     active_node_ = node;
+    ++sessions_started_;
     // Only an authenticated (if a key is set) primary of this volume gets
     // here: its name is what `resolve --keep` may name besides our own.
     status_.peer_node = node;
     return true;
 }
 
-void PeerTarget::release(int fd) {
+void PeerTarget::release(int fd, const std::string& state) {
     std::lock_guard lock(mu_);
     if (active_fd_ != fd) return;
     active_fd_ = -1;
     active_node_.clear();
+    // In the same step: whoever sees the state sees no session either (a
+    // promotion asks for both).
+    if (!state.empty() && state != status_.state) {
+        log(volume_, status_.state + " -> " + state);
+        status_.state = state;
+        status_.detail.clear();
+    }
     released_.notify_all();
 }
 
@@ -493,7 +506,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
     lock.unlock();
     log(volume_, "primary gone: " + ended);
-    set_state("waiting");
+    release(fd, "waiting");
 }
 
 }  // namespace sanagent::replicator

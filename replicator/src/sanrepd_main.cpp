@@ -198,8 +198,13 @@ int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
 // role's parts (link or standalone tracking and NBD server, or target) come
 // and go with a promotion or demotion; the rest stays.
 struct Served {
-    Flags f;           // as configured (the file and flags); f.role is the configured role
-    std::string role;  // the role it runs in now: f.role, or what sanctl promote / demote made it
+    // Held by whoever reads or changes the role's parts below: its control
+    // thread (each request), and the main thread starting, reloading or
+    // stopping it.
+    std::mutex mu;
+    bool gone = false;  // stopped by a reload; its control thread answers so until it is joined
+    Flags f;            // as configured (the file and flags); f.role is the configured role
+    std::string role;   // the role it runs in now: f.role, or what sanctl promote / demote made it
     // Per volume, and declared first so it goes last: its threads block in
     // this volume's disk and peer socket, and a slow disk or peer of one
     // volume must not stall the others' secondaries and resyncs (with a
@@ -365,9 +370,11 @@ std::string control_reply(Served& v, const nlohmann::json& req, const std::strin
     return error_json("unknown request: the commands are status, verify, resolve, promote, demote");
 }
 
-// Opens one volume's replica and metadata and starts its control socket;
-// no role runs yet (Node::add starts the configured one).
-Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, ControlServer::Handler handler) {
+// Opens one volume's replica and metadata and starts its control socket,
+// whose requests go to `handle`; no role runs yet (Node::add starts the
+// configured one).
+Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads,
+                                            std::function<std::string(Served&, const std::string&)> handle) {
     auto v = std::make_unique<Served>();
     v->f = f;
     v->pool = std::make_unique<WorkerPool>(threads);
@@ -377,7 +384,11 @@ Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, Co
     if (!meta) return meta.error();
     v->meta = std::move(*meta);
     v->volume = std::make_unique<Volume>(std::move(*replica), *v->pool);
-    v->control = std::make_unique<ControlServer>(f.control, std::move(handler));
+    // The control thread may use the Served it belongs to without further
+    // care: a Served is freed only after its control server was stopped.
+    Served* raw = v.get();
+    v->control = std::make_unique<ControlServer>(
+        f.control, [raw, handle = std::move(handle)](const std::string& request) { return handle(*raw, request); });
     if (auto st = v->control->start(); !st) return st.error();
     return v;
 }
@@ -387,6 +398,10 @@ Result<std::unique_ptr<Served>> open_volume(const Flags& f, unsigned threads, Co
 void stop_volume(Served& v, bool control = true) {
     if (v.server) v.server->stop();
     if (v.nbd_thread.joinable()) v.nbd_thread.join();
+    // The NBD connections end before the link does (each answers what it
+    // has in flight first): the link's final flush then covers every write,
+    // and none arrives at a link that is stopping.
+    v.server.reset();
     if (v.link) v.link->stop();
     if (v.target) v.target->stop();
     if (control && v.control) v.control->stop();
@@ -412,11 +427,13 @@ std::string ok_json(const std::string& result, const std::string& detail) {
 // share. Volumes come and go one at a time (at start, and on a reload), so
 // one that fails or leaves never touches the others.
 //
-// Threads: the main thread adds and removes volumes (start, reload, stop);
-// each volume's control thread answers its requests, and promote / demote
-// rebuild that volume's role. mu_ serialises all of it. A control server is
-// never stopped (joined) with mu_ held, since its thread may be waiting for
-// mu_: volumes leaving under the lock are parked in retired_, and the main
+// Threads: only the main thread adds and removes volumes (start, reload,
+// stop), so the list of volumes needs no lock. Each volume's control thread
+// answers its requests, and promote / demote rebuild that volume's role:
+// each Served has its own mutex, so one volume's slow demotion never holds
+// up another's status. Lock order: a Served's mu, then listeners_mu_ or
+// tls_mu_ (leaves). A control server is never stopped (joined) while its
+// volume's mu is held: volumes leaving are parked in retired_ and the main
 // thread stops and frees them in bury() once it has let go.
 class Node {
 public:
@@ -431,6 +448,7 @@ public:
             return std::shared_ptr<const TlsCredentials>{};
         const bool psk_kind = !f.nbd_tls_psk.empty();
         const std::string key = psk_kind ? "psk:" + f.nbd_tls_psk : "dir:" + f.nbd_tls_dir;
+        std::lock_guard lock(tls_mu_);
         if (auto it = tls_.find(key); it != tls_.end()) return it->second;
         auto creds = psk_kind ? TlsCredentials::load_psk(f.nbd_tls_psk) : TlsCredentials::load_x509(f.nbd_tls_dir);
         if (!creds) return creds.error().context("NBD TLS");
@@ -439,41 +457,61 @@ public:
     }
 
     // Opens and starts one volume in its configured role; false (logged)
-    // when it cannot serve.
+    // when it cannot serve. The main thread only.
     bool add(const Flags& f) {
-        std::unique_lock lock(mu_);
-        return add_locked(f);
-    }
-
-    // Stops and frees what left under the lock; the main thread only.
-    void bury() {
-        std::vector<std::unique_ptr<Served>> gone;
+        auto tls = tls_for(f);
+        if (!tls) return not_served(f, tls.error().message);
+        auto opened =
+            open_volume(f, threads_, [this](Served& v, const std::string& request) { return control(v, request); });
+        if (!opened) return not_served(f, opened.error().message);
+        auto v = std::move(*opened);
+        Status st;
         {
-            std::lock_guard lock(mu_);
-            gone.swap(retired_);
+            std::lock_guard lock(v->mu);  // its control socket is open already
+            if (f.role == "primary") {
+                auto server = bind_primary(*v, f.force_primary);
+                if (server) start_primary(*v, std::move(*server));
+                st = server ? Status{} : Status{server.error()};
+            } else {
+                auto listener = listener_for(f.listen);
+                if (listener) start_secondary(*v, **listener);
+                st = listener ? Status{} : Status{listener.error()};
+            }
+            v->gone = !st;
         }
-        for (auto& v : gone) stop_volume(*v);
+        if (!st) {
+            retired_.push_back(std::move(v));
+            return not_served(f, st.error().message);
+        }
+        served_.push_back(std::move(v));
+        return true;
     }
 
-    // A volume's control request (its control thread).
-    std::string control(const std::string& volume, const std::string& request) {
+    // Stops and frees the volumes that left; the main thread only, with no
+    // volume's mu held.
+    void bury() {
+        for (auto& v : retired_) stop_volume(*v);
+        retired_.clear();
+    }
+
+    // A volume's control request, on its control thread.
+    std::string control(Served& v, const std::string& request) {
         nlohmann::json req = nlohmann::json::parse(request, nullptr, false);
         std::string command = req.is_object() && req.contains("command") && req["command"].is_string()
                                   ? req["command"].get<std::string>()
                                   : "";
-        std::lock_guard lock(mu_);
-        Served* v = find(volume);
-        if (!v) return error_json("volume " + volume + " is no longer served");
+        std::lock_guard lock(v.mu);
+        if (v.gone) return error_json("volume " + v.f.volume + " is no longer served");
         if (command == "promote") {
             bool force = req.contains("force") && req["force"].is_boolean() && req["force"].get<bool>();
-            auto r = promote(*v, force);
+            auto r = promote(v, force);
             return r ? ok_json("primary", *r) : error_json(r.error().message);
         }
         if (command == "demote") {
-            auto r = demote(*v);
+            auto r = demote(v);
             return r ? ok_json("secondary", *r) : error_json(r.error().message);
         }
-        return control_reply(*v, req, command);
+        return control_reply(v, req, command);
     }
 
     // The node's file again (SIGHUP, `systemctl reload sanrepd`): volumes
@@ -482,7 +520,7 @@ public:
     // a volume whose role changed in the file is promoted or demoted, and
     // volumes whose other keys changed keep running as they were until a
     // restart. A file with an error changes nothing. Daemon-wide keys need a
-    // restart.
+    // restart. The main thread only.
     void reload(const std::string& config, int argc, char** argv, const Flags& daemon);
 
     // Everything, for SIGTERM: the control sockets (none can start a
@@ -493,9 +531,11 @@ public:
     // stop timeout. True when every NBD server ended cleanly.
     bool stop_all() {
         bury();
-        for (auto& v : served_) v->control->stop();  // the main thread alone changes served_
-        std::lock_guard lock(mu_);
-        for (auto& [address, l] : listeners_) l->stop();
+        for (auto& v : served_) v->control->stop();
+        {
+            std::lock_guard lock(listeners_mu_);
+            for (auto& [address, l] : listeners_) l->stop();
+        }
         std::vector<std::thread> stoppers;
         for (auto& v : served_) {
             try {
@@ -510,10 +550,7 @@ public:
         return ok;
     }
 
-    bool empty() const {
-        std::lock_guard lock(mu_);
-        return served_.empty();
-    }
+    bool empty() const { return served_.empty(); }
 
 private:
     static bool not_served(const Flags& f, const std::string& why) {
@@ -527,40 +564,15 @@ private:
         return nullptr;
     }
 
-    bool add_locked(const Flags& f) {
-        auto tls = tls_for(f);
-        if (!tls) return not_served(f, tls.error().message);
-        auto opened = open_volume(
-            f, threads_, [this, name = f.volume](const std::string& request) { return control(name, request); });
-        if (!opened) return not_served(f, opened.error().message);
-        auto v = std::move(*opened);
-        Status st;
-        if (f.role == "primary") {
-            auto server = bind_primary(*v, f.force_primary);
-            if (server) start_primary(*v, std::move(*server));
-            st = server ? Status{} : Status{server.error()};
-        } else {
-            auto listener = listener_for(f.listen);
-            if (listener) start_secondary(*v, **listener);
-            st = listener ? Status{} : Status{listener.error()};
-        }
-        if (!st) {
-            retired_.push_back(std::move(v));  // its control thread may be waiting for mu_
-            return not_served(f, st.error().message);
-        }
-        served_.push_back(std::move(v));
-        return true;
-    }
-
     // Stops one volume's role and parks it for bury() (its replica and
-    // metadata stay as they are on disk).
-    void remove_locked(const std::string& volume) {
-        auto it = std::find_if(served_.begin(), served_.end(), [&](auto& v) { return v->f.volume == volume; });
-        if (it == served_.end()) return;
-        end_role(**it);
+    // metadata stay as they are on disk). With v.mu held.
+    void retire_locked(Served& v) {
+        end_role(v);
+        v.gone = true;
+        auto it = std::find_if(served_.begin(), served_.end(), [&](auto& p) { return p.get() == &v; });
         retired_.push_back(std::move(*it));
         served_.erase(it);
-        std::fprintf(stderr, "sanrepd: volume %s: no longer served\n", volume.c_str());
+        std::fprintf(stderr, "sanrepd: volume %s: no longer served\n", v.f.volume.c_str());
     }
 
     // The checks of a start or promotion as primary, and its NBD listeners
@@ -635,6 +647,7 @@ private:
     Result<PeerListener*> listener_for(const std::string& address) {
         if (address.empty())
             return Error{EINVAL, "no listen address: a secondary needs one (listen in [volume.NAME] or [sanrepd])"};
+        std::lock_guard lock(listeners_mu_);
         auto& l = listeners_[address];
         if (!l) {
             l = std::make_unique<PeerListener>(address);
@@ -647,11 +660,28 @@ private:
         return l.get();
     }
 
+    // Closes a listener no volume uses any more.
+    void drop_listener_if_unused(const std::string& address) {
+        std::lock_guard lock(listeners_mu_);
+        auto it = listeners_.find(address);
+        if (it != listeners_.end() && it->second->volumes() == 0) listeners_.erase(it);  // its destructor stops it
+    }
+
+    // Takes the volume's target off its listener: no primary reaches it
+    // from now on, and a session it had is ended.
+    void fence_target(Served& v) {
+        std::lock_guard lock(listeners_mu_);
+        if (auto it = listeners_.find(v.f.listen); it != listeners_.end()) it->second->remove(v.f.volume);
+    }
+
     void start_secondary(Served& v, PeerListener& listener) {
         const Flags& f = v.f;
         v.target = std::make_unique<PeerTarget>(f.volume, v.volume->replica(), *v.meta, *v.pool, psk_);
         v.target->set_node(f.node);
-        listener.add(*v.target);
+        {
+            std::lock_guard lock(listeners_mu_);
+            listener.add(*v.target);
+        }
         v.role = "secondary";
         std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n", f.volume.c_str(),
                      f.replica.c_str(), f.listen.c_str());
@@ -661,11 +691,8 @@ private:
     // socket stay.
     void end_role(Served& v) {
         if (v.target) {
-            auto l = listeners_.find(v.f.listen);
-            if (l != listeners_.end()) {
-                l->second->remove(v.f.volume);
-                if (l->second->volumes() == 0) listeners_.erase(l);  // its destructor stops it
-            }
+            fence_target(v);
+            drop_listener_if_unused(v.f.listen);
         }
         stop_volume(v, false);
         v.volume->set_replication(nullptr);  // nothing is in flight: the NBD server is gone
@@ -679,17 +706,33 @@ private:
     // The secondary becomes primary (sanctl replica promote, or the file's
     // role on a reload). Refused while a primary is connected to it (two
     // primaries would write unseen by each other), and for an inconsistent
-    // replica unless forced. Returns what happened, for the log and the
-    // caller.
+    // replica unless forced. The target is fenced off before the checks
+    // that matter, so no primary can start a resync in between. Returns
+    // what happened, for the log and the caller.
     Result<std::string> promote(Served& v, bool force) {
         const std::string& name = v.f.volume;
         if (v.role == "primary") return std::string("already primary");
-        if (auto node = v.target ? v.target->connected_primary() : ""; !node.empty())
-            return Error{EBUSY, "volume " + name + ": primary " + node +
+        const auto sessions = v.target->sessions_started();
+        auto connected = [&] {
+            return Error{EBUSY, "volume " + name + ": primary " + v.target->connected_primary() +
                                     " is connected to this secondary: demote it first (two primaries would "
-                                    "each write what the other does not see)"};
-        auto server = bind_primary(v, force);
-        if (!server) return server.error().context("volume " + name + ": not promoted");
+                                    "each write what the other does not see; a node that died is noticed "
+                                    "within about 20 s)"};
+        };
+        if (!v.target->connected_primary().empty()) return connected();
+        fence_target(v);
+        auto server = [&]() -> Result<std::unique_ptr<NbdServer>> {
+            if (v.target->sessions_started() != sessions)
+                return Error{EBUSY, "a primary connected to it while it was being promoted: demote that one first"};
+            return bind_primary(v, force);
+        }();
+        if (!server) {
+            // Back as it was: a fresh target on the same listener.
+            auto listener = listener_for(v.f.listen);
+            v.target.reset();
+            if (listener) start_secondary(v, **listener);
+            return server.error().context("volume " + name + ": not promoted");
+        }
         end_role(v);
         start_primary(v, std::move(*server));
         std::string detail =
@@ -717,7 +760,7 @@ private:
             idle = v.server->close_if_idle();
         }
         if (!idle) {
-            if (listener_unused(v.f.listen)) listeners_.erase(v.f.listen);
+            drop_listener_if_unused(v.f.listen);
             return Error{EBUSY, "volume " + name + ": " + std::to_string(v.server->active_connections()) +
                                     " NBD client(s) connected: disconnect them first (nbd-client -d, or stop "
                                     "what exports the device)"};
@@ -727,11 +770,6 @@ private:
         std::string detail = "secondary, waiting for the primary on " + v.f.listen;
         std::fprintf(stderr, "sanrepd: volume %s demoted: %s\n", name.c_str(), detail.c_str());
         return detail;
-    }
-
-    bool listener_unused(const std::string& address) const {
-        auto it = listeners_.find(address);
-        return it != listeners_.end() && it->second->volumes() == 0;
     }
 
     // A reload's volume already served: a changed role is applied, other
@@ -750,7 +788,7 @@ private:
         }
         if (f.role != v.f.role) {
             // The file's role changed: apply it (sanctl may have done so already).
-            auto r = f.role == "primary" ? promote(v, false) : demote(v);
+            auto r = f.role == "primary" ? promote(v, f.force_primary) : demote(v);
             if (!r) {
                 std::fprintf(stderr, "sanrepd: reload: %s: it stays %s\n", r.error().message.c_str(), v.role.c_str());
                 ++roles_refused;
@@ -776,13 +814,14 @@ private:
     std::vector<std::uint8_t> psk_;
     unsigned threads_;
     bool single_;  // a volume given alone (--volume): its NBD server failing ends the process
-    mutable std::mutex mu_;
-    std::map<std::string, std::shared_ptr<const TlsCredentials>> tls_;
-    std::vector<std::unique_ptr<Served>> served_;
-    std::vector<std::unique_ptr<Served>> retired_;  // left under mu_; bury() stops and frees them
+    std::mutex tls_mu_;
+    std::map<std::string, std::shared_ptr<const TlsCredentials>> tls_;  // under tls_mu_
+    std::vector<std::unique_ptr<Served>> served_;                       // the main thread's
+    std::vector<std::unique_ptr<Served>> retired_;  // the main thread's: bury() stops and frees them
     // Declared after the volumes, so destroyed first: a listener's
     // connection threads point into its volumes' targets.
-    std::map<std::string, std::unique_ptr<PeerListener>> listeners_;
+    std::mutex listeners_mu_;
+    std::map<std::string, std::unique_ptr<PeerListener>> listeners_;  // under listeners_mu_
 };
 
 void Node::reload(const std::string& config, int argc, char** argv, const Flags& daemon) {
@@ -806,30 +845,36 @@ void Node::reload(const std::string& config, int argc, char** argv, const Flags&
                                 {"threads", now.threads != daemon.threads},
                                 {"node", !file_node.empty() && file_node != daemon.node}})
         if (changed) std::fprintf(stderr, "sanrepd: reload: [sanrepd] %s changed: restart sanrepd to apply it\n", key);
-    std::unique_lock lock(mu_);
-    // Those leaving first: their files, sockets and ports are free then.
+    // Those leaving first, and stopped before any volume is added: their
+    // files, sockets and ports are free then.
     int removed = 0, kept = 0, changed = 0, added = 0, failed = 0, roles_changed = 0, roles_refused = 0;
-    std::vector<std::string> names;
-    for (auto& v : served_) names.push_back(v->f.volume);
-    for (const auto& name : names) {
-        if (std::any_of(wanted.begin(), wanted.end(), [&](const Flags& f) { return f.volume == name; })) continue;
-        Served* v = find(name);
+    std::vector<Served*> leaving;
+    for (auto& v : served_)
+        if (std::none_of(wanted.begin(), wanted.end(), [&](const Flags& f) { return f.volume == v->f.volume; }))
+            leaving.push_back(v.get());
+    for (Served* v : leaving) {
+        std::unique_lock lock(v->mu);
         // Closed to new clients in the same step as the check: none can
         // come in between and be cut off.
         if (v->server && !v->server->close_if_idle()) {
             std::fprintf(stderr,
                          "sanrepd: reload: volume %s is no longer in %s but %zu NBD client(s) use it: still "
                          "serving it; reload again once they have disconnected\n",
-                         name.c_str(), config.c_str(), v->server->active_connections());
+                         v->f.volume.c_str(), config.c_str(), v->server->active_connections());
             ++kept;
             continue;
         }
-        remove_locked(name);
+        retire_locked(*v);
         ++removed;
     }
-    tls_.clear();  // an admin rotates keys and reloads: read every key file again
+    bury();
+    {
+        std::lock_guard lock(tls_mu_);
+        tls_.clear();  // an admin rotates keys and reloads: read every key file again
+    }
     for (const auto& f : wanted) {
         if (Served* v = find(f.volume)) {
+            std::lock_guard lock(v->mu);
             reload_one(*v, f, config, changed, roles_changed, roles_refused);
             continue;
         }
@@ -841,12 +886,11 @@ void Node::reload(const std::string& config, int argc, char** argv, const Flags&
             ++failed;
             continue;
         }
-        if (add_locked(f))
+        if (add(f))
             ++added;
         else
             ++failed;
     }
-    lock.unlock();
     bury();
     std::fprintf(stderr,
                  "sanrepd: reload: %d added, %d removed, %d changed (restart to apply), %d kept for their "

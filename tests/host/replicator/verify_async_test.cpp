@@ -188,10 +188,10 @@ BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resy
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync", 60));
     // Information for a slow CI run, not a check (CI failed once at 30 s
     // here with the ack timeout at 30 s; the daemons' logs were not kept).
-    BOOST_TEST_MESSAGE("in sync again " << std::chrono::duration_cast<std::chrono::milliseconds>(
-                                               std::chrono::steady_clock::now() - thawed)
-                                               .count()
-                                        << " ms after the thaw");
+    BOOST_TEST_MESSAGE(
+        "in sync again "
+        << std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - thawed).count()
+        << " ms after the thaw");
 
     // The peer killed during writes and restarted: bitmap resync again.
     std::thread killer([&] {
@@ -410,6 +410,83 @@ BOOST_AUTO_TEST_CASE(link_down_between_namespaces_then_resync) {
     BOOST_TEST(*c->simple(CommandType::Flush, 0, 0) == 0u);
     c->disconnect();
     stop_and_expect_replicas_agree(k, log, false);
+}
+
+// A primary whose host vanishes (power, a partition) sends nothing more, and
+// an idle link's secondary would keep the dead session for the kernel's
+// two-hour keepalive default, refusing to be promoted all that time. TCP
+// keepalive (about 11 s) ends it; then the promotion goes through.
+BOOST_AUTO_TEST_CASE(a_vanished_primary_host_lets_the_secondary_be_promoted) {
+    if (::geteuid() != 0) {
+        BOOST_TEST_MESSAGE("skipped: network namespaces need root");
+        return;
+    }
+    NetnsPair net;
+    BOOST_TEST_REQUIRE(net.ok);
+    Cluster k;
+    k.start("b",
+            {"ip",
+             "netns",
+             "exec",
+             net.b,
+             SANREPD_PATH,
+             "--volume",
+             "vol",
+             "--role",
+             "secondary",
+             "--replica",
+             k.path("b.img"),
+             "--size",
+             kSizeArg,
+             "--listen",
+             "10.77.9.2:7789",
+             "--nbd-socket",
+             k.path("b.nbd"),
+             "--control",
+             k.path("b.ctl"),
+             "--threads",
+             "4"},
+            /*raw=*/true);
+    BOOST_TEST_REQUIRE(k.wait_file("b.ctl"));
+    k.start("a",
+            {"ip",
+             "netns",
+             "exec",
+             net.a,
+             SANREPD_PATH,
+             "--volume",
+             "vol",
+             "--role",
+             "primary",
+             "--replica",
+             k.path("a.img"),
+             "--size",
+             kSizeArg,
+             "--peer",
+             "10.77.9.2:7789",
+             "--nbd-socket",
+             k.path("a.nbd"),
+             "--control",
+             k.path("a.ctl"),
+             "--threads",
+             "4"},
+            /*raw=*/true);
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    BOOST_TEST_REQUIRE(k.wait_state("b", "in-sync"));
+    // The primary's host is gone: its address answers nothing any more (a
+    // link down would fail the secondary's sends locally, which TCP does
+    // not count as lost probes). Nothing is written, so only keepalive can
+    // tell.
+    BOOST_TEST_REQUIRE(net.sh({"ip", "-n", net.a, "addr", "del", "10.77.9.1/24", "dev", net.veth_a}));
+    auto promote = [&] { return k.request("b", {{"command", "promote"}}); };
+    auto refused = promote();
+    BOOST_TEST(refused.value("error", "").find("is connected to this secondary") != std::string::npos, refused.dump());
+    BOOST_TEST_REQUIRE(k.wait_state("b", "waiting", 40));
+    auto done = promote();
+    BOOST_TEST(done.value("ok", false), done.dump());
+    BOOST_TEST(k.status("b").value("role", "") == "primary");
+    BOOST_TEST(k.stop("b") == 0);
+    k.stop("a", SIGKILL);
 }
 
 BOOST_AUTO_TEST_CASE(peers_authenticate_with_a_pre_shared_key) {

@@ -88,13 +88,17 @@ public:
     // The node name of the primary whose session is past HELLO, or empty:
     // a promotion is refused while one is connected.
     std::string connected_primary() const;
+    // How many sessions got past HELLO so far: a promotion compares it
+    // before and after fencing the target off, to see one that slipped in.
+    std::uint64_t sessions_started() const;
 
 private:
     // Makes `fd` this volume's one session for primary `node`, replacing a
     // session of the same node (shut down, drained) and refusing another
     // node's. False with `why` when refused.
     bool claim(int fd, const std::string& node, std::string& why);
-    void release(int fd);
+    // Ends `fd`'s claim; with a state, sets it in the same step.
+    void release(int fd, const std::string& state = {});
     bool agree(int fd, const peer::Hello& theirs, std::string& why);
     void set_state(const std::string& state, const std::string& detail = {});
     void send_ack(int fd, std::uint64_t seq, int err);
@@ -118,6 +122,7 @@ private:
     // its primary's node name. released_ is signalled when it ends.
     int active_fd_ = -1;
     std::string active_node_;
+    std::uint64_t sessions_started_ = 0;
     std::condition_variable released_;
 
     std::mutex send_mu_;
