@@ -347,6 +347,59 @@ struct NetnsPair {
     }
 };
 
+// Secondary "b" in net.b, listening on 10.77.9.2:7789, and primary "a" in
+// net.a replicating to it, with `primary_extra` added to a's arguments.
+void start_across(Cluster& k, const NetnsPair& net, const std::vector<std::string>& primary_extra = {}) {
+    k.start("b",
+            {"ip",
+             "netns",
+             "exec",
+             net.b,
+             SANREPD_PATH,
+             "--volume",
+             "vol",
+             "--role",
+             "secondary",
+             "--replica",
+             k.path("b.img"),
+             "--size",
+             kSizeArg,
+             "--listen",
+             "10.77.9.2:7789",
+             "--nbd-socket",
+             k.path("b.nbd"),
+             "--control",
+             k.path("b.ctl"),
+             "--threads",
+             "4"},
+            /*raw=*/true);
+    BOOST_TEST_REQUIRE(k.wait_file("b.ctl"));
+    std::vector<std::string> a = {"ip",
+                                  "netns",
+                                  "exec",
+                                  net.a,
+                                  SANREPD_PATH,
+                                  "--volume",
+                                  "vol",
+                                  "--role",
+                                  "primary",
+                                  "--replica",
+                                  k.path("a.img"),
+                                  "--size",
+                                  kSizeArg,
+                                  "--peer",
+                                  "10.77.9.2:7789",
+                                  "--nbd-socket",
+                                  k.path("a.nbd"),
+                                  "--control",
+                                  k.path("a.ctl"),
+                                  "--threads",
+                                  "4"};
+    a.insert(a.end(), primary_extra.begin(), primary_extra.end());
+    k.start("a", a, /*raw=*/true);
+    BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(link_down_between_namespaces_then_resync) {
@@ -357,38 +410,7 @@ BOOST_AUTO_TEST_CASE(link_down_between_namespaces_then_resync) {
     NetnsPair net;
     BOOST_TEST_REQUIRE(net.ok);
     Cluster k;
-    k.start("b",
-            {"ip", "netns", "exec", net.b, SANREPD_PATH, "--volume", "vol", "--role", "secondary", "--replica",
-             k.path("b.img"), "--size", kSizeArg, "--listen", "10.77.9.2:7789", "--control", k.path("b.ctl"),
-             "--threads", "4"},
-            /*raw=*/true);
-    BOOST_TEST_REQUIRE(k.wait_file("b.ctl"));
-    k.start("a",
-            {"ip",
-             "netns",
-             "exec",
-             net.a,
-             SANREPD_PATH,
-             "--volume",
-             "vol",
-             "--role",
-             "primary",
-             "--replica",
-             k.path("a.img"),
-             "--size",
-             kSizeArg,
-             "--peer",
-             "10.77.9.2:7789",
-             "--nbd-socket",
-             k.path("a.nbd"),
-             "--control",
-             k.path("a.ctl"),
-             "--threads",
-             "4",
-             "--ack-timeout-ms",
-             "2000"},
-            /*raw=*/true);
-    BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+    start_across(k, net, {"--ack-timeout-ms", "2000"});
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
@@ -424,53 +446,7 @@ BOOST_AUTO_TEST_CASE(a_vanished_primary_host_lets_the_secondary_be_promoted) {
     NetnsPair net;
     BOOST_TEST_REQUIRE(net.ok);
     Cluster k;
-    k.start("b",
-            {"ip",
-             "netns",
-             "exec",
-             net.b,
-             SANREPD_PATH,
-             "--volume",
-             "vol",
-             "--role",
-             "secondary",
-             "--replica",
-             k.path("b.img"),
-             "--size",
-             kSizeArg,
-             "--listen",
-             "10.77.9.2:7789",
-             "--nbd-socket",
-             k.path("b.nbd"),
-             "--control",
-             k.path("b.ctl"),
-             "--threads",
-             "4"},
-            /*raw=*/true);
-    BOOST_TEST_REQUIRE(k.wait_file("b.ctl"));
-    k.start("a",
-            {"ip",
-             "netns",
-             "exec",
-             net.a,
-             SANREPD_PATH,
-             "--volume",
-             "vol",
-             "--role",
-             "primary",
-             "--replica",
-             k.path("a.img"),
-             "--size",
-             kSizeArg,
-             "--peer",
-             "10.77.9.2:7789",
-             "--nbd-socket",
-             k.path("a.nbd"),
-             "--control",
-             k.path("a.ctl"),
-             "--threads",
-             "4"},
-            /*raw=*/true);
+    start_across(k, net);
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     BOOST_TEST_REQUIRE(k.wait_state("b", "in-sync"));
     // The primary's host is gone: its address answers nothing any more (a

@@ -12,7 +12,9 @@
 # end the two replica files have the same checksum (compared through the
 # shared directory), every acknowledged write reads back, and an online verify
 # over the lossy link finds no mismatch. vol2 is written once, rides through
-# the same faults idle, and ends in sync with equal checksums too.
+# the same faults idle, then switches over with no restart: sanlab1 demotes
+# it (`sanctl replica demote`), sanlab2 promotes it, writes to it and
+# replicates back to sanlab1; its two replicas end with equal checksums too.
 . "$SANLAB_SRC/tests/lab/lib.sh"
 shared=/lab/shared
 sanrepd=$SANLAB_BUILD/replicator/sanrepd
@@ -24,22 +26,26 @@ mkdir -p $run
 peer_state() { "$sanctl" replica status "${1:-vol}" --control "$run/${1:-vol}.ctl" | sed -n 's/^  peer [^ ]*: \([a-z-]*\).*/\1/p'; }
 is_state() { [[ $(peer_state "${2:-vol}") == "$1" ]]; }
 
-# node_config NODE ROLE: the node's sanrepd.toml, vol (64M) and vol2 (8M);
-# the secondaries share the node's listen address.
+# node_config NODE ROLE: the node's sanrepd.toml, vol (64M) and vol2 (8M).
+# Both nodes know both addresses, as a pair that can switch roles must: their
+# own listen address (the secondaries share it) and the other's.
 node_config() {
-    printf '[sanrepd]\nnode = "%s"\npsk_file = "%s"\n' "$1" $run/peer.psk
-    [[ $2 == secondary ]] && printf 'listen = "192.168.77.12:7789"\n'
+    local me=192.168.77.11:7789 other=192.168.77.12:7789
+    [[ $2 == secondary ]] && { me=192.168.77.12:7789; other=192.168.77.11:7789; }
+    printf '[sanrepd]\nnode = "%s"\npsk_file = "%s"\nlisten = "%s"\n' "$1" $run/peer.psk $me
     local v size
     for v in vol vol2; do
         size=64M
         [[ $v == vol2 ]] && size=8M
         printf '\n[volume.%s]\nrole = "%s"\nreplica = "%s"\nsize = "%s"\ncontrol = "%s"\n' \
             $v "$2" $run/$v.img $size $run/$v.ctl
-        [[ $2 == primary ]] && printf 'nbd_socket = "%s"\nack_timeout_ms = 20000\n[volume.%s.peer]\naddress = "%s"\n' \
-            $run/$v.nbd $v 192.168.77.12:7789
+        printf 'nbd_socket = "%s"\nack_timeout_ms = 20000\n[volume.%s.peer]\naddress = "%s"\n' $run/$v.nbd $v $other
     done
     return 0
 }
+# role VOLUME: this node's role for it, from `sanctl replica status`.
+role() { "$sanctl" replica status "$1" --control "$run/$1.ctl" | sed -n '1s/^volume [^ ]* on [^ ]*: \([a-z]*\),.*/\1/p'; }
+is_role() { [[ $(role "$1") == "$2" ]]; }
 # stop_daemon PID: SIGTERM, then its exit status (0 = clean), bounded: a child
 # that has exited is a zombie until waited for, so look at /proc, not kill -0.
 # Not inside `check`: that runs in a subshell, which cannot wait for our child.
@@ -65,6 +71,15 @@ secondary() {
     # Debian's kernel gives the peer session its io_uring (an anon inode
     # among the daemon's descriptors once the primary is connected).
     check "the peer session writes through io_uring" wait_for 120 bash -c "ls -l /proc/$pid/fd | grep -q io_uring"
+    # vol2's switchover: sanlab1 demoted it; promote it here, no restart.
+    check "sanlab1 demoted vol2" wait_for 500 test -e $shared/vol2-demoted
+    check "vol2 is promoted here" "$sanctl" replica promote vol2 --control $run/vol2.ctl
+    check "vol2 is primary here" is_role vol2 primary
+    check "and in sync with sanlab1, now its secondary" wait_for 120 is_state in-sync vol2
+    check "a write to vol2 on its new primary" qemu-io -f raw "nbd+unix:///vol2?socket=$run/vol2.nbd" \
+        -c "write -P 0x77 2M 1M" -c flush
+    check "vol still has its secondary here" is_role vol secondary
+    touch $shared/vol2-switched
     check "the primary finished" wait_for 500 test -e $shared/primary-done
     stop_daemon $pid
     check "the secondary stops cleanly" test $? -eq 0
@@ -129,6 +144,15 @@ primary() {
         "'$sanctl' replica verify vol --control $run/vol.ctl --timeout 300 > $run/verify2.txt"
     sed 's/^/# /' $run/verify2.txt
     check "vol2 is in sync again" wait_for 120 is_state in-sync vol2
+    check "vol2 refuses to be demoted while a client uses it" bash -c "
+        qemu-io -f raw 'nbd+unix:///vol2?socket=$run/vol2.nbd' -c 'sleep 4000' -c 'read 0 4k' > /dev/null &
+        sleep 1; ! '$sanctl' replica demote vol2 --control $run/vol2.ctl 2> $run/demote.err; rc=\$?; wait; exit \$rc"
+    check "and says why" grep -q "NBD client(s) connected" $run/demote.err
+    check "vol2 is demoted once the client left" "$sanctl" replica demote vol2 --control $run/vol2.ctl
+    check "vol2 is secondary here" is_role vol2 secondary
+    touch $shared/vol2-demoted
+    check "sanlab2 promoted vol2 and wrote to it" wait_for 120 test -e $shared/vol2-switched
+    check "vol2 here is the in-sync secondary of sanlab2" is_state in-sync vol2
     tc qdisc del dev eth0 root 2> /dev/null
     # Every NBD connection above had its ring: a fallback is logged.
     check "NBD reads and writes went through io_uring" bash -c "! grep -q 'no io_uring' $run/sanrepd.log"
