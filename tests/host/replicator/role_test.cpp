@@ -1,8 +1,10 @@
 // Roles changed in a running sanrepd: promote and demote through sanctl (the
 // cluster manager's way, later), a role changed in the file on a reload, and
 // a standalone primary's writes reaching a peer that comes back.
+#include <atomic>
 #include <boost/test/unit_test.hpp>
 #include <fstream>
+#include <thread>
 
 #include "cluster.h"
 #include "sanagent/process.h"
@@ -123,6 +125,48 @@ BOOST_AUTO_TEST_CASE(switchover_by_demote_then_promote_without_restart) {
     write_and_log(*c3, log, rng, 2);
     BOOST_TEST_REQUIRE(c3->simple(nbd::CommandType::Flush, 0, 0).ok());
     c3->disconnect();
+    stop_and_expect_replicas_agree(k, log);
+}
+
+// The roles switched back and forth, a client writing on whichever node is
+// primary and status requests hitting both control sockets all along: every
+// switch goes through, nothing hangs, no write is lost, the replicas agree.
+BOOST_AUTO_TEST_CASE(repeated_switchovers_under_status_requests) {
+    Cluster k;
+    int port_a = free_port(), port_b = free_port();
+    start_symmetric(k, port_a, port_b, "primary", "secondary");
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::atomic<bool> done{false};
+    std::atomic<int> answered{0};
+    std::thread poller([&] {
+        while (!done) {  // bounded by the loop below
+            for (const char* node : {"a", "b"})
+                if (k.status(node).contains("role")) ++answered;
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+    });
+    std::mt19937_64 rng(24);
+    AckedLog log(kSize);
+    std::string primary = "a", secondary = "b";
+    for (int round = 0; round < 6; ++round) {
+        {
+            auto c = NbdClient::connect(k.path(primary + ".nbd"), "vol");
+            BOOST_TEST_REQUIRE(c.ok());
+            write_and_log(*c, log, rng, 1);
+            c->disconnect();
+        }
+        auto r = sanctl(k, primary, {"demote", "vol"});
+        BOOST_TEST_REQUIRE(r.exit_code == 0, "round " << round << ": " << r.err);
+        BOOST_TEST_REQUIRE(k.wait_state(secondary, "waiting"));
+        r = sanctl(k, secondary, {"promote", "vol"});
+        BOOST_TEST_REQUIRE(r.exit_code == 0, "round " << round << ": " << r.err);
+        BOOST_TEST_REQUIRE(k.wait_state(secondary, "in-sync"));
+        std::swap(primary, secondary);
+    }
+    done = true;
+    poller.join();
+    BOOST_TEST(answered.load() > 0);
+    BOOST_TEST(k.status(primary)["peer"]["resync"].value("bytes_sent", 1ull) == 0u);
     stop_and_expect_replicas_agree(k, log);
 }
 
