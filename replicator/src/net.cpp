@@ -59,8 +59,9 @@ void tune_tcp(int fd) {
     // An idle connection whose other end died with its host (power, a
     // partition) would otherwise look alive for the kernel's default two
     // hours: a secondary would keep a dead primary's session and refuse to
-    // be promoted. Probes after 5 s idle, every 2 s, 3 missed: about 11 s.
-    // Accepted sockets inherit these from the listener.
+    // be promoted. Probes after 5 s idle, every 2 s, 3 missed: about 11 s
+    // (peer sockets: their TCP_USER_TIMEOUT decides instead, see
+    // bound_unacked_time). Accepted sockets inherit these from the listener.
     ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     int idle_s = 5, interval_s = 2, probes = 3;
     ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle_s, sizeof idle_s);
@@ -70,8 +71,7 @@ void tune_tcp(int fd) {
 
 }  // namespace
 
-void bound_unacked_time(int fd) {
-    unsigned ms = kPeerUserTimeoutMs;
+void bound_unacked_time(int fd, unsigned ms) {
     ::setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof ms);
 }
 

@@ -898,7 +898,8 @@ void PeerLink::manage() {
             continue;
         }
         auto fd = tcp_connect(options_.address, 2000);
-        if (fd) bound_unacked_time(fd->get());
+        // Never shorter than the ack timeout an admin chose for a slow peer.
+        if (fd) bound_unacked_time(fd->get(), std::max<unsigned>(kPeerUserTimeoutMs, options_.ack_timeout_ms));
         if (!fd) {
             {
                 std::lock_guard lock(state_mu_);

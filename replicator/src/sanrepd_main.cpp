@@ -473,9 +473,9 @@ public:
                 if (server) start_primary(*v, std::move(*server));
                 st = server ? Status{} : Status{server.error()};
             } else {
-                auto listener = listener_for(f.listen);
-                if (listener) start_secondary(*v, **listener);
-                st = listener ? Status{} : Status{listener.error()};
+                auto hold = hold_listener(f.listen, true);
+                if (hold) start_secondary(*v, *hold);
+                st = hold ? Status{} : Status{hold.error()};
             }
             v->gone = !st;
         }
@@ -502,6 +502,9 @@ public:
                                   : "";
         std::lock_guard lock(v.mu);
         if (v.gone) return error_json("volume " + v.f.volume + " is no longer served");
+        // The control socket opens before the role starts (its path is
+        // checked first): nothing to report or change until then.
+        if (v.role.empty()) return error_json("volume " + v.f.volume + " is starting");
         if (command == "promote") {
             bool force = req.contains("force") && req["force"].is_boolean() && req["force"].get<bool>();
             auto r = promote(v, force);
@@ -534,7 +537,7 @@ public:
         for (auto& v : served_) v->control->stop();
         {
             std::lock_guard lock(listeners_mu_);
-            for (auto& [address, l] : listeners_) l->stop();
+            for (auto& [address, entry] : listeners_) entry.listener->stop();
         }
         std::vector<std::thread> stoppers;
         for (auto& v : served_) {
@@ -641,47 +644,73 @@ private:
                      f.peer.empty() ? "none (standalone)" : f.peer.c_str());
     }
 
-    // The listener of `address`, bound now if no secondary uses it yet.
-    // Secondaries with the same listen address share one socket; the
-    // primary's first message names the volume.
-    Result<PeerListener*> listener_for(const std::string& address) {
+    // Keeps the listener of an address alive while a role change works
+    // with it outside listeners_mu_: a listener is closed only when no
+    // volume uses it and nobody holds it.
+    class ListenerHold {
+    public:
+        ListenerHold(Node& node, std::string address, PeerListener& listener)
+            : node_(&node), address_(std::move(address)), listener_(&listener) {}
+        ListenerHold(ListenerHold&& o) noexcept
+            : node_(std::exchange(o.node_, nullptr)), address_(std::move(o.address_)), listener_(o.listener_) {}
+        ListenerHold& operator=(ListenerHold&&) = delete;
+        ~ListenerHold() {
+            if (node_) node_->release_hold(address_);
+        }
+        PeerListener& listener() const { return *listener_; }
+
+    private:
+        Node* node_;
+        std::string address_;
+        PeerListener* listener_;
+    };
+
+    // A hold on the listener of `address`; with `create`, bound now if no
+    // secondary uses it yet. Secondaries with the same listen address share
+    // one socket; the primary's first message names the volume.
+    Result<ListenerHold> hold_listener(const std::string& address, bool create) {
         if (address.empty())
             return Error{EINVAL, "no listen address: a secondary needs one (listen in [volume.NAME] or [sanrepd])"};
         std::lock_guard lock(listeners_mu_);
-        auto& l = listeners_[address];
-        if (!l) {
-            l = std::make_unique<PeerListener>(address);
-            if (auto st = l->listen(); !st) {
-                listeners_.erase(address);
-                return st.error();
-            }
+        auto it = listeners_.find(address);
+        if (it == listeners_.end()) {
+            if (!create) return Error{ENOENT, "no listener on " + address};
+            auto l = std::make_unique<PeerListener>(address);
+            if (auto st = l->listen(); !st) return st.error();
             l->start();
+            it = listeners_.emplace(address, ListenerEntry{std::move(l), 0}).first;
         }
-        return l.get();
+        ++it->second.holds;
+        return ListenerHold(*this, address, *it->second.listener);
     }
 
-    // Closes a listener no volume uses any more.
-    void drop_listener_if_unused(const std::string& address) {
-        std::lock_guard lock(listeners_mu_);
-        auto it = listeners_.find(address);
-        if (it != listeners_.end() && it->second->volumes() == 0) listeners_.erase(it);  // its destructor stops it
+    void release_hold(const std::string& address) {
+        std::unique_ptr<PeerListener> unused;
+        {
+            std::lock_guard lock(listeners_mu_);
+            auto it = listeners_.find(address);
+            if (it == listeners_.end()) return;
+            if (--it->second.holds == 0 && it->second.listener->volumes() == 0) {
+                unused = std::move(it->second.listener);
+                listeners_.erase(it);
+            }
+        }
+        // Stopped (its threads joined) outside the lock: no volume uses it.
     }
 
     // Takes the volume's target off its listener: no primary reaches it
-    // from now on, and a session it had is ended.
+    // from now on, and a session it had is ended (waiting for the session's
+    // in-flight writes, outside listeners_mu_).
     void fence_target(Served& v) {
-        std::lock_guard lock(listeners_mu_);
-        if (auto it = listeners_.find(v.f.listen); it != listeners_.end()) it->second->remove(v.f.volume);
+        if (auto hold = hold_listener(v.f.listen, false)) hold->listener().remove(v.f.volume);
     }
 
-    void start_secondary(Served& v, PeerListener& listener) {
+    void start_secondary(Served& v, const ListenerHold& hold, const std::string& peer_node = {}) {
         const Flags& f = v.f;
         v.target = std::make_unique<PeerTarget>(f.volume, v.volume->replica(), *v.meta, *v.pool, psk_);
         v.target->set_node(f.node);
-        {
-            std::lock_guard lock(listeners_mu_);
-            listener.add(*v.target);
-        }
+        if (!peer_node.empty()) v.target->remember_peer_node(peer_node);
+        hold.listener().add(*v.target);
         v.role = "secondary";
         std::fprintf(stderr, "sanrepd: volume %s secondary on %s, waiting for the primary on %s\n", f.volume.c_str(),
                      f.replica.c_str(), f.listen.c_str());
@@ -690,10 +719,7 @@ private:
     // Stops the role's parts; the volume, its metadata and its control
     // socket stay.
     void end_role(Served& v) {
-        if (v.target) {
-            fence_target(v);
-            drop_listener_if_unused(v.f.listen);
-        }
+        if (v.target) fence_target(v);  // the listener closes with it if no other volume uses it
         stop_volume(v, false);
         v.volume->set_replication(nullptr);  // nothing is in flight: the NBD server is gone
         v.server.reset();
@@ -712,6 +738,9 @@ private:
     Result<std::string> promote(Served& v, bool force) {
         const std::string& name = v.f.volume;
         if (v.role == "primary") return std::string("already primary");
+        // Kept until the end: the rollback below needs the listener.
+        auto hold = hold_listener(v.f.listen, false);
+        if (!v.target || !hold) return Error{EIO, "volume " + name + ": not promoted: it has no peer target"};
         const auto sessions = v.target->sessions_started();
         auto connected = [&] {
             return Error{EBUSY, "volume " + name + ": primary " + v.target->connected_primary() +
@@ -720,7 +749,7 @@ private:
                                     "within about 20 s)"};
         };
         if (!v.target->connected_primary().empty()) return connected();
-        fence_target(v);
+        hold->listener().remove(name);
         auto server = [&]() -> Result<std::unique_ptr<NbdServer>> {
             if (v.target->sessions_started() != sessions)
                 return Error{EBUSY, "a primary connected to it while it was being promoted: demote that one first"};
@@ -728,9 +757,9 @@ private:
         }();
         if (!server) {
             // Back as it was: a fresh target on the same listener.
-            auto listener = listener_for(v.f.listen);
+            const auto peer_node = v.target->status().peer_node;
             v.target.reset();
-            if (listener) start_secondary(v, **listener);
+            start_secondary(v, *hold, peer_node);
             return server.error().context("volume " + name + ": not promoted");
         }
         end_role(v);
@@ -749,8 +778,8 @@ private:
     Result<std::string> demote(Served& v) {
         const std::string& name = v.f.volume;
         if (v.role == "secondary") return std::string("already secondary");
-        auto listener = listener_for(v.f.listen);
-        if (!listener) return listener.error().context("volume " + name + ": not demoted");
+        auto hold = hold_listener(v.f.listen, true);  // bound first: nothing changes if it cannot be
+        if (!hold) return hold.error().context("volume " + name + ": not demoted");
         // Closed to new clients in the same step as the check. A client
         // that has just said goodbye (nbd-client -d, then this) may still
         // be ending: a moment for it, bounded.
@@ -760,13 +789,12 @@ private:
             idle = v.server->close_if_idle();
         }
         if (!idle) {
-            drop_listener_if_unused(v.f.listen);
             return Error{EBUSY, "volume " + name + ": " + std::to_string(v.server->active_connections()) +
                                     " NBD client(s) connected: disconnect them first (nbd-client -d, or stop "
                                     "what exports the device)"};
         }
         end_role(v);
-        start_secondary(v, **listener);
+        start_secondary(v, *hold);
         std::string detail = "secondary, waiting for the primary on " + v.f.listen;
         std::fprintf(stderr, "sanrepd: volume %s demoted: %s\n", name.c_str(), detail.c_str());
         return detail;
@@ -820,8 +848,12 @@ private:
     std::vector<std::unique_ptr<Served>> retired_;  // the main thread's: bury() stops and frees them
     // Declared after the volumes, so destroyed first: a listener's
     // connection threads point into its volumes' targets.
+    struct ListenerEntry {
+        std::unique_ptr<PeerListener> listener;
+        unsigned holds = 0;  // ListenerHolds alive: not closed while any is
+    };
     std::mutex listeners_mu_;
-    std::map<std::string, std::unique_ptr<PeerListener>> listeners_;  // under listeners_mu_
+    std::map<std::string, ListenerEntry> listeners_;  // under listeners_mu_
 };
 
 void Node::reload(const std::string& config, int argc, char** argv, const Flags& daemon) {

@@ -20,11 +20,12 @@ namespace sanagent::replicator {
 Result<UniqueFd> tcp_listen(const std::string& address);
 Result<UniqueFd> tcp_connect(const std::string& address, int timeout_ms);
 // A peer link's socket (or the listener its sessions are accepted from):
-// data left unacknowledged for kPeerUserTimeoutMs ends the connection, as
-// keepalive does for an idle one, so a side whose peer's host vanished
-// notices within seconds, not the kernel's 15 minutes of retransmissions.
-inline constexpr int kPeerUserTimeoutMs = 20'000;
-void bound_unacked_time(int fd);
+// data left unacknowledged for `ms` (and, with keepalive, an idle
+// connection whose probes go unanswered that long) ends the connection, so
+// a side whose peer's host vanished notices within seconds, not the
+// kernel's 15 minutes of retransmissions or two hours of keepalive.
+inline constexpr unsigned kPeerUserTimeoutMs = 20'000;
+void bound_unacked_time(int fd, unsigned ms = kPeerUserTimeoutMs);
 // Binds a stream socket at `path` (replacing a stale one) with mode 0600.
 Result<UniqueFd> unix_listen(const std::string& path);
 Result<UniqueFd> unix_connect(const std::string& path);

@@ -77,6 +77,13 @@ public:
     ~PeerTarget();
     // This node's name, sent in HELLO; call before start().
     void set_node(std::string node) { node_ = std::move(node); }
+    // The primary's name a target of this volume had seen before this one
+    // was made (a refused promotion puts a fresh target back): what
+    // `resolve --keep` accepts until a primary says HELLO again.
+    void remember_peer_node(const std::string& node) {
+        std::lock_guard lock(mu_);
+        status_.peer_node = node;
+    }
     const std::string& volume() const { return volume_; }
     // Runs one connection from its first message (already read) to its end,
     // on the caller's thread: the handshake, then the session if agreed.
