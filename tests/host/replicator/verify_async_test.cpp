@@ -436,8 +436,9 @@ BOOST_AUTO_TEST_CASE(link_down_between_namespaces_then_resync) {
 
 // A primary whose host vanishes (power, a partition) sends nothing more, and
 // an idle link's secondary would keep the dead session for the kernel's
-// two-hour keepalive default, refusing to be promoted all that time. TCP
-// keepalive (about 11 s) ends it; then the promotion goes through.
+// two-hour keepalive default, refusing to be promoted all that time (or 15
+// minutes of retransmissions for an ack still unacknowledged). Keepalive and
+// TCP_USER_TIMEOUT end it within about 20 s; then the promotion goes through.
 BOOST_AUTO_TEST_CASE(a_vanished_primary_host_lets_the_secondary_be_promoted) {
     if (::geteuid() != 0) {
         BOOST_TEST_MESSAGE("skipped: network namespaces need root");
