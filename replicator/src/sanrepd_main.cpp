@@ -229,6 +229,7 @@ nlohmann::json status_json(Served& v) {
     j["volume"] = f.volume;
     j["node"] = f.node;
     j["role"] = v.role;
+    j["configured_role"] = f.role;  // differs after sanctl promote / demote, until a restart
     j["replica"] = {{"path", f.replica},
                     {"size", v.volume->size()},
                     {"direct_io", v.volume->replica().direct()},

@@ -104,6 +104,9 @@ void print_status(const nlohmann::json& j) {
     const auto& p = j.value("peer", nlohmann::json::object());
     std::cout << "volume " << j.value("volume", "") << " on " << j.value("node", "") << ": " << j.value("role", "")
               << ", replica " << j.value("replica", nlohmann::json::object()).value("state", "") << "\n";
+    if (const auto configured = j.value("configured_role", j.value("role", "")); configured != j.value("role", ""))
+        std::cout << "  role set with sanctl; the configuration says " << configured
+                  << " (a restart of sanrepd goes back to it)\n";
     if (const auto r = j.value("replica", nlohmann::json::object()); r.contains("failure"))
         std::cout << "  failed: " << r.value("failure", "") << " (writes answered EIO until sanrepd restarts)\n";
     std::cout << "  peer " << p.value("address", p.value("listen", "")) << ": " << p.value("state", "");
@@ -288,7 +291,10 @@ std::string replica_status_lines(const nlohmann::json& statuses) {
         const auto& p = j.value("peer", nlohmann::json::object());
         out << j.value("volume", "") << ": " << j.value("role", "") << ", replica "
             << j.value("replica", nlohmann::json::object()).value("state", "") << ", peer " << p.value("state", "")
-            << ", dirty " << size_text(j.value("dirty_bytes", 0ull)) << "\n";
+            << ", dirty " << size_text(j.value("dirty_bytes", 0ull));
+        if (const auto configured = j.value("configured_role", j.value("role", "")); configured != j.value("role", ""))
+            out << " (configured " << configured << ")";
+        out << "\n";
     }
     return out.str();
 }

@@ -303,10 +303,15 @@ BOOST_AUTO_TEST_CASE(reload_applies_a_role_changed_in_the_file) {
         c->disconnect();
     }
 
-    // sanctl's role stays through a reload of the same file.
+    // sanctl's role stays through a reload of the same file, and status
+    // says the file differs.
+    BOOST_TEST(k.status("n").value("configured_role", "") == "primary");
     BOOST_TEST_REQUIRE(sanctl(k, "n", {"demote", "v"}).exit_code == 0);
     BOOST_TEST_REQUIRE(reload_says("roles: 0 changed, 0 refused"));
     BOOST_TEST(k.status("n").value("role", "") == "secondary");
+    BOOST_TEST(k.status("n").value("configured_role", "") == "primary");
+    auto shown = sanctl(k, "n", {"status", "v"});
+    BOOST_TEST(shown.out.find("role set with sanctl; the configuration says primary") != std::string::npos, shown.out);
     BOOST_TEST(k.stop("n") == 0);
     BOOST_TEST(read_file(k.path("n.img"))[0] == '\x5a');
 }
