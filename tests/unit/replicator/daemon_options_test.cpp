@@ -158,6 +158,10 @@ BOOST_AUTO_TEST_CASE(node_config_errors_name_file_line_and_key) {
     const Case cases[] = {
         {"[volume.a]\nreplica = \"/x\"\nnbd_socket = \"/s\"\n[volume.b]\nreplica = \"/y\"\nnbd_socket = \"/s\"\n",
          ":6: [volume.b] nbd_socket: /s is also [volume.a]'s (line 3)"},
+        // Secondaries' sockets too: either may be promoted.
+        {"[sanrepd]\nlisten = \"127.0.0.1:7789\"\n[volume.a]\nrole = \"secondary\"\nreplica = \"/x\"\nnbd_socket = "
+         "\"/s\"\n[volume.b]\nrole = \"secondary\"\nreplica = \"/y\"\nnbd_socket = \"/s\"\n",
+         ":10: [volume.b] nbd_socket: /s is also [volume.a]'s (line 6)"},
         {"[volume.a]\nreplica = \"/x\"\n[volume.b]\nreplica = \"/x\"\n", ":4: [volume.b] replica: /x is also"},
         {"[volume.a]\nreplica = \"/x\"\ncontrol = \"/c\"\n[volume.b]\nreplica = \"/y\"\ncontrol = \"/c\"\n",
          ":6: [volume.b] control: /c is also"},
