@@ -15,6 +15,8 @@
 # the same faults idle, then switches over with no restart: sanlab1 demotes
 # it (`sanctl replica demote`), sanlab2 promotes it, writes to it and
 # replicates back to sanlab1; its two replicas end with equal checksums too.
+# Before the end, the kernel's nbd driver attaches vol on sanlab1 and puts an
+# ext4 file system on it (kernel_client below).
 . "$SANLAB_SRC/tests/lab/lib.sh"
 shared=/lab/shared
 sanrepd=$SANLAB_BUILD/replicator/sanrepd
@@ -88,6 +90,42 @@ secondary() {
     sed 's/^/# /' $run/sanrepd.log | tail -n 20
 }
 
+# The kernel's nbd driver as sanrepd's client, as LIO's iblock will use it:
+# two connections (sanrepd offers CAN_MULTI_CONN), the flags the driver must
+# see, ext4 made with discards, a file written, synced, trimmed and read back
+# from the device after the page cache is dropped. All of it is replicated:
+# the replicas' final checksums cover it.
+kernel_client() {
+    local dev=/dev/nbd0 mnt=$run/mnt q=/sys/block/nbd0/queue
+    check "the nbd module loads" modprobe nbd nbds_max=2
+    check "nbd-client attaches vol with two connections" \
+        nbd-client -unix $run/vol.nbd $dev -N vol -connections 2 -block-size 4096
+    check "the device has vol's size" test "$(blockdev --getsize64 $dev)" -eq $((64 << 20))
+    # SEND_FLUSH: without it the driver would take the device as write-through.
+    check "the driver sends flushes" grep -qx "write back" $q/write_cache
+    check "and FUA" grep -qx 1 $q/fua
+    check "and discards" test "$(cat $q/discard_max_bytes)" -gt 0
+    sed 's/^/# write_zeroes_max_bytes: /' $q/write_zeroes_max_bytes
+    check "mkfs.ext4 on it, with discards" mkfs.ext4 -q -F -E discard $dev
+    mkdir -p $mnt
+    check "it mounts" mount -t ext4 $dev $mnt
+    head -c 12M /dev/urandom > $run/blob
+    check "a 12 MiB file is written and synced" bash -c "cp $run/blob $mnt/blob && sync -f $mnt/blob"
+    check "a 4 MiB file is written and removed" bash -c "head -c 4M /dev/zero > $mnt/gone && sync && rm $mnt/gone"
+    check "fstrim trims the free space" fstrim $mnt
+    check "it unmounts" umount $mnt
+    # Debian 12's driver sends no WRITE_ZEROES (write_zeroes_max_bytes 0): the
+    # block layer writes zeroes instead.
+    check "zeroing a range (blkdiscard -z)" blkdiscard -f -z -o $((60 << 20)) -l $((1 << 20)) $dev
+    check "the page cache is dropped" bash -c "blockdev --flushbufs $dev && echo 3 > /proc/sys/vm/drop_caches"
+    check "the file reads back from the device" bash -c \
+        "mount -t ext4 -o ro $dev $mnt && cmp $run/blob $mnt/blob; rc=\$?; umount $mnt; exit \$rc"
+    check "e2fsck finds the file system clean" e2fsck -fn $dev
+    check "nbd-client detaches" nbd-client -d $dev
+    check "the peer stayed in sync" is_state in-sync
+    check "sanrepd closed no connection on a bad request" bash -c "! grep -q 'closing:' $run/sanrepd.log"
+}
+
 primary() {
     local uri="nbd+unix:///vol?socket=$run/vol.nbd"
     check "netem is available" modprobe sch_netem
@@ -154,6 +192,7 @@ primary() {
     check "sanlab2 promoted vol2 and wrote to it" wait_for 120 test -e $shared/vol2-switched
     check "vol2 here is the in-sync secondary of sanlab2" is_state in-sync vol2
     tc qdisc del dev eth0 root 2> /dev/null
+    kernel_client
     # Every NBD connection above had its ring: a fallback is logged.
     check "NBD reads and writes went through io_uring" bash -c "! grep -q 'no io_uring' $run/sanrepd.log"
     stop_daemon $pid
