@@ -92,7 +92,7 @@ secondary() {
 
 # The kernel's nbd driver as sanrepd's client, as LIO's iblock will use it:
 # two connections (sanrepd offers CAN_MULTI_CONN), the flags the driver must
-# see, ext4 made with discards, a file written, synced, trimmed and read back
+# see, fio's random writes checked by reading back, ext4 made with discards, a file written, synced, trimmed and read back
 # from the device after the page cache is dropped. All of it is replicated:
 # the replicas' final checksums cover it.
 kernel_client() {
@@ -106,6 +106,12 @@ kernel_client() {
     check "and FUA" grep -qx 1 $q/fua
     check "and discards" test "$(cat $q/discard_max_bytes)" -gt 0
     sed 's/^/# write_zeroes_max_bytes: /' $q/write_zeroes_max_bytes
+    # Random writes of mixed sizes at queue depth 16 over both connections,
+    # then every block read back and checked (the headers hold the offset).
+    check "fio verify=crc32c through the device" fio --name=kernel-nbd --filename=$dev --direct=1 \
+        --ioengine=libaio --iodepth=16 --rw=randwrite --bsrange=4k-256k --size=24M --verify=crc32c \
+        --verify_fatal=1 --randrepeat=0 --output=$run/fio.txt
+    grep -E 'IOPS|err=' $run/fio.txt | sed 's/^/# /'
     check "mkfs.ext4 on it, with discards" mkfs.ext4 -q -F -E discard $dev
     mkdir -p $mnt
     check "it mounts" mount -t ext4 $dev $mnt
