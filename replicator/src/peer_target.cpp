@@ -298,10 +298,14 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     // none waits. The ring's thread gathers the acks of each batch of
     // completions here and sends them together: one send and one wake-up of
     // the primary's receiver for the batch, not one per write. Only the
-    // ring's thread touches it; declared first, so it outlives the ring.
+    // ring's thread touches them; declared first, so they outlive the ring.
+    // The batch's ops leave inflight_ only once their acks are sent: a FLUSH
+    // (answered once nothing is in flight) must not overtake them, or the
+    // primary could take an op as flushed before it learns the op failed.
     std::vector<std::uint8_t> ack_batch;
+    unsigned ack_batch_ops = 0;
     std::unique_ptr<IoRing> ring;
-    auto send_acks = [this, fd, &ack_batch] {
+    auto send_acks = [this, fd, &ack_batch, &ack_batch_ops] {
         if (ack_batch.empty()) return;
         {
             std::lock_guard lock(send_mu_);
@@ -309,6 +313,10 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             (void)write_full(fd, ack_batch);
         }
         ack_batch.clear();
+        std::lock_guard lock(inflight_mu_);
+        inflight_ -= ack_batch_ops;
+        ack_batch_ops = 0;
+        inflight_cv_.notify_all();
     };
     if (auto r = IoRing::create(2 * kMaxInFlight, send_acks)) {
         ring = std::move(*r);
@@ -376,11 +384,10 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             inflight_cv_.notify_all();
         };
         // As finish, for a write on the ring: on its thread the ack joins the
-        // batch. (A FLUSH may then be acked before these writes are: it is
-        // answered after they completed, so it covers them either way.)
-        auto finish_on = [this, &ack_batch, finish, seq = h.seq](IoRing* ringp) -> std::function<void(int)> {
+        // batch, and the op stays in flight until the batch is sent.
+        auto finish_on = [&ack_batch, &ack_batch_ops, finish, seq = h.seq](IoRing* ringp) -> std::function<void(int)> {
             if (!ringp) return finish;
-            return [this, &ack_batch, ringp, finish, seq](int err) {
+            return [&ack_batch, &ack_batch_ops, ringp, finish, seq](int err) {
                 if (!ringp->on_completion_thread()) {
                     finish(err);  // the replica took the blocking path for this one
                     return;
@@ -389,9 +396,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 auto head = peer::encode_header(peer::Type::Ack, 0, seq, body);
                 ack_batch.insert(ack_batch.end(), head.begin(), head.end());
                 ack_batch.insert(ack_batch.end(), body.begin(), body.end());
-                std::lock_guard lock(inflight_mu_);
-                --inflight_;
-                inflight_cv_.notify_all();
+                ++ack_batch_ops;
             };
         };
         auto drain = [&] {
