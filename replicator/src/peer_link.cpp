@@ -107,10 +107,12 @@ public:
         return dead_;
     }
     // After kill(): the receiver fails every pending op and ends within one
-    // watchdog tick; bounded all the same.
+    // watchdog tick; bounded all the same. Returns once the failed ops'
+    // callbacks have run (and recorded their ranges), not just once the
+    // session is dead: the next handshake reads the bitmap they write.
     void wait_dead() {
         std::unique_lock lock(pend_mu_);
-        dead_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return dead_; });
+        dead_cv_.wait_for(lock, std::chrono::seconds(10), [this] { return settled_; });
     }
     void wait_dead_for(const std::atomic<bool>& stopping, std::chrono::milliseconds bound) {
         auto until = Clock::now() + bound;
@@ -237,6 +239,10 @@ private:
         }
         if (!why.empty()) log(volume_, "link down: " + why);
         for (auto& [seq, p] : failed) p.cb(ECONNRESET);
+        {
+            std::lock_guard lock(pend_mu_);
+            settled_ = true;
+        }
         dead_cv_.notify_all();
     }
 
@@ -256,6 +262,7 @@ private:
     std::deque<Unflushed> unflushed_;  // under pend_mu_
     std::uint64_t next_seq_ = 1;
     bool dead_ = false;
+    bool settled_ = false;  // dead, and every op pending then has had its callback
     std::thread receiver_;
 };
 
@@ -345,6 +352,22 @@ int PeerLink::send_and_wait(const std::shared_ptr<Session>& s, int type, std::ve
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return result >= 0; });  // bounded: the session's ack watchdog fails it
     return result;
+}
+
+void PeerLink::drop_newer_link(const std::weak_ptr<Session>& origin) {
+    // An op normally fails with its session, and the next handshake sees its
+    // range in the bitmap. But one whose sender was held up (in an
+    // activity-log commit, say) while the link was replaced fails on the
+    // dead session only after the new link came up, and the peer never gets
+    // it: that link must go too, so that its reconnect resyncs the range.
+    std::shared_ptr<Session> current;
+    {
+        std::lock_guard lock(state_mu_);
+        current = session_;
+    }
+    if (!current || current == origin.lock()) return;
+    log(options_.volume, "an op failed on an earlier link after this one came up: reconnecting to resync it");
+    current->kill();
 }
 
 void PeerLink::retire_activity(const std::shared_ptr<Session>& s) {
@@ -467,6 +490,17 @@ bool PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
     return false;
 }
 
+bool PeerLink::reserve_lag(std::uint64_t cost) {
+    // Check and add in one step: concurrent writers cannot pass max_lag
+    // together. With nothing lagging, any op goes, so one larger than
+    // max_lag is shipped rather than dropping the link every time.
+    auto lag = lag_bytes_.load();
+    do {
+        if (lag != 0 && lag + cost > options_.max_lag) return false;
+    } while (!lag_bytes_.compare_exchange_weak(lag, lag + cost));
+    return true;
+}
+
 Status PeerLink::replicate(const Op& op, std::function<void()> done) {
     if (op.type == OpType::Read) {
         done();
@@ -493,7 +527,7 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
     }
     const bool async = options_.async;
     const std::uint64_t cost = op.type == OpType::Write ? op.length : 0;
-    if (async && lag_bytes_.load() + cost > options_.max_lag) {
+    if (async && !reserve_lag(cost)) {
         // Past the bound: this op is not shipped. Its range goes to the bitmap
         // (durably, before the local write) and the link is dropped, so the
         // peer turns out-of-sync and gets a bitmap resync when it reconnects.
@@ -510,18 +544,19 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
         // its extent is where the replicas may differ. Without it, the op is
         // neither sent nor written.
         if (auto st = meta_.activate(op.offset, op.length); !st) {
+            if (async) lag_bytes_ -= cost;
             volume_.fail("cannot record activity in " + meta_.path() + ": " + st.error().message);
             return Error{EIO, volume_.failure()};
         }
     }
-    if (async) {
-        lag_bytes_ += cost;
-        ++lag_ops_;
-    }
+    if (async) ++lag_ops_;
     std::function<void()> on_acked = async ? nullptr : std::move(done);
     auto cb = [this, async, cost, type = op.type, offset = op.offset, length = op.length,
-               on_acked = std::move(on_acked)](int err) {
-        if (err && type != OpType::Flush) record_dirty(offset, length);
+               on_acked = std::move(on_acked), origin = std::weak_ptr<Session>(s)](int err) {
+        if (err && type != OpType::Flush) {
+            record_dirty(offset, length);
+            drop_newer_link(origin);
+        }
         if (async) {
             lag_bytes_ -= cost;
             --lag_ops_;
@@ -838,6 +873,11 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
     }
     if (stopping_) return Error{ECANCELED, "resync stopped"};
     if (meta_.dirty_bits() != 0) return Error{EAGAIN, "resync did not converge"};
+    // The peer acknowledged each copy once applied, not once durable: a
+    // FLUSH first, or a bitmap cleared on disk here could outlive copies
+    // its disk cache lost in a power cut of both nodes.
+    if (int err = send_and_wait(s, static_cast<int>(peer::Type::Flush), {}); err != 0)
+        return errno_error(err, "flushing the resynced regions on the peer");
     if (auto st = meta_.persist_bitmap(); !st) return st;
 
     // The peer takes the generations we will have once the bitmap retires.
@@ -942,19 +982,31 @@ void PeerLink::manage() {
         }
         set_recv_timeout(fd->get(), 0);
         auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms, options_.volume);
-        if (*decision == SyncDecision::None) {
+        auto how = *decision;
+        if (how == SyncDecision::None) {
+            // Writes during the handshake found the link not up yet: they are
+            // in the bitmap (marked under state_mu_), not on the peer. With
+            // none marked, the link is in sync from here on; otherwise they
+            // are resynced (the peer, in sync, takes resync writes and a
+            // RESYNC_DONE as a bitmap resync's target does).
+            std::lock_guard lock(state_mu_);
+            if (meta_.dirty_bits() == 0) {
+                session_ = session;
+                state_ = PeerState::InSync;
+                detail_.clear();
+            } else {
+                how = SyncDecision::BitmapFromPrimary;
+            }
+        }
+        if (how == SyncDecision::None) {
             if (meta_.get().gens.bitmap != 0) {
                 // The peer took our generation before we retired the bitmap
-                // (no bit is set, or the decision would be a bitmap resync).
+                // (no bit was set when the link came up).
                 if (auto st = meta_.finish_resync(); !st) log(options_.volume, st.error().message);
             }
-            std::lock_guard lock(state_mu_);
-            session_ = session;
-            state_ = PeerState::InSync;
-            detail_.clear();
             log(options_.volume, "in-sync");
         } else {
-            if (*decision == SyncDecision::FullFromPrimary) {
+            if (how == SyncDecision::FullFromPrimary) {
                 meta_.set_all_dirty();
                 if (auto st = meta_.persist_bitmap(); !st) log(options_.volume, st.error().message);
             }
@@ -962,9 +1014,9 @@ void PeerLink::manage() {
                 std::lock_guard lock(state_mu_);
                 session_ = session;
                 state_ = PeerState::Resyncing;
-                detail_ = std::string(to_string(*decision));
+                detail_ = std::string(to_string(how));
             }
-            log(options_.volume, std::string("resyncing (") + std::string(to_string(*decision)) + ", " +
+            log(options_.volume, std::string("resyncing (") + std::string(to_string(how)) + ", " +
                                      std::to_string(meta_.dirty_bits()) + " regions)");
             auto st = resync(session);
             if (!st) {

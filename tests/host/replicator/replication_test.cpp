@@ -2,12 +2,14 @@
 // files compared byte for byte. Bounded: every loop has a fixed count and
 // every wait a deadline; the Cluster fixture kills and removes all it made.
 #define BOOST_TEST_MODULE replicator_host
+#include <poll.h>
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
 
 #include "cluster.h"
 #include "sanagent/process.h"
+#include "sanagent/replicator/peer_io.h"
 
 using namespace sanrep_test;
 
@@ -277,6 +279,78 @@ BOOST_AUTO_TEST_CASE(peer_lost_right_after_a_full_sync_has_nothing_to_resync) {
     BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
     BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);
     BOOST_TEST(k.stop("a") == 0);
+}
+
+// A write that arrives while the link's handshake runs finds the peer not
+// yet in sync: it is acknowledged with the local copy only and marked. If the
+// handshake decided there was nothing to resync, that write must still reach
+// the peer before it counts as in sync. The peer here is this test, speaking
+// the peer protocol: it answers the primary's HELLO with the primary's own
+// generations (nothing to do) and holds its ACK of the decision while a
+// client writes.
+BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
+    Cluster k;
+    int port = free_port();
+    auto listener = tcp_listen("127.0.0.1:" + std::to_string(port));
+    BOOST_TEST_REQUIRE(listener.ok());
+    k.start_primary("a", "vol", port, kSizeArg);
+    pollfd pfd{listener->get(), POLLIN, 0};
+    BOOST_TEST_REQUIRE(::poll(&pfd, 1, 20'000) == 1);
+    UniqueFd peer_fd(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
+    BOOST_TEST_REQUIRE(peer_fd.valid());
+    set_recv_timeout(peer_fd.get(), 20'000);
+    const int fd = peer_fd.get();
+
+    auto hello = peer::receive(fd);
+    BOOST_TEST_REQUIRE(hello.ok());
+    BOOST_TEST_REQUIRE(int(hello->header.type) == int(peer::Type::Hello));
+    auto theirs = peer::decode_hello(hello->body);
+    BOOST_TEST_REQUIRE(theirs.ok());
+    peer::Hello mine = *theirs;
+    mine.primary = false;
+    mine.consistent = true;
+    mine.node = "the-test";
+    mine.active.clear();
+    BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
+    auto decision = peer::receive(fd);
+    BOOST_TEST_REQUIRE(decision.ok());
+    BOOST_TEST_REQUIRE(int(decision->header.type) == int(peer::Type::Decision));
+    BOOST_TEST_REQUIRE(int(*peer::decode_decision(decision->body)) == int(SyncDecision::None));
+
+    // The decision is not acknowledged yet: the write goes to the primary's replica alone.
+    BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    const std::uint64_t at = 5ull << 20;
+    std::vector<std::uint8_t> data(4096, 0x5a);
+    auto errs = c->write_batch({{at, data}});
+    BOOST_TEST_REQUIRE(errs.ok());
+    BOOST_TEST_REQUIRE((*errs)[0] == 0u);
+    BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::Ack, 0, decision->header.seq, peer::encode_ack(0)).ok());
+
+    // Now the primary resyncs the write, then makes it durable here and
+    // hands over its generations. Every message is acked; bounded by count
+    // and by the socket's receive timeout.
+    bool copied = false, flushed_after_copy = false, done = false;
+    for (int i = 0; i < 64 && !done; ++i) {
+        auto m = peer::receive(fd);
+        BOOST_TEST_REQUIRE(m.ok(), (m.ok() ? "" : m.error().message));
+        const auto type = m->header.type;
+        if (type == peer::Type::Write && (m->header.flags & peer::kFlagResync) && m->write_offset <= at &&
+            at + data.size() <= m->write_offset + m->write_data->size()) {
+            auto got = m->write_data->span().subspan(at - m->write_offset, data.size());
+            copied = std::equal(got.begin(), got.end(), data.begin());
+        }
+        if (type == peer::Type::Flush && copied) flushed_after_copy = true;
+        if (type == peer::Type::ResyncDone) done = true;
+        BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::Ack, 0, m->header.seq, peer::encode_ack(0)).ok());
+    }
+    BOOST_TEST(copied);
+    BOOST_TEST(flushed_after_copy);
+    BOOST_TEST(done);
+    BOOST_TEST(k.wait_state("a", "in-sync"));
+    BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);
+    c->disconnect();
 }
 
 BOOST_AUTO_TEST_CASE(old_primary_back_as_secondary_gets_its_active_extents_resynced) {

@@ -215,6 +215,36 @@ BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resy
     stop_and_expect_replicas_agree(k, log);
 }
 
+// A max_lag below the size of one write: with nothing lagging the write is
+// shipped all the same, not refused (which dropped the link at every such
+// write, the peer never staying in sync).
+BOOST_AUTO_TEST_CASE(an_async_write_larger_than_max_lag_is_shipped_when_nothing_lags) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    k.start_primary("a", "vol", port, kSizeArg, {"--peer-mode", "async", "--max-lag", "64K"});
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    for (std::uint64_t i = 0; i < 4; ++i) {
+        std::vector<std::uint8_t> data(1 << 20, static_cast<std::uint8_t>(0x40 + i));
+        auto errs = c->write_batch({{i << 20, data}});
+        BOOST_TEST_REQUIRE(errs.ok());
+        BOOST_TEST_REQUIRE((*errs)[0] == 0u);
+        // Each write alone: the next one waits until nothing lags.
+        for (int t = 0; t < 400 && peer_value(k, "a", "lag_bytes") != 0; ++t)
+            std::this_thread::sleep_for(std::chrono::milliseconds(25));
+        BOOST_TEST_REQUIRE(peer_value(k, "a", "lag_bytes") == 0u);
+    }
+    BOOST_TEST(k.peer_state("a") == "in-sync");
+    BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);
+    BOOST_TEST(read_file(k.path("a.log")).find("dropping the link") == std::string::npos);
+    c->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
+}
+
 BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
     Cluster k;
     int port = free_port();

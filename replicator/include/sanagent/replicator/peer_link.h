@@ -104,6 +104,11 @@ private:
     // Sends one message and waits for its ack; the errno, 0 on success.
     int send_and_wait(const std::shared_ptr<Session>& session, int type, std::vector<std::uint8_t> body);
     void retire_activity(const std::shared_ptr<Session>& session);
+    // A write that failed on `origin` is in the bitmap: if a later link is
+    // up, it is dropped, so that the write is resynced.
+    void drop_newer_link(const std::weak_ptr<Session>& origin);
+    // Async: adds an op's bytes to the lag unless that passes max_lag.
+    bool reserve_lag(std::uint64_t cost);
     // Kills the session, waits for it, and marks what the peer may have lost.
     void end_session(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
