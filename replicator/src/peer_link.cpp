@@ -365,7 +365,9 @@ void PeerLink::drop_newer_link(const std::weak_ptr<Session>& origin) {
         std::lock_guard lock(state_mu_);
         current = session_;
     }
-    if (!current || current == origin.lock()) return;
+    // Compared by owner, without locking `origin`: this may run on origin's
+    // own receiver thread, which must never hold its session's last reference.
+    if (!current || (!origin.owner_before(current) && !current.owner_before(origin))) return;
     log(options_.volume, "an op failed on an earlier link after this one came up: reconnecting to resync it");
     current->kill();
 }
@@ -425,8 +427,11 @@ void PeerLink::stop() {
     if (verifier_.joinable()) verifier_.join();
     // A clean stop leaves the bitmap whole on disk.
     if (auto st = meta_.flush_bitmap(); !st) log(options_.volume, st.error().message);
+    // Destroyed outside state_mu_: a session's end joins its receiver,
+    // whose failing callbacks may take state_mu_ (drop_newer_link).
+    std::shared_ptr<Session> last;
     std::lock_guard lock(state_mu_);
-    session_.reset();
+    last.swap(session_);
 }
 
 void PeerLink::retire_while_away() {
@@ -492,11 +497,13 @@ bool PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
 
 bool PeerLink::reserve_lag(std::uint64_t cost) {
     // Check and add in one step: concurrent writers cannot pass max_lag
-    // together. With nothing lagging, any op goes, so one larger than
-    // max_lag is shipped rather than dropping the link every time.
+    // together. With nothing lagging, any write goes, so one larger than
+    // max_lag is shipped rather than dropping the link every time; the lag
+    // may then pass max_lag, and ops that add none (FLUSH, TRIM, ZERO)
+    // still go.
     auto lag = lag_bytes_.load();
     do {
-        if (lag != 0 && lag + cost > options_.max_lag) return false;
+        if (cost != 0 && lag != 0 && lag + cost > options_.max_lag) return false;
     } while (!lag_bytes_.compare_exchange_weak(lag, lag + cost));
     return true;
 }
@@ -536,6 +543,7 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
             log(options_.volume, "async lag would pass max_lag (" + std::to_string(options_.max_lag) +
                                      " bytes): dropping the link, tracking writes in the bitmap");
         s->kill();
+        drop_newer_link(s);  // if s died and a new link came up before the range was marked
         done();
         return {};
     }
@@ -706,6 +714,7 @@ void PeerLink::run_verify(bool repair) {
         // every write it had not yet made durable (end_session()).
         (void)send_and_wait(s, static_cast<int>(peer::Type::Flush), {});
         s->kill();
+        drop_newer_link(s);
         detail = "mismatched ranges marked for resync";
     }
     if (failed)
@@ -982,20 +991,27 @@ void PeerLink::manage() {
         }
         set_recv_timeout(fd->get(), 0);
         auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms, options_.volume);
-        auto how = *decision;
+        const auto how = *decision;
         if (how == SyncDecision::None) {
             // Writes during the handshake found the link not up yet: they are
             // in the bitmap (marked under state_mu_), not on the peer. With
-            // none marked, the link is in sync from here on; otherwise they
-            // are resynced (the peer, in sync, takes resync writes and a
-            // RESYNC_DONE as a bitmap resync's target does).
-            std::lock_guard lock(state_mu_);
-            if (meta_.dirty_bits() == 0) {
-                session_ = session;
-                state_ = PeerState::InSync;
-                detail_.clear();
-            } else {
-                how = SyncDecision::BitmapFromPrimary;
+            // none marked, the link is in sync from here on. Otherwise this
+            // link goes and the next handshake decides a bitmap resync: the
+            // peer, which took "nothing to do", still counts itself
+            // consistent, and must not while it lacks those writes.
+            bool missed;
+            {
+                std::lock_guard lock(state_mu_);
+                missed = meta_.dirty_bits() != 0;
+                if (!missed) {
+                    session_ = session;
+                    state_ = PeerState::InSync;
+                    detail_.clear();
+                }
+            }
+            if (missed) {
+                log(options_.volume, "writes arrived during the handshake: reconnecting to resync them");
+                continue;  // `session` ends here, closing the link
             }
         }
         if (how == SyncDecision::None) {

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <boost/test/unit_test.hpp>
+#include <tuple>
 
 #include "cluster.h"
 #include "sanagent/process.h"
@@ -283,9 +284,11 @@ BOOST_AUTO_TEST_CASE(peer_lost_right_after_a_full_sync_has_nothing_to_resync) {
 
 // A write that arrives while the link's handshake runs finds the peer not
 // yet in sync: it is acknowledged with the local copy only and marked. If the
-// handshake decided there was nothing to resync, that write must still reach
-// the peer before it counts as in sync. The peer here is this test, speaking
-// the peer protocol: it answers the primary's HELLO with the primary's own
+// handshake decided there was nothing to resync, the peer took that and
+// counts itself consistent; the primary must then drop the link and
+// reconnect with a bitmap resync (during which the peer is inconsistent),
+// not go in sync without the write. The peer here is this test, speaking the
+// peer protocol: it answers the primary's HELLO with the primary's own
 // generations (nothing to do) and holds its ACK of the decision while a
 // client writes.
 BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
@@ -294,28 +297,33 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
     auto listener = tcp_listen("127.0.0.1:" + std::to_string(port));
     BOOST_TEST_REQUIRE(listener.ok());
     k.start_primary("a", "vol", port, kSizeArg);
-    pollfd pfd{listener->get(), POLLIN, 0};
-    BOOST_TEST_REQUIRE(::poll(&pfd, 1, 20'000) == 1);
-    UniqueFd peer_fd(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
-    BOOST_TEST_REQUIRE(peer_fd.valid());
-    set_recv_timeout(peer_fd.get(), 20'000);
-    const int fd = peer_fd.get();
-
-    auto hello = peer::receive(fd);
-    BOOST_TEST_REQUIRE(hello.ok());
-    BOOST_TEST_REQUIRE(int(hello->header.type) == int(peer::Type::Hello));
-    auto theirs = peer::decode_hello(hello->body);
-    BOOST_TEST_REQUIRE(theirs.ok());
-    peer::Hello mine = *theirs;
-    mine.primary = false;
-    mine.consistent = true;
-    mine.node = "the-test";
-    mine.active.clear();
-    BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
-    auto decision = peer::receive(fd);
-    BOOST_TEST_REQUIRE(decision.ok());
-    BOOST_TEST_REQUIRE(int(decision->header.type) == int(peer::Type::Decision));
-    BOOST_TEST_REQUIRE(int(*peer::decode_decision(decision->body)) == int(SyncDecision::None));
+    // One connection of the primary, its HELLO answered with `gens`; returns
+    // the socket and the decision message, or fails the test.
+    auto accept_link = [&](const Generations* gens) {
+        pollfd pfd{listener->get(), POLLIN, 0};
+        BOOST_TEST_REQUIRE(::poll(&pfd, 1, 20'000) == 1);
+        UniqueFd fd(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
+        BOOST_TEST_REQUIRE(fd.valid());
+        set_recv_timeout(fd.get(), 20'000);
+        auto hello = peer::receive(fd.get());
+        BOOST_TEST_REQUIRE(hello.ok());
+        BOOST_TEST_REQUIRE(int(hello->header.type) == int(peer::Type::Hello));
+        auto theirs = peer::decode_hello(hello->body);
+        BOOST_TEST_REQUIRE(theirs.ok());
+        peer::Hello mine = *theirs;
+        mine.primary = false;
+        mine.consistent = true;
+        mine.node = "the-test";
+        mine.active.clear();
+        if (gens) mine.gens = *gens;
+        BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
+        auto decision = peer::receive(fd.get());
+        BOOST_TEST_REQUIRE(decision.ok());
+        BOOST_TEST_REQUIRE(int(decision->header.type) == int(peer::Type::Decision));
+        return std::make_tuple(std::move(fd), std::move(*decision), theirs->gens);
+    };
+    auto [first, decision, gens] = accept_link(nullptr);
+    BOOST_TEST_REQUIRE(int(*peer::decode_decision(decision.body)) == int(SyncDecision::None));
 
     // The decision is not acknowledged yet: the write goes to the primary's replica alone.
     BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
@@ -326,14 +334,21 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
     auto errs = c->write_batch({{at, data}});
     BOOST_TEST_REQUIRE(errs.ok());
     BOOST_TEST_REQUIRE((*errs)[0] == 0u);
-    BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::Ack, 0, decision->header.seq, peer::encode_ack(0)).ok());
+    BOOST_TEST_REQUIRE(peer::send(first.get(), peer::Type::Ack, 0, decision.header.seq, peer::encode_ack(0)).ok());
+    // The primary drops this link instead of sending on it ...
+    BOOST_TEST(!peer::receive(first.get()).ok());
+    first.reset();
+    // ... and comes back proposing a bitmap resync to the same replica.
+    auto [fd, again, unused] = accept_link(&gens);
+    BOOST_TEST_REQUIRE(int(*peer::decode_decision(again.body)) == int(SyncDecision::BitmapFromPrimary));
+    BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Ack, 0, again.header.seq, peer::encode_ack(0)).ok());
 
-    // Now the primary resyncs the write, then makes it durable here and
-    // hands over its generations. Every message is acked; bounded by count
-    // and by the socket's receive timeout.
+    // The write arrives as a resync copy, then a FLUSH makes it durable here
+    // and RESYNC_DONE hands over the generations. Every message is acked;
+    // bounded by count and by the socket's receive timeout.
     bool copied = false, flushed_after_copy = false, done = false;
     for (int i = 0; i < 64 && !done; ++i) {
-        auto m = peer::receive(fd);
+        auto m = peer::receive(fd.get());
         BOOST_TEST_REQUIRE(m.ok(), (m.ok() ? "" : m.error().message));
         const auto type = m->header.type;
         if (type == peer::Type::Write && (m->header.flags & peer::kFlagResync) && m->write_offset <= at &&
@@ -343,7 +358,7 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
         }
         if (type == peer::Type::Flush && copied) flushed_after_copy = true;
         if (type == peer::Type::ResyncDone) done = true;
-        BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::Ack, 0, m->header.seq, peer::encode_ack(0)).ok());
+        BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Ack, 0, m->header.seq, peer::encode_ack(0)).ok());
     }
     BOOST_TEST(copied);
     BOOST_TEST(flushed_after_copy);

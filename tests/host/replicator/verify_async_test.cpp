@@ -217,8 +217,9 @@ BOOST_AUTO_TEST_CASE(async_peer_lags_converges_falls_back_to_the_bitmap_and_resy
 
 // A max_lag below the size of one write: with nothing lagging the write is
 // shipped all the same, not refused (which dropped the link at every such
-// write, the peer never staying in sync).
-BOOST_AUTO_TEST_CASE(an_async_write_larger_than_max_lag_is_shipped_when_nothing_lags) {
+// write, the peer never staying in sync), and a flush right after it, with
+// the lag past max_lag, is shipped too.
+BOOST_AUTO_TEST_CASE(an_async_write_larger_than_max_lag_and_a_flush_after_it_are_shipped) {
     Cluster k;
     int port = free_port();
     k.start_secondary("b", "vol", port, kSizeArg);
@@ -231,6 +232,11 @@ BOOST_AUTO_TEST_CASE(an_async_write_larger_than_max_lag_is_shipped_when_nothing_
         auto errs = c->write_batch({{i << 20, data}});
         BOOST_TEST_REQUIRE(errs.ok());
         BOOST_TEST_REQUIRE((*errs)[0] == 0u);
+        // A flush at once, while the write may still lag past max_lag: it
+        // adds no lag, so it is shipped too.
+        auto flushed = c->simple(nbd::CommandType::Flush, 0, 0);
+        BOOST_TEST_REQUIRE(flushed.ok());
+        BOOST_TEST_REQUIRE(*flushed == 0u);
         // Each write alone: the next one waits until nothing lags.
         for (int t = 0; t < 400 && peer_value(k, "a", "lag_bytes") != 0; ++t)
             std::this_thread::sleep_for(std::chrono::milliseconds(25));
