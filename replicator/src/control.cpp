@@ -6,6 +6,8 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <exception>
 
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/thread_name.h"
@@ -41,18 +43,38 @@ void ControlServer::loop() {
         if (::poll(&pfd, 1, 200) <= 0) continue;
         UniqueFd c(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
         if (!c.valid()) continue;
-        // One short request per connection, bounded in size and time so a
-        // stuck client cannot hold the loop.
-        set_recv_timeout(c.get(), 2000);
+        // One short request per connection, bounded in size and in time as
+        // a whole (a client trickling a byte now and then would otherwise
+        // hold the loop): 2 s to read it, 2 s to take the reply.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+        timeval two_s{2, 0};
+        ::setsockopt(c.get(), SOL_SOCKET, SO_SNDTIMEO, &two_s, sizeof two_s);
+        // The socket is 0600 already; the caller's credentials are checked
+        // too, in case its directory or mode were changed behind our back.
+        ucred who{};
+        socklen_t who_len = sizeof who;
+        if (::getsockopt(c.get(), SOL_SOCKET, SO_PEERCRED, &who, &who_len) != 0 ||
+            (who.uid != 0 && who.uid != ::geteuid()))
+            continue;
         std::string req;
         char buf[512];
         while (req.size() < kMaxRequest && req.find('\n') == std::string::npos) {
-            ssize_t n = ::recv(c.get(), buf, sizeof buf, 0);
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            pollfd in{c.get(), POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&in, 1, static_cast<int>(left.count())) <= 0) break;
+            ssize_t n = ::recv(c.get(), buf, sizeof buf, MSG_DONTWAIT);
             if (n <= 0) break;
             req.append(buf, static_cast<std::size_t>(n));
         }
         if (auto nl = req.find('\n'); nl != std::string::npos) req.resize(nl);
-        std::string reply = handler_(req) + "\n";
+        std::string reply;
+        try {
+            reply = handler_(req) + "\n";
+        } catch (const std::exception& e) {
+            // A request must never take the daemon and its other volumes down.
+            reply = std::string("{\"error\":\"internal error\"}\n");
+            std::fprintf(stderr, "sanrepd: control request failed: %s\n", e.what());
+        }
         (void)write_full(c.get(), {reinterpret_cast<const std::uint8_t*>(reply.data()), reply.size()});
     }
 }

@@ -747,9 +747,9 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     mine.gens = meta.gens;
     mine.node = options_.node;
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return st.error();
-    auto m = peer::receive(fd);
+    auto m = peer::receive_small(fd, peer::kMaxHandshakeBody);
     if (!m) return m.error().context("reading the peer's HELLO");
-    if (m->header.type == peer::Type::Refuse) return Error{EPERM, "refused: " + *peer::decode_refuse(m->body)};
+    if (m->header.type == peer::Type::Refuse) return Error{EPERM, "refused: " + peer::decode_refuse(m->body)};
     if (m->header.type != peer::Type::Hello) return Error{EPROTO, "expected HELLO"};
     auto theirs = peer::decode_hello(m->body);
     if (!theirs) return theirs.error();
@@ -791,14 +791,14 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     // sent, not cleared.
     if (decision == SyncDecision::None && meta_.dirty_bits() != 0) decision = SyncDecision::BitmapFromPrimary;
     if (auto st = peer::send(fd, peer::Type::Decision, 0, 0, peer::encode_decision(decision)); !st) return st.error();
-    auto reply = peer::receive(fd);
+    auto reply = peer::receive_small(fd, peer::kMaxHandshakeBody);
     if (!reply) return reply.error().context("reading the peer's answer to " + std::string(to_string(decision)));
     if (reply->header.type == peer::Type::Refuse) {
         if (decision == SyncDecision::SplitBrain || decision == SyncDecision::PeerNewer ||
             decision == SyncDecision::Unrelated)
             return decision;
         return Error{EPERM,
-                     "peer refused " + std::string(to_string(decision)) + ": " + *peer::decode_refuse(reply->body)};
+                     "peer refused " + std::string(to_string(decision)) + ": " + peer::decode_refuse(reply->body)};
     }
     if (reply->header.type != peer::Type::Ack) return Error{EPROTO, "expected ACK of the decision"};
     return decision;

@@ -13,6 +13,10 @@ using bytes::store_le;
 
 namespace {
 
+bool visible_ascii(const std::string& s) {
+    return std::all_of(s.begin(), s.end(), [](unsigned char c) { return c > 0x20 && c < 0x7f; });
+}
+
 class Writer {
 public:
     template <typename T>
@@ -164,6 +168,8 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     if (name_len > kMaxVolumeName) return Error{EBADMSG, "peer HELLO: volume name too long"};
     h.volume.resize(name_len);
     r.get_bytes(reinterpret_cast<std::uint8_t*>(h.volume.data()), name_len);
+    // Names go into logs, errors and the status JSON: printable, no spaces.
+    if (!visible_ascii(h.volume)) return Error{EBADMSG, "peer HELLO: volume name with unprintable bytes"};
     h.size = r.get<std::uint64_t>();
     h.granularity = r.get<std::uint32_t>();
     h.gens = get_gens(r);
@@ -171,6 +177,7 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     if (node_len > kMaxVolumeName) return Error{EBADMSG, "peer HELLO: node name too long"};
     h.node.resize(node_len);
     r.get_bytes(reinterpret_cast<std::uint8_t*>(h.node.data()), node_len);
+    if (!visible_ascii(h.node)) return Error{EBADMSG, "peer HELLO: node name with unprintable bytes"};
     auto active = r.get<std::uint16_t>();
     if (active > kMaxHelloRanges) return Error{EBADMSG, "peer HELLO: too many activity ranges"};
     for (std::uint16_t i = 0; i < active && r.ok(); ++i) {
@@ -285,12 +292,18 @@ Result<ResyncDone> decode_resync_done(std::span<const std::uint8_t> body) {
 }
 
 std::vector<std::uint8_t> encode_refuse(const std::string& reason) {
-    return {reason.begin(), reason.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(reason.size(), 1024))};
+    return {reason.begin(),
+            reason.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(reason.size(), kMaxRefuse))};
 }
 
-Result<std::string> decode_refuse(std::span<const std::uint8_t> body) {
-    if (body.size() > 1024) return Error{EBADMSG, "peer REFUSE: reason too long"};
-    return std::string(body.begin(), body.end());
+std::string decode_refuse(std::span<const std::uint8_t> body) {
+    // Free text from a peer that may not be authenticated yet: it goes into
+    // logs and the status JSON, so only printable ASCII, and bounded.
+    std::string out;
+    for (auto c : body.first(std::min<std::size_t>(body.size(), kMaxRefuse)))
+        out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+    if (body.size() > kMaxRefuse) out += " [cut]";
+    return out;
 }
 
 }  // namespace sanagent::replicator::peer

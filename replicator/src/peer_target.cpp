@@ -19,7 +19,6 @@ void log(const std::string& volume, const std::string& s) {
 constexpr unsigned kMaxInFlight = 256;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 // HELLO and DECISION are a few hundred bytes; a REFUSE's text is short.
-constexpr std::uint32_t kMaxHandshakeBody = 4096;
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
 }  // namespace
 
@@ -147,13 +146,13 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
         why = "size " + std::to_string(theirs.size) + " differs from ours";
     if (!why.empty()) return false;
 
-    auto m = peer::receive_small(fd, kMaxHandshakeBody);
+    auto m = peer::receive_small(fd, peer::kMaxHandshakeBody);
     if (!m) {
         why = m.error().message;
         return false;
     }
     if (m->header.type == peer::Type::Refuse) {
-        why = "primary refused: " + *peer::decode_refuse(m->body);
+        why = "primary refused: " + peer::decode_refuse(m->body);
         return false;
     }
     auto d = m->header.type == peer::Type::Decision ? peer::decode_decision(m->body)
@@ -222,7 +221,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             log_refusal("not authenticated: " + cut_off(st.error().message));
             return;
         }
-        auto first = peer::receive_small(fd, kMaxHandshakeBody);
+        auto first = peer::receive_small(fd, peer::kMaxHandshakeBody);
         if (!first || first->header.type != peer::Type::Hello) {
             log_refusal("no HELLO: " + cut_off(first ? "another message first" : first.error().message));
             return;

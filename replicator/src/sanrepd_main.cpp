@@ -298,8 +298,14 @@ nlohmann::json status_json(Served& v) {
     return j;
 }
 
+// One line of JSON for the control socket. A string that is not UTF-8 (a
+// path, or an error quoting one) gets U+FFFD instead of making dump() throw.
+std::string to_line(const nlohmann::json& j) {
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string error_json(const std::string& message) {
-    return nlohmann::json{{"error", message}}.dump();
+    return to_line(nlohmann::json{{"error", message}});
 }
 
 // The commands that only read or touch one volume's own objects; promote
@@ -307,12 +313,12 @@ std::string error_json(const std::string& message) {
 std::string control_reply(Served& v, const nlohmann::json& req, const std::string& command) {
     const Flags& f = v.f;
     MetadataFile& md = *v.meta;
-    if (command == "status") return status_json(v).dump();
+    if (command == "status") return to_line(status_json(v));
     if (command == "verify") {
         if (!v.link) return error_json("verify runs on the primary of a volume with a peer");
         bool repair = req.contains("repair") && req["repair"].is_boolean() && req["repair"].get<bool>();
         if (auto st = v.link->start_verify(repair); !st) return error_json(st.error().message);
-        return nlohmann::json{{"ok", true}, {"verify", "running"}}.dump();
+        return to_line(nlohmann::json{{"ok", true}, {"verify", "running"}});
     }
     if (command == "resolve") {
         // The losing side discards its generations and comes back blank:
@@ -421,7 +427,7 @@ std::string clash(const Flags& a, const Flags& b) {
 }
 
 std::string ok_json(const std::string& result, const std::string& detail) {
-    return nlohmann::json{{"ok", true}, {"result", result}, {"detail", detail}}.dump();
+    return to_line(nlohmann::json{{"ok", true}, {"result", result}, {"detail", detail}});
 }
 
 // Every volume this process serves, and the peer ports its secondaries

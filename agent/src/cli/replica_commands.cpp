@@ -14,6 +14,7 @@
 
 #include "sanagent/agent/units.h"
 #include "sanagent/replicator/control.h"
+#include "sanagent/replicator/daemon_options.h"
 
 namespace sanagent::agent {
 
@@ -194,7 +195,8 @@ int cmd_verify(const ReplicaOptions& o, const std::string& volume, const std::st
     for (;;) {
         auto j = ask(socket, {{"command", "status"}});
         if (!j) return fail(j.error().message);
-        v = (*j)["verify"];
+        // No verify in the answer (the volume was demoted meanwhile): not running.
+        v = j->value("verify", nlohmann::json::object());
         if (v.value("state", "") != "running") break;
         if (std::chrono::steady_clock::now() > until)
             return fail("verify still running after " + std::to_string(o.timeout_s) + " s (it goes on in sanrepd)");
@@ -305,7 +307,7 @@ int run_replica_command(const std::vector<std::string>& args) {
     if (o->positional.size() == 1 && o->positional[0] == "status") return cmd_status_all(*o);
     if (o->positional.size() != 2) {
         std::cerr << "usage: sanctl replica status [--control-dir DIR] [--json]\n"
-                     "       sanctl replica status|verify|resolve|promote|demote VOLUME [--control PATH] [--json]\n"
+                     "       sanctl replica status|verify|resolve|promote|demote VOLUME [--control PATH | --control-dir DIR] [--json]\n"
                      "       sanctl replica verify VOLUME [--repair] [--no-wait] [--timeout SECONDS]\n"
                      "       sanctl replica resolve VOLUME --keep NODE [--yes-destroy-data]\n"
                      "       sanctl replica promote VOLUME [--force]\n"
@@ -314,8 +316,9 @@ int run_replica_command(const std::vector<std::string>& args) {
     }
     const auto& op = o->positional[0];
     const auto& volume = o->positional[1];
-    if (!is_safe_name(volume)) return fail("'" + volume + "' is not a valid volume name");
-    std::string socket = o->control.empty() ? "/run/sanrepd/" + volume + ".ctl" : o->control;
+    // sanrepd's own rule for volume names: any name it serves can be named here.
+    if (!replicator::valid_volume_name(volume)) return fail("'" + volume + "' is not a valid volume name");
+    std::string socket = o->control.empty() ? o->control_dir + "/" + volume + ".ctl" : o->control;
     if (op == "status") return cmd_status(*o, socket);
     if (op == "verify") return cmd_verify(*o, volume, socket);
     if (op == "resolve") return cmd_resolve(*o, socket);

@@ -251,6 +251,37 @@ BOOST_AUTO_TEST_CASE(an_async_write_larger_than_max_lag_and_a_flush_after_it_are
     BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
 }
 
+// The control socket: sanctl reaches a volume whose name has an underscore
+// by name (--control-dir); a replica path that is not UTF-8 still gives a
+// status (U+FFFD in the JSON, where dump() used to throw and end the
+// daemon); and a client trickling a request, a byte now and then, is cut
+// off instead of holding the socket while sanctl waits.
+BOOST_AUTO_TEST_CASE(the_control_socket_takes_odd_names_and_outlasts_a_trickling_client) {
+    Cluster k;
+    k.start("a", {"--volume", "db_1", "--role", "primary", "--replica", k.path("db\xff.img"), "--size", "8M",
+                  "--nbd-socket", k.path("db_1.nbd"), "--control", k.path("db_1.ctl"), "--threads", "2"});
+    BOOST_TEST_REQUIRE(k.wait_file("db_1.ctl"));
+    auto trickler_fd = unix_connect(k.path("db_1.ctl"));
+    BOOST_TEST_REQUIRE(trickler_fd.ok());
+    std::atomic<bool> done{false};
+    std::thread trickler([&] {
+        // Bounded: 40 bytes at most, stopped once sanctl has its answer.
+        for (int i = 0; i < 40 && !done; ++i) {
+            (void)::send(trickler_fd->get(), "{", 1, MSG_NOSIGNAL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        }
+    });
+    auto out = sanctl({"replica", "status", "db_1", "--control-dir", k.dir.string(), "--json"});
+    done = true;
+    trickler.join();
+    BOOST_TEST_REQUIRE(out.ok());
+    BOOST_TEST(out->exit_code == 0, out->err);
+    auto j = nlohmann::json::parse(out->out, nullptr, false);
+    BOOST_TEST_REQUIRE(!j.is_discarded());
+    BOOST_TEST(j["replica"].value("path", "").find("db\xef\xbf\xbd.img") != std::string::npos);
+    BOOST_TEST(k.stop("a") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(split_brain_is_resolved_by_keeping_one_node) {
     Cluster k;
     int port = free_port();

@@ -91,6 +91,17 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
     h.volume = "v";
     h.node = std::string(kMaxVolumeName + 1, 'n');
     BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+    // Names reach logs and the status JSON: bytes that are not printable
+    // ASCII (or a space, or an escape sequence) are refused, not passed on.
+    for (std::string bad : {"a\xff", "a b", "\x1b[2J", "a\n"}) {
+        h.node = bad;
+        BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+        h.node = "node-a";
+        h.volume = bad;
+        BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+        h.volume = "v";
+    }
+    BOOST_TEST(decode_hello(encode_hello(h)).ok());
 }
 
 BOOST_AUTO_TEST_CASE(hello_activity_ranges_are_bounded) {
@@ -137,7 +148,11 @@ BOOST_AUTO_TEST_CASE(small_bodies) {
     BOOST_TEST_REQUIRE(rd.ok());
     BOOST_TEST((rd->gens == done.gens));
     BOOST_TEST(!decode_resync_done(std::vector<std::uint8_t>(10)).ok());
-    BOOST_TEST(*decode_refuse(encode_refuse("split-brain")) == "split-brain");
+    BOOST_TEST(decode_refuse(encode_refuse("split-brain")) == "split-brain");
+    // From a peer that may not be authenticated: printable and bounded.
+    const std::vector<std::uint8_t> raw = {'a', 0xff, '\n', 0x1b, 'b'};
+    BOOST_TEST(decode_refuse(raw) == "a???b");
+    BOOST_TEST(decode_refuse(std::vector<std::uint8_t>(5000, 'x')) == std::string(kMaxRefuse, 'x') + " [cut]");
     BOOST_TEST(!decode_write_prefix(std::vector<std::uint8_t>(7)).ok());
     BOOST_TEST(*decode_write_prefix(encode_write_prefix(123456)) == 123456u);
 }

@@ -69,6 +69,9 @@ struct Range {
 // At most this many activity ranges in a HELLO; more are sent as one range
 // covering them all (bounded_ranges()).
 inline constexpr std::size_t kMaxHelloRanges = 128;
+// Any handshake message (HELLO with its names and ranges, DECISION, ACK,
+// REFUSE) fits: a larger one is refused before its body is read.
+inline constexpr std::uint32_t kMaxHandshakeBody = 4096;
 
 struct Hello {
     std::uint16_t version = kVersion;
@@ -136,7 +139,10 @@ std::vector<std::uint8_t> encode_digest(const Digest& digest);
 Result<Digest> decode_digest(std::span<const std::uint8_t> body);
 std::vector<std::uint8_t> encode_resync_done(const ResyncDone& done);
 Result<ResyncDone> decode_resync_done(std::span<const std::uint8_t> body);
+inline constexpr std::size_t kMaxRefuse = 1024;  // bytes of a refusal's reason
 std::vector<std::uint8_t> encode_refuse(const std::string& reason);
-Result<std::string> decode_refuse(std::span<const std::uint8_t> body);
+// Never fails: a reason is cut at kMaxRefuse and unprintable bytes become '?'
+// (it may come from a peer that has not authenticated).
+std::string decode_refuse(std::span<const std::uint8_t> body);
 
 }  // namespace sanagent::replicator::peer
