@@ -7,6 +7,8 @@
 #include <functional>
 #include <map>
 
+#include "sanagent/replicator/net.h"
+
 namespace sanagent::replicator {
 
 bool parse_size(const std::string& s, std::uint64_t& out) {
@@ -156,6 +158,18 @@ std::string check_options(const DaemonOptions& o) {
         return "listen: a secondary needs an address to listen on (here or in [sanrepd])";
     if (!o.nbd_tls_psk.empty() && !o.nbd_tls_dir.empty())
         return "nbd_tls_dir: give nbd_tls_psk or nbd_tls_dir, not both";
+    // Addresses are parsed here, before anything is opened: a typo is an
+    // error at start, not a link that retries for ever without a word.
+    for (auto [key, value] : {std::pair<const char*, const std::string&>{"listen", o.listen},
+                              {"address", o.peer},
+                              {"nbd_tcp", o.nbd_tcp}}) {
+        if (value.empty()) continue;
+        if (auto st = check_address(value); !st)
+            return std::string(key) + ": " + st.error().message + " (a numeric IP and a port, [::1]:PORT for IPv6)";
+    }
+    // The node name travels in HELLO and is what `resolve --keep` names.
+    if (!o.node.empty() && !valid_volume_name(o.node))
+        return "node: '" + o.node + "': use letters, digits, '.', '_', '-' (at most 128, not starting with . or -)";
     return {};
 }
 
@@ -227,14 +241,19 @@ Result<std::vector<DaemonOptions>> load_node_config(const std::string& path, con
         fill_defaults(o);
         auto* t = v.as_table();
         if (auto why = check_options(o); !why.empty()) {
+            // The key's line: in the volume's table, its peer table, or [sanrepd].
             auto key = why.substr(0, why.find(':'));
             auto* at = (*t)[key].node();
+            if (auto* p = (*t)["peer"].as_table(); !at && p) at = (*p)[key].node();
+            if (auto* d = root["sanrepd"].as_table(); !at && d) at = (*d)[key].node();
             return Error{EINVAL, path + ":" + line(at ? *at : v) + ": [" + table + "] " + why};
         }
         for (auto [key, value] : {std::pair<std::string, std::string>{"replica", o.replica},
                                   {"meta", o.meta},
                                   {"nbd_socket", o.nbd_socket},
+                                  {"nbd_tcp", o.nbd_tcp},
                                   {"control", o.control}}) {
+            if (value.empty()) continue;  // no NBD on TCP
             // Secondaries' NBD sockets too: any volume may be promoted.
             auto* at = (*t)[key].node();
             std::string where = line(at ? *at : v);

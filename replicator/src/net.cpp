@@ -52,6 +52,15 @@ Result<Parsed> parse(const std::string& address) {
     return p;
 }
 
+}  // namespace
+
+Status check_address(const std::string& address) {
+    if (auto p = parse(address); !p) return p.error();
+    return {};
+}
+
+namespace {
+
 void tune_tcp(int fd) {
     int one = 1;
     // Small replies (acks, NBD reply headers) must not wait for Nagle.

@@ -953,6 +953,7 @@ void PeerLink::manage() {
             {
                 std::lock_guard lock(state_mu_);
                 if (state_ == PeerState::InSync || state_ == PeerState::Resyncing) state_ = PeerState::OutOfSync;
+                detail_ = fd.error().message;  // why it is still connecting, for the status
             }
             if (Clock::now() - last_away_retire >= std::chrono::milliseconds(options_.retire_interval_ms)) {
                 retire_while_away();

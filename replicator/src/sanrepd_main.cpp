@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -83,6 +84,16 @@ std::string hex(std::uint64_t v) {
 int fail(const std::string& what) {
     std::fprintf(stderr, "sanrepd: %s\n", what.c_str());
     return 1;
+}
+
+// A whole decimal number in [lo, hi], as the file's keys allow.
+template <typename T>
+bool parse_bounded(const std::string& text, long long lo, long long hi, T& out) {
+    long long v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc{} || end != text.data() + text.size() || v < lo || v > hi) return false;
+    out = static_cast<T>(v);
+    return true;
 }
 
 Result<std::unique_ptr<MetadataFile>> open_or_create_meta(const Flags& f, std::uint64_t size) {
@@ -163,10 +174,13 @@ int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
             f.listen = value();
         else if (a == "--control")
             f.control = value();
-        else if (a == "--ack-timeout-ms")
-            f.ack_timeout_ms = std::stoi(value());
-        else if (a == "--activity-retire-ms")
-            f.retire_ms = std::stoi(value());
+        else if (a == "--ack-timeout-ms") {
+            if (!parse_bounded(value(), 100, 600000, f.ack_timeout_ms))
+                return fail("--ack-timeout-ms is a number of milliseconds, 100..600000");
+        } else if (a == "--activity-retire-ms") {
+            if (!parse_bounded(value(), 10, 3600000, f.retire_ms))
+                return fail("--activity-retire-ms is a number of milliseconds, 10..3600000");
+        }
         else if (a == "--node")
             f.node = value();
         else if (a == "--psk-file")
@@ -180,9 +194,9 @@ int apply_flags(int argc, char** argv, Flags& f, bool& per_volume) {
         } else if (a == "--verify-chunk") {
             if (!parse_size(value(), f.verify_chunk) || f.verify_chunk < 4096 || f.verify_chunk > (32u << 20))
                 return fail("--verify-chunk is 4K..32M");
-        } else if (a == "--threads")
-            f.threads = static_cast<unsigned>(std::stoul(value()));
-        else if (a == "-h" || a == "--help") {
+        } else if (a == "--threads") {
+            if (!parse_bounded(value(), 1, 256, f.threads)) return fail("--threads is 1..256");
+        } else if (a == "-h" || a == "--help") {
             usage();
             return 0;
         } else {

@@ -382,6 +382,21 @@ BOOST_AUTO_TEST_CASE(config_file_starts_a_volume_and_a_bad_one_is_refused) {
     BOOST_TEST(r->exit_code == 1);
     BOOST_TEST(r->err.find(k.path("bad.toml") + ":5: [volume.vol.peer] mode: expected") != std::string::npos, r->err);
     BOOST_TEST(!fs::exists(k.path("bad.ctl")));
+    // Flags get the file's ranges, and a clear error rather than an
+    // exception ending the process (or no thread serving I/O).
+    for (auto [flag, value] : {std::pair<std::string, std::string>{"--threads", "0"},
+                               {"--threads", "-1"},
+                               {"--ack-timeout-ms", "abc"},
+                               {"--activity-retire-ms", "5"}}) {
+        auto f = run.run(sanagent::Command({SANREPD_PATH, "--volume", "vol", "--role", "primary", "--replica",
+                                            k.path("c.img"), "--size", "1M", "--control", k.path("c.ctl"), flag,
+                                            value},
+                                           std::chrono::seconds(20)));
+        BOOST_TEST_REQUIRE(f.ok());
+        BOOST_TEST(f->exit_code == 1, flag << " " << value << ": " << f->exit_code);
+        BOOST_TEST(f->err.find("sanrepd: " + flag + " is ") != std::string::npos, f->err);
+        BOOST_TEST(!fs::exists(k.path("c.ctl")));
+    }
     BOOST_TEST(k.stop("b") == 0);
 }
 

@@ -172,6 +172,17 @@ BOOST_AUTO_TEST_CASE(node_config_errors_name_file_line_and_key) {
         {"[volume.a]\nreplica = \"/x\"\n[volume.b]\nreplcia = \"/y\"\n", ":4: [volume.b] replcia: unknown key"},
         {"[sanrepd]\nnbd_tls_psk = \"/k\"\n[volume.a]\nreplica = \"/x\"\nnbd_tls_dir = \"/d\"\n",
          ":5: [volume.a] nbd_tls_dir: give nbd_tls_psk or nbd_tls_dir, not both"},
+        // Addresses and the node name are checked before anything opens,
+        // each at its own line: in [sanrepd], the volume, or its peer table.
+        {"[sanrepd]\nlisten = \"0.0.0.0\"\n[volume.a]\nrole = \"secondary\"\nreplica = \"/x\"\n",
+         ":2: [volume.a] listen: address 0.0.0.0: expected HOST:PORT"},
+        {"[volume.a]\nreplica = \"/x\"\n[volume.a.peer]\naddress = \"node-b:7000\"\n",
+         ":4: [volume.a] address: address node-b:7000: not a numeric IPv4 address"},
+        {"[volume.a]\nreplica = \"/x\"\nnbd_tcp = \"[::1]:99999\"\n", ":3: [volume.a] nbd_tcp: address [::1]:99999: bad port"},
+        {"[sanrepd]\nnode = \"node a\"\n[volume.a]\nreplica = \"/x\"\n", ":2: [volume.a] node: 'node a'"},
+        {"[volume.a]\nreplica = \"/x\"\nnbd_tcp = \"127.0.0.1:10809\"\n[volume.b]\nreplica = \"/y\"\nnbd_tcp = "
+         "\"127.0.0.1:10809\"\n",
+         ":6: [volume.b] nbd_tcp: 127.0.0.1:10809 is also [volume.a]'s (line 3)"},
     };
     for (const auto& c : cases) {
         TempFile f(c.text);

@@ -18,6 +18,8 @@ namespace sanagent::replicator {
 
 // "HOST:PORT" with a numeric host; IPv6 as "[::1]:PORT".
 Result<UniqueFd> tcp_listen(const std::string& address);
+// Whether `address` is such a HOST:PORT, without opening anything.
+Status check_address(const std::string& address);
 Result<UniqueFd> tcp_connect(const std::string& address, int timeout_ms);
 // A peer link's socket (or the listener its sessions are accepted from):
 // data left unacknowledged for `ms` (and, with keepalive, an idle
