@@ -12,6 +12,7 @@
 #include <optional>
 #include <system_error>
 
+#include "sanagent/replicator/handshake_deadline.h"
 #include "sanagent/replicator/nbd_protocol.h"
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/thread_name.h"
@@ -25,9 +26,10 @@ constexpr std::uint32_t kQueuedWriteMax = 64 * 1024;  // larger writes hand the 
 
 class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 public:
-    NbdConnection(UniqueFd fd, const nbd::ExportInfo& exp, Volume& volume,
+    NbdConnection(UniqueFd fd, const nbd::ExportInfo& exp, Volume& volume, bool tcp,
                   std::shared_ptr<const TlsCredentials> tls_credentials)
-        : fd_(std::move(fd)),
+        : tcp_(tcp),
+          fd_(std::move(fd)),
           export_(exp),
           volume_(volume),
           tls_credentials_(std::move(tls_credentials)),
@@ -45,6 +47,7 @@ public:
     }
     void shutdown() { ::shutdown(fd_.get(), SHUT_RDWR); }
     bool finished() const { return finished_.load(); }
+    bool over_tcp() const { return tcp_; }
     void join() {
         if (thread_.joinable()) thread_.join();
     }
@@ -55,7 +58,17 @@ private:
     }
 
     void serve() {
-        auto go = handshake();
+        Result<bool> go = false;
+        {
+            // 30 s for the whole negotiation, TLS included.
+            HandshakeDeadline deadline(fd_.get(), std::chrono::milliseconds(kHandshakeTimeoutMs));
+            go = handshake();
+            deadline.disarm();
+            if (deadline.expired()) {
+                log("closing: no complete handshake within " + std::to_string(kHandshakeTimeoutMs / 1000) + " s");
+                go = false;
+            }
+        }
         if (!go) {
             if (go.error().code != ECONNRESET && go.error().code != EPIPE) log("handshake: " + go.error().message);
         } else if (*go) {
@@ -359,6 +372,7 @@ private:
         return true;
     }
 
+    const bool tcp_;
     UniqueFd fd_;
     const nbd::ExportInfo& export_;
     Volume& volume_;
@@ -484,7 +498,14 @@ void NbdServer::accept_on(int listen_fd) {
         return;
     }
     const bool tcp = std::find(tcp_listeners_.begin(), tcp_listeners_.end(), listen_fd) != tcp_listeners_.end();
-    auto conn = std::make_shared<NbdConnection>(std::move(fd), export_, volume_, tcp ? tls_credentials_ : nullptr);
+    if (tcp && std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->over_tcp(); }) >=
+                   kMaxConnections - kReservedForUnix) {
+        std::fprintf(stderr, "sanrepd: refusing NBD connection on TCP: %u already open (%u kept for the UNIX socket)\n",
+                     kMaxConnections - kReservedForUnix, kReservedForUnix);
+        return;
+    }
+    auto conn =
+        std::make_shared<NbdConnection>(std::move(fd), export_, volume_, tcp, tcp ? tls_credentials_ : nullptr);
     try {
         conn->start();
     } catch (const std::system_error& e) {

@@ -1,5 +1,6 @@
 #include "sanagent/replicator/peer_listener.h"
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <system_error>
 
+#include "sanagent/replicator/handshake_deadline.h"
 #include "sanagent/replicator/net.h"
 #include "sanagent/replicator/peer_io.h"
 #include "sanagent/replicator/thread_name.h"
@@ -20,42 +22,19 @@ namespace {
 // A HELLO is a few hundred bytes.
 constexpr std::uint32_t kMaxFirstBody = 4096;
 
-// Shuts the connection down unless disarmed within `bound`: one deadline for
-// the whole handshake however the peer paces its bytes (a per-recv timeout
-// restarts with every byte).
-class HandshakeDeadline {
-public:
-    HandshakeDeadline(int fd, std::chrono::milliseconds bound)
-        : thread_([this, fd, bound] {
-              std::unique_lock lock(mu_);
-              if (!cv_.wait_for(lock, bound, [this] { return disarmed_; })) {
-                  expired_ = true;
-                  ::shutdown(fd, SHUT_RDWR);
-              }
-          }) {}
-    ~HandshakeDeadline() { disarm(); }
-    HandshakeDeadline(const HandshakeDeadline&) = delete;
-    HandshakeDeadline& operator=(const HandshakeDeadline&) = delete;
-    void disarm() {
-        {
-            std::lock_guard lock(mu_);
-            disarmed_ = true;
-        }
-        cv_.notify_all();
-        if (thread_.joinable()) thread_.join();
+// The address part of a peer's socket address (not the port): the key that
+// handshakes from one host are counted by.
+std::string source_key(const sockaddr_storage& from) {
+    if (from.ss_family == AF_INET) {
+        const auto& a = reinterpret_cast<const sockaddr_in&>(from).sin_addr;
+        return std::string(reinterpret_cast<const char*>(&a), sizeof a);
     }
-    bool expired() {
-        std::lock_guard lock(mu_);
-        return expired_;
+    if (from.ss_family == AF_INET6) {
+        const auto& a = reinterpret_cast<const sockaddr_in6&>(from).sin6_addr;
+        return std::string(reinterpret_cast<const char*>(&a), sizeof a);
     }
-
-private:
-    std::mutex mu_;
-    std::condition_variable cv_;
-    bool disarmed_ = false;
-    bool expired_ = false;
-    std::thread thread_;  // last: starts once the rest is constructed
-};
+    return {};
+}
 
 // A name from an unauthenticated peer, safe to put in a log line.
 std::string printable(const std::string& name) {
@@ -151,17 +130,28 @@ void PeerListener::accept_loop() {
         int n = ::poll(&pfd, 1, 200);
         reap();
         if (n <= 0) continue;
-        UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        sockaddr_storage from{};
+        socklen_t from_len = sizeof from;
+        UniqueFd fd(::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_CLOEXEC));
         if (!fd.valid()) continue;
+        std::string source = source_key(from);
         std::unique_lock lock(mu_);
         if (handshaking_ >= kMaxHandshakes) {
             lock.unlock();
             drops_(std::to_string(kMaxHandshakes) + " handshakes are already running");
             continue;  // closed here: the peer retries later
         }
+        if (std::count_if(connections_.begin(), connections_.end(), [&](const Connection& o) {
+                return o.handshaking && o.source == source;
+            }) >= static_cast<long>(kMaxHandshakesPerSource)) {
+            lock.unlock();
+            drops_(std::to_string(kMaxHandshakesPerSource) + " handshakes from its address are already running");
+            continue;
+        }
         ++handshaking_;
         auto& c = connections_.emplace_back();
         c.fd = std::move(fd);
+        c.source = std::move(source);
         try {
             c.thread = std::thread([this, &c] {
                 name_thread("peer-session");

@@ -16,6 +16,7 @@
 
 #include "cluster.h"
 #include "sanagent/process.h"
+#include "sanagent/replicator/peer_listener.h"
 
 using namespace sanrep_test;
 
@@ -167,20 +168,30 @@ BOOST_AUTO_TEST_CASE(a_node_config_with_two_volumes_on_one_replica_is_refused_be
 }
 
 BOOST_AUTO_TEST_CASE(silent_connections_do_not_keep_the_primary_out) {
-    // Four clients connect to the secondary's port first and never send a
-    // byte: each holds one handshake slot until the deadline, and the real
-    // primary is handshaken beside them.
+    // Four clients of another host (127.0.0.2) connect to the secondary's
+    // port first and never send a byte: each holds one handshake slot until
+    // the deadline, and the real primary (127.0.0.1) is handshaken beside
+    // them. A fifth from that host is refused at once: one host may hold
+    // half the slots, not all.
     Cluster k;
     int port = free_port();
     k.start_secondary("b", "vol", port, kSizeArg);
-    std::vector<UniqueFd> silent;
-    for (int i = 0; i < 4; ++i) {
-        auto fd = tcp_connect("127.0.0.1:" + std::to_string(port), 2000);
-        BOOST_TEST_REQUIRE(fd.ok());
-        silent.push_back(std::move(*fd));
-    }
+    auto connect_from = [port](const char* source) {
+        UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        ::inet_pton(AF_INET, source, &a.sin_addr);
+        BOOST_TEST_REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        a.sin_port = htons(static_cast<std::uint16_t>(port));
+        ::inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+        BOOST_TEST_REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        return fd;
+    };
     const auto opened = std::chrono::steady_clock::now();
+    std::vector<UniqueFd> silent;
+    for (unsigned i = 0; i < PeerListener::kMaxHandshakesPerSource; ++i) silent.push_back(connect_from("127.0.0.2"));
     std::this_thread::sleep_for(std::chrono::milliseconds(300));  // ordering only: they are accepted first
+    UniqueFd one_too_many = connect_from("127.0.0.2");
     k.start_primary("a", "vol", port, kSizeArg);
     BOOST_TEST(k.wait_state("a", "in-sync", 60));
     BOOST_TEST(k.peer_state("b") == "in-sync");
@@ -198,6 +209,9 @@ BOOST_AUTO_TEST_CASE(silent_connections_do_not_keep_the_primary_out) {
         BOOST_TEST(still_open == 4);
     else
         BOOST_TEST_MESSAGE("start and sync took over 9 s: the silent connections' deadline passed, not compared");
+    pollfd refused{one_too_many.get(), POLLIN | POLLRDHUP, 0};
+    BOOST_TEST(::poll(&refused, 1, 5000) == 1);
+    BOOST_TEST(read_file(k.path("b.log")).find("handshakes from its address are already running") != std::string::npos);
     silent.clear();
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);

@@ -10,6 +10,7 @@
 
 #include "cluster.h"
 #include "sanagent/process.h"
+#include "sanagent/replicator/nbd_server.h"
 #include "sanagent/replicator/peer_io.h"
 
 using namespace sanrep_test;
@@ -447,6 +448,39 @@ BOOST_AUTO_TEST_CASE(wrong_volume_peer_is_refused) {
     BOOST_TEST(k.wait_state("a", "refused"));
     BOOST_TEST(k.status("a")["peer"]["detail"].get<std::string>().find("no volume vol on this node") !=
                std::string::npos);
+}
+
+// Clients on TCP, however many sit in their handshake, leave slots for the
+// UNIX socket (the node's own clients: the kernel's nbd device, qemu).
+BOOST_AUTO_TEST_CASE(tcp_clients_cannot_take_the_unix_sockets_slots) {
+    Cluster k;
+    const int nbd_port = free_port();
+    const std::string tcp = "127.0.0.1:" + std::to_string(nbd_port);
+    k.start_primary("a", "vol", 0, kSizeArg, {"--nbd-tcp", tcp});
+    BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+    // A connection the server took gets its greeting; one it refused is
+    // closed without a byte.
+    auto greeted = [](int fd) {
+        std::uint8_t greeting[nbd::kGreetingSize];
+        return read_full(fd, greeting).ok();
+    };
+    std::vector<UniqueFd> idle;
+    for (unsigned i = 0; i < NbdServer::kMaxConnections - NbdServer::kReservedForUnix; ++i) {
+        auto fd = tcp_connect(tcp, 2000);
+        BOOST_TEST_REQUIRE(fd.ok());
+        set_recv_timeout(fd->get(), 10'000);
+        BOOST_TEST_REQUIRE(greeted(fd->get()));
+        idle.push_back(std::move(*fd));
+    }
+    auto refused = tcp_connect(tcp, 2000);
+    BOOST_TEST_REQUIRE(refused.ok());
+    set_recv_timeout(refused->get(), 10'000);
+    BOOST_TEST(!greeted(refused->get()));
+    auto local = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(local.ok());
+    BOOST_TEST(*local->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+    BOOST_TEST(read_file(k.path("a.log")).find("kept for the UNIX socket") != std::string::npos);
+    local->disconnect();
 }
 
 BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {

@@ -32,6 +32,10 @@ class NbdConnection;
 class NbdServer {
 public:
     static constexpr unsigned kMaxConnections = 64;
+    // Of those, slots only the UNIX socket may take: clients on TCP (from
+    // the network, possibly not authenticated yet) cannot crowd out the
+    // node's own (the kernel's nbd device, qemu).
+    static constexpr unsigned kReservedForUnix = 8;
     static constexpr unsigned kMaxInFlight = 128;
     static constexpr unsigned kThreadsPerConnection = 32;
 

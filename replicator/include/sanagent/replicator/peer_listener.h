@@ -5,9 +5,11 @@
 //
 // Handshakes run concurrently, each on its own thread and each bounded by
 // kPeerHandshakeBound from accept, at most kMaxHandshakes at once; past that
-// a new connection is closed at once (logged, rate-limited). So clients that
+// a new connection is closed at once (logged, rate-limited), and one source
+// address holds at most kMaxHandshakesPerSource of them. So clients that
 // connect and stall cannot delay a real primary beyond the slots they hold,
-// and a stalled one never holds a slot longer than the bound. Once a
+// one host alone cannot hold them all, and a stalled one never holds a slot
+// longer than the bound. Once a
 // handshake has succeeded the connection's thread serves the session and no
 // longer counts against the limit.
 #pragma once
@@ -29,6 +31,7 @@ namespace sanagent::replicator {
 class PeerListener {
 public:
     static constexpr unsigned kMaxHandshakes = 8;
+    static constexpr unsigned kMaxHandshakesPerSource = kMaxHandshakes / 2;
 
     explicit PeerListener(std::string address);
     ~PeerListener();
@@ -57,6 +60,7 @@ private:
         std::thread thread;
         bool handshaking = true;
         bool done = false;
+        std::string source;  // the peer's address bytes: handshakes per source are limited
         std::string volume;  // the target it was handed to, once it was
     };
     void accept_loop();
