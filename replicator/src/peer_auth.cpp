@@ -57,7 +57,9 @@ Result<std::vector<std::uint8_t>> expect(int fd, peer::Type type, std::size_t si
     std::vector<std::uint8_t> body(h->length);
     if (auto st = read_full(fd, body); !st) return st.error().context(std::string("reading ") + what);
     if (auto st = peer::check_body(*h, body); !st) return st.error();
-    if (refusal) return Error{EPERM, "refused: " + std::string(body.begin(), body.end())};
+    // Its text is shown in the status and logged: sanitised like any
+    // REFUSE, and labelled, since nobody has proved who sent it.
+    if (refusal) return Error{EPERM, "refused before authentication: " + peer::decode_refuse(body)};
     return body;
 }
 

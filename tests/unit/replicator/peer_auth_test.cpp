@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <boost/test/unit_test.hpp>
 #include <fstream>
 #include <future>
 
+#include "sanagent/replicator/peer_io.h"
 #include "sanagent/replicator/peer_protocol.h"
 
 using namespace sanagent::replicator;
@@ -60,6 +62,33 @@ BOOST_AUTO_TEST_CASE(wrong_key_or_volume_is_refused_on_both_sides) {
         BOOST_TEST_REQUIRE(!s.ok());
         BOOST_TEST(s.error().code == EPERM, s.error().message);
     }
+}
+
+// Whatever answers on the peer's address can REFUSE before proving anything:
+// its text reaches the status and the log, so it comes back sanitised and
+// labelled as unauthenticated.
+BOOST_AUTO_TEST_CASE(a_refusal_before_authentication_is_sanitised_and_labelled) {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    auto impostor = std::async(std::launch::async, [&] {
+        std::array<std::uint8_t, peer::kHeaderSize> hb;
+        std::vector<std::uint8_t> body;
+        // The primary's AUTH: read and ignored, then a REFUSE with control bytes.
+        if (::recv(sv[1], hb.data(), hb.size(), MSG_WAITALL) != static_cast<ssize_t>(hb.size())) return;
+        auto h = peer::decode_header(hb);
+        if (!h) return;
+        body.resize(h->length);
+        (void)::recv(sv[1], body.data(), body.size(), MSG_WAITALL);
+        const std::string text = "go \x1b[2Jaway\xff";
+        (void)peer::send(sv[1], peer::Type::Refuse, 0, 0, std::vector<std::uint8_t>(text.begin(), text.end()));
+    });
+    auto p = authenticate_primary(sv[0], bytes("0123456789abcdef-key"), "vol");
+    impostor.get();
+    ::close(sv[0]);
+    ::close(sv[1]);
+    BOOST_TEST_REQUIRE(!p.ok());
+    BOOST_TEST(p.error().code == EPERM);
+    BOOST_TEST(p.error().message == "refused before authentication: go ?[2Jaway?", p.error().message);
 }
 
 BOOST_AUTO_TEST_CASE(macs_depend_on_every_input) {
