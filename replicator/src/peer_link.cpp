@@ -438,8 +438,17 @@ void PeerLink::retire_while_away() {
     // With no peer every write is in the bitmap, and the log only covers the
     // bits not yet on disk: retire_activity() writes them first, then clears
     // the log. Epoch first, as in retire_activity().
+    // The log also covers writes the last link shipped that the peer has
+    // flushed but this replica may not have (a resync's or a verify's FLUSH
+    // ends the session's unflushed list): they are in no bitmap. A local
+    // flush first, or a power cut could lose them here, unrecorded, while
+    // the peer keeps them.
     auto epoch = meta_.activity_epoch();
     if (meta_.active_ranges().empty() || volume_.range_lock().size() != 0) return;
+    if (auto st = volume_.replica().flush(); !st) {
+        log(options_.volume, "activity log kept: " + st.error().message);
+        return;
+    }
     if (auto r = meta_.retire_activity(epoch); !r) log(options_.volume, r.error().message);
 }
 
@@ -889,7 +898,15 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
         return errno_error(err, "flushing the resynced regions on the peer");
     if (auto st = meta_.persist_bitmap(); !st) return st;
 
-    // The peer takes the generations we will have once the bitmap retires.
+    // The peer takes the generations we have once the bitmap retires. Ours
+    // are retired (durably) before it is told: were RESYNC_DONE applied and
+    // its ack lost, or this node to crash before retiring, we would keep
+    // the old bitmap generation while the peer held our current one. The
+    // writes we took next, with the peer away, would start no generation
+    // (one is being tracked already), so after a failover the two would
+    // look equal (or the peer merely newer) with our writes on us alone.
+    // This way round a lost RESYNC_DONE leaves the peer on the old
+    // generation, now in our history: a full sync, rare and safe.
     auto now = meta_.get();
     peer::ResyncDone done{now.volume_id, now.gens};
     if (done.gens.bitmap != 0) {
@@ -897,9 +914,10 @@ Status PeerLink::resync(const std::shared_ptr<Session>& s) {
         done.gens.history[0] = done.gens.bitmap;
         done.gens.bitmap = 0;
     }
+    if (auto st = meta_.finish_resync(); !st) return st.error().context("finishing resync");
     int result = send_and_wait(s, static_cast<int>(peer::Type::ResyncDone), peer::encode_resync_done(done));
     if (result != 0) return errno_error(result, "finishing resync");
-    return meta_.finish_resync();
+    return {};
 }
 
 void PeerLink::manage() {

@@ -32,6 +32,13 @@ void write_and_log(NbdClient& c, AckedLog& log, std::mt19937_64& rng, int batche
     }
 }
 
+// A generation id as sanrepd's status shows it.
+std::string hex_id(std::uint64_t id) {
+    char b[17];
+    std::snprintf(b, sizeof b, "%016llx", static_cast<unsigned long long>(id));
+    return b;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
@@ -358,7 +365,20 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
             copied = std::equal(got.begin(), got.end(), data.begin());
         }
         if (type == peer::Type::Flush && copied) flushed_after_copy = true;
-        if (type == peer::Type::ResyncDone) done = true;
+        if (type == peer::Type::ResyncDone) {
+            done = true;
+            // Not acked yet: the primary has already retired its bitmap
+            // generation (into its history) and hands over what it holds.
+            // Were the ack lost, the primary must not be left tracking
+            // from a generation the peer has moved past.
+            auto handed = peer::decode_resync_done(m->body);
+            BOOST_TEST_REQUIRE(handed.ok());
+            auto g = k.status("a")["generations"];
+            BOOST_TEST(g["bitmap"].get<std::string>() == "0000000000000000");
+            BOOST_TEST(g["current"].get<std::string>() == hex_id(handed->gens.current));
+            BOOST_TEST(g["history"][0].get<std::string>() == hex_id(handed->gens.history[0]));
+            BOOST_TEST(handed->gens.bitmap == 0u);
+        }
         BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Ack, 0, m->header.seq, peer::encode_ack(0)).ok());
     }
     BOOST_TEST(copied);
