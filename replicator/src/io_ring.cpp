@@ -1,6 +1,7 @@
 #include "sanagent/replicator/io_ring.h"
 
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 
@@ -38,9 +39,8 @@ IoRing::~IoRing() {
         // after every earlier operation completed.
         io_uring_sqe_set_flags(sqe, IOSQE_IO_DRAIN);
         io_uring_sqe_set_data64(sqe, kStop);
-        ++queued_;
-        io_uring_submit(&ring_);
-        submitted_ = queued_;
+        // The thread is joined next: it ends only once the NOP is in.
+        submit_locked(true);
     }
     completer_.join();
     io_uring_queue_exit(&ring_);
@@ -51,8 +51,7 @@ io_uring_sqe* IoRing::next_sqe_locked() {
     // ring has more entries than a connection keeps requests in flight.
     io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
     if (!sqe) {
-        io_uring_submit(&ring_);
-        submitted_ = queued_;
+        submit_locked(false);
         sqe = io_uring_get_sqe(&ring_);
     }
     if (!sqe) {
@@ -68,7 +67,6 @@ void IoRing::read(int fd, void* buffer, std::size_t length, std::uint64_t offset
     auto* sqe = next_sqe_locked();
     io_uring_prep_read(sqe, fd, buffer, static_cast<unsigned>(length), offset);
     io_uring_sqe_set_data(sqe, cb);
-    ++queued_;
 }
 
 void IoRing::write(int fd, const void* buffer, std::size_t length, std::uint64_t offset, bool dsync, Callback done) {
@@ -78,19 +76,36 @@ void IoRing::write(int fd, const void* buffer, std::size_t length, std::uint64_t
     io_uring_prep_write(sqe, fd, buffer, static_cast<unsigned>(length), offset);
     if (dsync) sqe->rw_flags = RWF_DSYNC;  // FUA: durable before it completes
     io_uring_sqe_set_data(sqe, cb);
-    ++queued_;
 }
 
 void IoRing::submit() {
     std::lock_guard lock(submit_mu_);
-    if (submitted_ == queued_) return;
-    // Bounded: EINTR and EAGAIN (no memory for the request right now) are
-    // retried a few times; what is left stays queued for the next submit.
-    for (int i = 0; i < 16; ++i) {
+    submit_locked(false);
+}
+
+bool IoRing::queued() {
+    std::lock_guard lock(submit_mu_);
+    return io_uring_sq_ready(&ring_) > 0;
+}
+
+void IoRing::submit_locked(bool patient) {
+    // What the kernel has not taken yet is counted from the ring itself: a
+    // submit may take fewer entries than queued (no memory for a request
+    // right now: EAGAIN, or a short count), and those stay in the ring for
+    // the next call (liburing hands the kernel everything past its head).
+    // Counting "submitted" by what was queued instead left such entries
+    // behind for good: a request never answered, a connection never idle.
+    // Bounded: what is still left waits for the next submit() (callers that
+    // wait for completions submit again on their way).
+    for (int i = 0; i < (patient ? 1000 : 16) && io_uring_sq_ready(&ring_) > 0; ++i) {
         int n = io_uring_submit(&ring_);
-        if (n >= 0 || (n != -EINTR && n != -EAGAIN && n != -EBUSY)) break;
+        if (n < 0 && n != -EINTR && n != -EAGAIN && n != -EBUSY) {
+            std::fprintf(stderr, "sanrepd: io_uring_submit: %s\n", std::strerror(-n));
+            break;
+        }
+        // EBUSY: completions to reap first, which the completion thread does.
+        if (patient && n <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    submitted_ = queued_;
 }
 
 void IoRing::complete_loop() {

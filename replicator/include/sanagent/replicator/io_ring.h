@@ -41,6 +41,8 @@ public:
     void write(int fd, const void* buffer, std::size_t length, std::uint64_t offset, bool dsync, Callback done);
     // Hands every queued operation to the kernel in one system call.
     void submit();
+    // Whether operations wait for a submit().
+    bool queued();
     // Whether the caller is this ring's completion thread (a callback may
     // also run on the caller's thread, where the I/O took the blocking path).
     bool on_completion_thread() const { return std::this_thread::get_id() == completer_.get_id(); }
@@ -48,13 +50,15 @@ public:
 private:
     IoRing() = default;
     io_uring_sqe* next_sqe_locked();
+    // Submits until the kernel has taken every queued entry or a retry
+    // bound passes; `patient` waits a little between tries (the ring's end).
+    void submit_locked(bool patient);
     void complete_loop();
 
     io_uring ring_{};
     bool ready_ = false;
-    std::mutex submit_mu_;                      // the submission queue has one writer at a time
-    std::uint64_t queued_ = 0, submitted_ = 0;  // under submit_mu_
-    std::function<void()> after_batch_;         // set before the thread starts, then only read
+    std::mutex submit_mu_;               // the submission queue has one writer at a time
+    std::function<void()> after_batch_;  // set before the thread starts, then only read
     std::thread completer_;
 };
 
