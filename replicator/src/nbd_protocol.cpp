@@ -82,10 +82,19 @@ RequestCheck check_request(const Request& r, std::uint64_t export_size, std::uin
             allowed_flags = kCmdFlagFua | kCmdFlagNoHole;
             break;
     }
-    if ((r.type == CommandType::Read || r.type == CommandType::Write) && r.length > max_payload)
+    // A WRITE's payload follows its header: one too large to take in would
+    // leave the stream out of step, so the connection ends. A READ's is
+    // only asked for: refused, and the stream goes on.
+    if (r.type == CommandType::Write && r.length > max_payload)
         return {Verdict::Close, kErrOverflow,
                 "payload of " + std::to_string(r.length) + " bytes over the maximum " + std::to_string(max_payload)};
+    if (r.type == CommandType::Read && r.length > max_payload)
+        return {Verdict::ReplyError, kErrInval,
+                "read of " + std::to_string(r.length) + " bytes over the maximum " + std::to_string(max_payload)};
     if (!known) return {Verdict::ReplyError, kErrInval, "unknown command " + std::to_string(static_cast<int>(r.type))};
+    // FUA is valid on every command (the spec: the server MUST accept it,
+    // even by ignoring it; clients are known to set it on reads and flushes).
+    allowed_flags |= kCmdFlagFua;
     if (r.flags & ~allowed_flags) return {Verdict::ReplyError, kErrInval, "flags not valid for this command"};
     if (r.type == CommandType::Flush) {
         if (r.offset != 0 || r.length != 0) return {Verdict::ReplyError, kErrInval, "FLUSH with a range"};

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <deque>
+#include <new>
 #include <optional>
 #include <system_error>
 
@@ -22,7 +24,17 @@ namespace sanagent::replicator {
 namespace {
 constexpr int kHandshakeTimeoutMs = 30'000;  // a client that stalls mid-handshake is dropped
 constexpr std::uint32_t kQueuedWriteMax = 64 * 1024;  // larger writes hand the read lock on
-}
+// Bytes of request buffers one connection holds at most (one request of
+// any allowed size always fits): without it, 128 requests of 32 MiB each,
+// from each of 64 connections, could be held at once.
+constexpr std::size_t kMaxInFlightBytes = 64u << 20;
+constexpr int kMaxRepliesPerSend = 64;
+}  // namespace
+
+class NbdConnection;
+// Set on this connection's own threads (its readers and its reply thread):
+// those may wait for the client; the peer link's and the pool's may not.
+thread_local const NbdConnection* t_own_connection = nullptr;
 
 class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 public:
@@ -83,7 +95,7 @@ private:
         // The spec: end the TLS session, then the connection (not when the
         // socket broke: nothing would arrive).
         if (tls_ && go && *go) {
-            std::lock_guard lock(send_mu_);
+            std::lock_guard lock(out_mu_);
             if (!broken_) tls_->bye();
         }
         // The client sees the end now, not when the accept loop reaps this
@@ -175,17 +187,45 @@ private:
                 conn.ring_.reset();
             }
         } end_ring{*this};
+        // Declared after end_ring, so it ends before: every reply of the
+        // connection is sent (or the socket broke) before the ring goes.
+        struct ReplyThread {
+            NbdConnection& conn;
+            std::thread thread;
+            ~ReplyThread() {
+                if (!thread.joinable()) return;
+                conn.wait_idle();
+                {
+                    std::lock_guard lock(conn.out_mu_);
+                    conn.reply_thread_stop_ = true;
+                }
+                conn.out_cv_.notify_all();
+                thread.join();
+            }
+        } reply_thread{*this, {}};
+        try {
+            reply_thread.thread = std::thread([this] {
+                name_thread("nbd-reply");
+                t_own_connection = this;
+                reply_loop();
+            });
+            has_reply_thread_ = true;
+        } catch (const std::system_error& e) {
+            log(std::string("no reply thread, replies from other threads may wait: ") + e.what());
+        }
         std::vector<std::thread> helpers;
         try {
             for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
                 helpers.emplace_back([this] {
                     name_thread("nbd-conn");
+                    t_own_connection = this;
                     serve_requests();
                 });
         } catch (const std::system_error& e) {
             // Out of threads (TasksMax, RLIMIT_NPROC): serve with those we have.
             log(std::string("serving with ") + std::to_string(helpers.size() + 1) + " threads: " + e.what());
         }
+        t_own_connection = this;
         serve_requests();
         for (auto& t : helpers) t.join();
     }
@@ -249,11 +289,21 @@ private:
         if (!request_waiting()) submit();
     }
 
-    // Called with read_mu_ held.
-    bool request_waiting() const {
-        if (receiver_.buffered() > 0 || (tls_ && tls_->pending())) return true;
+    // Called with read_mu_ held. A whole request header, not just some
+    // bytes: a reader that skips its submit for a partial one then blocks
+    // on the rest, and what it queued waits with it (holding its range
+    // lock, the resync and verify of that region, the activity log's
+    // retirement) for as long as the client takes, or forever.
+    bool request_waiting() const { return bytes_waiting() >= nbd::kRequestSize; }
+    // Bytes of the next requests that can be read without blocking. With
+    // TLS only what is decrypted counts: the socket may hold part of a
+    // record, which cannot be read until the rest arrives.
+    std::size_t bytes_waiting() const {
+        std::size_t n = receiver_.buffered();
+        if (tls_) return n + tls_->pending();
         int bytes = 0;
-        return ::ioctl(fd_.get(), FIONREAD, &bytes) == 0 && bytes > 0;
+        if (::ioctl(fd_.get(), FIONREAD, &bytes) == 0 && bytes > 0) n += static_cast<std::size_t>(bytes);
+        return n;
     }
 
     // Reads and orders one request. The outer optional is empty when the
@@ -284,30 +334,55 @@ private:
             log("closing: " + check.why);
             return std::nullopt;
         }
-        std::shared_ptr<AlignedBuffer> buf;
-        if (req->type == nbd::CommandType::Write || req->type == nbd::CommandType::Read)
-            buf = std::make_shared<AlignedBuffer>(req->length);
-        if (req->type == nbd::CommandType::Write) {
-            if (auto st = receiver_.read_full(buf->span()); !st) {
-                log("reading write payload: " + st.error().message);
-                return std::nullopt;
-            }
-        }
-        if (check.verdict == nbd::Verdict::ReplyError) {
-            if (!send_reply(req->handle, check.error, nullptr, 0)) return std::nullopt;
-            return std::function<void()>{};
-        }
+        // A refused READ needs no buffer; a refused WRITE's payload is read
+        // all the same (it is within the maximum, or the connection ended).
+        const bool has_buffer = req->type == nbd::CommandType::Write ||
+                                (req->type == nbd::CommandType::Read && check.verdict == nbd::Verdict::Serve);
+        // A slot, and room for the buffer, before the buffer: each request
+        // holds both until its reply is sent (or the socket broke), so a
+        // client that stops reading its replies stops being read, and what
+        // it holds stays bounded.
+        const std::size_t bytes = has_buffer ? req->length : 0;
         bool alone;
         {
             std::unique_lock lock(inflight_mu_);
-            if (inflight_ >= NbdServer::kMaxInFlight) {
+            auto room = [&] {
+                return inflight_ < NbdServer::kMaxInFlight &&
+                       (inflight_bytes_ == 0 || inflight_bytes_ + bytes <= kMaxInFlightBytes);
+            };
+            if (!room()) {
                 // What waits to be submitted must complete to free a slot.
                 lock.unlock();
                 submit();
                 lock.lock();
             }
-            inflight_cv_.wait(lock, [this] { return inflight_ < NbdServer::kMaxInFlight; });
+            inflight_cv_.wait(lock, room);
             alone = inflight_++ == 0;
+            inflight_bytes_ += bytes;
+        }
+        std::shared_ptr<AlignedBuffer> buf;
+        if (has_buffer) {
+            try {
+                buf = std::make_shared<AlignedBuffer>(req->length);
+            } catch (const std::bad_alloc&) {
+                log("closing: no memory for a request of " + std::to_string(req->length) + " bytes");
+                release(1, bytes);
+                return std::nullopt;
+            }
+        }
+        if (req->type == nbd::CommandType::Write) {
+            // What this thread queued goes to the kernel before it may wait
+            // for a payload still on its way.
+            if (ring_ && ring_->queued() && bytes_waiting() < req->length) submit();
+            if (auto st = receiver_.read_full(buf->span()); !st) {
+                log("reading write payload: " + st.error().message);
+                release(1, bytes);
+                return std::nullopt;
+            }
+        }
+        if (check.verdict == nbd::Verdict::ReplyError) {
+            send_reply(req->handle, check.error, nullptr, 0, bytes);
+            return std::function<void()>{};
         }
         // Alone (nothing in flight, nothing waiting, a client at queue depth
         // 1): this thread does the I/O the blocking way and answers. Through
@@ -320,11 +395,9 @@ private:
         return volume_.submit_inline(
             std::move(op),
             [self = shared_from_this(), handle = req->handle, is_read = req->type == nbd::CommandType::Read,
-             len = req->length](int err, std::shared_ptr<AlignedBuffer> data) {
-                self->send_reply(handle, nbd::wire_error(err), (is_read && !err) ? data.get() : nullptr, len);
-                std::lock_guard lock(self->inflight_mu_);
-                --self->inflight_;
-                self->inflight_cv_.notify_all();
+             len = req->length, bytes](int err, std::shared_ptr<AlignedBuffer> data) {
+                self->send_reply(handle, nbd::wire_error(err), (is_read && !err) ? std::move(data) : nullptr, len,
+                                 bytes);
             });
     }
 
@@ -357,19 +430,132 @@ private:
         return op;
     }
 
-    bool send_reply(std::uint64_t handle, std::uint32_t error, const AlignedBuffer* data, std::size_t len) {
-        auto hdr = nbd::encode_simple_reply(error, handle);
-        struct iovec iov[2] = {{hdr.data(), hdr.size()},
-                               {data ? const_cast<std::uint8_t*>(data->data()) : nullptr, len}};
-        std::lock_guard lock(send_mu_);
-        if (broken_) return false;
-        auto st = tls_ ? tls_->writev_full(iov, data ? 2 : 1) : writev_full(fd_.get(), iov, data ? 2 : 1);
-        if (!st) {
-            broken_ = true;
-            ::shutdown(fd_.get(), SHUT_RDWR);  // the reader sees it and ends
-            return false;
+    // Replies leave in the order they are queued, several in one send when
+    // they queue up while one is sent. Whoever finds nobody sending sends;
+    // the others only queue. A thread that is not this connection's own (the
+    // peer link's ack receiver, the worker pool) must never wait for this
+    // client: one that stopped reading would stall every volume's acks. It
+    // sends without blocking and leaves what does not fit (or, with TLS,
+    // everything) to the connection's reply thread. `reserved` is the
+    // request's buffer bytes, released with its slot once the reply is out.
+    void send_reply(std::uint64_t handle, std::uint32_t error, std::shared_ptr<AlignedBuffer> data, std::size_t len,
+                    std::size_t reserved) {
+        Reply r{nbd::encode_simple_reply(error, handle), std::move(data), 0, reserved};
+        if (r.data) r.length = len;
+        std::unique_lock lock(out_mu_);
+        outbox_.push_back(std::move(r));
+        if (sending_) return;
+        sending_ = true;
+        drain(lock, !has_reply_thread_ || t_own_connection == this || (ring_ && ring_->on_completion_thread()));
+    }
+
+    // Called with out_mu_ held and sending_ set by this thread; returns with
+    // sending_ cleared, or handed to the reply thread.
+    void drain(std::unique_lock<std::mutex>& lock, bool may_block) {
+        while (!outbox_.empty()) {
+            if (broken_) {
+                // Nobody will read them: drop them, freeing their slots.
+                unsigned count = 0;
+                std::size_t bytes = 0;
+                for (auto& r : outbox_) ++count, bytes += r.reserved;
+                outbox_.clear();
+                front_sent_ = 0;
+                release(count, bytes);
+                break;
+            }
+            // A TLS record cannot be sent in part without blocking.
+            if (!may_block && tls_) {
+                hand_off(lock);
+                return;
+            }
+            struct iovec iov[2 * kMaxRepliesPerSend];
+            int n = 0;
+            std::size_t skip = front_sent_;
+            for (auto it = outbox_.begin(); it != outbox_.end() && n + 2 <= 2 * kMaxRepliesPerSend; ++it) {
+                std::span<const std::uint8_t> parts[2] = {
+                    {it->header.data(), it->header.size()},
+                    {it->data ? it->data->data() : nullptr, it->data ? it->length : 0}};
+                for (auto part : parts) {
+                    if (skip >= part.size()) {
+                        skip -= part.size();
+                        continue;
+                    }
+                    iov[n++] = {const_cast<std::uint8_t*>(part.data()) + skip, part.size() - skip};
+                    skip = 0;
+                }
+            }
+            lock.unlock();
+            ssize_t sent;
+            if (tls_) {
+                auto st = tls_->writev_full(iov, n);
+                sent = st ? static_cast<ssize_t>(total(iov, n)) : -1;
+                if (!st) errno = st.error().code ? st.error().code : EIO;
+            } else {
+                struct msghdr msg {};
+                msg.msg_iov = iov;
+                msg.msg_iovlen = static_cast<std::size_t>(n);
+                sent = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | (may_block ? 0 : MSG_DONTWAIT));
+            }
+            const int err = errno;
+            lock.lock();
+            if (sent < 0) {
+                if (err == EINTR) continue;
+                if (err == EAGAIN || err == EWOULDBLOCK) {
+                    hand_off(lock);  // the client is slow to read: its own thread waits for it
+                    return;
+                }
+                broken_ = true;
+                ::shutdown(fd_.get(), SHUT_RDWR);  // the reader sees it and ends
+                continue;
+            }
+            unsigned count = 0;
+            std::size_t bytes = 0;
+            std::size_t left = front_sent_ + static_cast<std::size_t>(sent);
+            while (!outbox_.empty()) {
+                auto& r = outbox_.front();
+                const std::size_t size = r.header.size() + (r.data ? r.length : 0);
+                if (left < size) break;
+                left -= size;
+                ++count;
+                bytes += r.reserved;
+                outbox_.pop_front();
+            }
+            front_sent_ = left;
+            if (count) release(count, bytes);
         }
-        return true;
+        sending_ = false;
+    }
+
+    // The reply thread takes over sending (sending_ stays set for it).
+    void hand_off(std::unique_lock<std::mutex>&) {
+        handed_off_ = true;
+        out_cv_.notify_all();
+    }
+
+    void reply_loop() {
+        std::unique_lock lock(out_mu_);
+        for (;;) {
+            out_cv_.wait(lock, [this] { return handed_off_ || reply_thread_stop_; });
+            if (handed_off_) {
+                handed_off_ = false;
+                drain(lock, true);
+                continue;
+            }
+            return;
+        }
+    }
+
+    static std::size_t total(const struct iovec* iov, int n) {
+        std::size_t t = 0;
+        for (int i = 0; i < n; ++i) t += iov[i].iov_len;
+        return t;
+    }
+
+    void release(unsigned count, std::size_t bytes) {
+        std::lock_guard lock(inflight_mu_);
+        inflight_ -= count;
+        inflight_bytes_ -= bytes;
+        inflight_cv_.notify_all();
     }
 
     const bool tcp_;
@@ -387,11 +573,25 @@ private:
     bool last_is_queued_ = false;           // ... is a read the ring takes (under read_mu_)
     std::unique_ptr<IoRing> ring_;          // set before the threads start, reset after they end
     bool closed_ = false;
-    std::mutex send_mu_;
-    bool broken_ = false;
+    struct Reply {
+        std::array<std::uint8_t, nbd::kSimpleReplySize> header;
+        std::shared_ptr<AlignedBuffer> data;  // a read's payload, or null
+        std::size_t length = 0;               // of data, sent after the header
+        std::size_t reserved = 0;             // the request's bytes in inflight_bytes_
+    };
+    std::mutex out_mu_;                  // the outbox; never held while sending
+    std::condition_variable out_cv_;     // the reply thread's
+    std::deque<Reply> outbox_;           // under out_mu_
+    std::size_t front_sent_ = 0;         // bytes of outbox_.front() already sent
+    bool sending_ = false;               // a thread is sending the outbox (under out_mu_)
+    bool handed_off_ = false;            // ... and it is the reply thread's turn
+    bool reply_thread_stop_ = false;
+    bool has_reply_thread_ = false;      // set before the readers start
+    bool broken_ = false;                // the socket failed: replies are dropped
     std::mutex inflight_mu_;
     std::condition_variable inflight_cv_;
     unsigned inflight_ = 0;
+    std::size_t inflight_bytes_ = 0;
 };
 
 NbdServer::NbdServer(nbd::ExportInfo exp, Volume& volume)

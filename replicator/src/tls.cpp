@@ -316,8 +316,8 @@ void TlsSession::set_timeout(int ms) {
     gnutls_record_set_timeout(session_, static_cast<unsigned>(ms));
 }
 
-bool TlsSession::pending() const {
-    return gnutls_record_check_pending(session_) > 0;
+std::size_t TlsSession::pending() const {
+    return gnutls_record_check_pending(session_);
 }
 
 void TlsSession::bye() {

@@ -389,6 +389,86 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
     c->disconnect();
 }
 
+// A client that stops reading its replies holds up only itself. Its
+// WRITEs' replies come mostly from the peer link's ack receiver, which
+// serves every client of the volume: once the stalled client's socket is
+// full, that thread must not wait for it. Another client's writes complete
+// meanwhile; then the stalled client reads on and gets every reply (its
+// READs' data too), whole and once.
+BOOST_AUTO_TEST_CASE(a_client_that_stops_reading_replies_holds_up_only_itself) {
+    Cluster k;
+    int port = free_port();
+    BOOST_TEST_REQUIRE(k.start_synced_pair(port, kSizeArg));
+    auto stalled = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(stalled.ok());
+    // Far more replies than its socket holds; sent from a thread, since the
+    // server stops reading a client whose replies cannot leave. It ends
+    // once the replies are read below (or the connection closes).
+    constexpr std::uint64_t kWrites = 2000, kReads = 16;
+    constexpr std::uint32_t kReadSize = 64 * 1024;
+    std::thread sender([fd = stalled->fd()] {
+        std::vector<std::uint8_t> data(4096, 0x3c);
+        for (std::uint64_t i = 0; i < kWrites; ++i) {
+            auto h = nbd::encode_request({0, nbd::CommandType::Write, i, (i % 2048) * data.size(),
+                                          std::uint32_t(data.size())});
+            if (!write_full(fd, h) || !write_full(fd, data)) return;
+        }
+        for (std::uint64_t i = 0; i < kReads; ++i) {
+            auto h = nbd::encode_request(
+                {0, nbd::CommandType::Read, kWrites + i, (16ull << 20) + i * kReadSize, kReadSize});
+            if (!write_full(fd, h)) return;
+        }
+    });
+    // On a failed check: the shutdown ends the sender's blocked write.
+    struct EndSender {
+        std::thread& t;
+        int fd;
+        ~EndSender() {
+            if (!t.joinable()) return;
+            ::shutdown(fd, SHUT_RDWR);
+            t.join();
+        }
+    } end_sender{sender, stalled->fd()};
+    // Time for the server to find the stalled client's socket full.
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    auto other = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(other.ok());
+    set_recv_timeout(other->fd(), 5'000);
+    std::mt19937_64 rng(11);
+    auto errs = other->write_batch(random_writes(rng, 8ull << 20, 8));
+    BOOST_TEST_REQUIRE(errs.ok(), (errs.ok() ? "" : "the other client's writes: " + errs.error().message));
+    for (auto e : *errs) BOOST_TEST(e == 0u);
+    BOOST_TEST(k.peer_state("a") == "in-sync");
+
+    // The stalled client reads on: every reply once, the reads' data whole.
+    std::vector<int> seen(kWrites + kReads, 0);
+    std::vector<std::uint8_t> payload(kReadSize);
+    bool whole = true;
+    for (std::uint64_t n = 0; n < seen.size() && whole; ++n) {
+        std::uint8_t rep[nbd::kSimpleReplySize];
+        whole = read_full(stalled->fd(), rep).ok();
+        std::uint32_t magic = (std::uint32_t(rep[0]) << 24) | (rep[1] << 16) | (rep[2] << 8) | rep[3];
+        std::uint32_t err = (std::uint32_t(rep[4]) << 24) | (rep[5] << 16) | (rep[6] << 8) | rep[7];
+        std::uint64_t handle = 0;
+        for (int b = 8; b < 16; ++b) handle = (handle << 8) | rep[b];
+        whole = whole && magic == nbd::kSimpleReplyMagic && err == 0 && handle < seen.size();
+        if (!whole) break;
+        ++seen[handle];
+        if (handle >= kWrites) {
+            whole = read_full(stalled->fd(), payload).ok() &&
+                    std::all_of(payload.begin(), payload.end(), [](std::uint8_t b) { return b == 0; });
+        }
+    }
+    BOOST_TEST_REQUIRE(whole);
+    sender.join();
+    BOOST_TEST(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
+    stalled->disconnect();
+    other->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
+}
+
 BOOST_AUTO_TEST_CASE(old_primary_back_as_secondary_gets_its_active_extents_resynced) {
     Cluster k;
     int port = free_port();
@@ -522,6 +602,22 @@ BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {
     BOOST_TEST_REQUIRE(good.ok());
     BOOST_TEST(*good->simple(nbd::CommandType::Flush, 0, 0) == 0u);
     BOOST_TEST(read_file(k.path("a.log")).find("closing") != std::string::npos);
+    // An oversized read carries no payload: it gets EINVAL and the
+    // connection serves on, with no buffer of its size made; FUA on a read
+    // or a flush is accepted (the spec requires it).
+    BOOST_TEST(*good->simple(nbd::CommandType::Read, 0, 0xffffffffu) == nbd::kErrInval);
+    std::vector<std::uint8_t> back;
+    BOOST_TEST(*good->simple(nbd::CommandType::Read, 0, 4096, &back) == 0u);
+    BOOST_TEST(back.size() == 4096u);
+    for (auto type : {nbd::CommandType::Read, nbd::CommandType::Flush}) {
+        auto fua = nbd::encode_request({nbd::kCmdFlagFua, type, 9, 0, type == nbd::CommandType::Read ? 512u : 0u});
+        BOOST_TEST_REQUIRE(write_full(good->fd(), fua).ok());
+        std::uint8_t rep[nbd::kSimpleReplySize + 512];
+        BOOST_TEST_REQUIRE(
+            read_full(good->fd(), std::span(rep, type == nbd::CommandType::Read ? sizeof rep : nbd::kSimpleReplySize))
+                .ok());
+        BOOST_TEST((rep[4] | rep[5] | rep[6] | rep[7]) == 0);  // no error
+    }
     BOOST_TEST(k.peer_state("a") == "standalone");
     // Both sockets are owner-only from the moment they exist.
     struct stat st {};

@@ -178,6 +178,13 @@ BOOST_AUTO_TEST_CASE(request_checks) {
     BOOST_TEST((verdict({0, CommandType::Flush, 1, 4096, 0}).verdict == Verdict::ReplyError));
     BOOST_TEST((verdict({0, static_cast<CommandType>(99), 1, 0, 0}).verdict == Verdict::ReplyError));
     BOOST_TEST((verdict({0, CommandType::Trim, 1, 0, 0}).verdict == Verdict::ReplyError));
+    // A READ too large is refused and the stream goes on: it carries no payload.
+    BOOST_TEST((verdict({0, CommandType::Read, 1, 0, (1 << 16) + 1}).verdict == Verdict::ReplyError));
+    BOOST_TEST(verdict({0, CommandType::Read, 1, 0, (1 << 16) + 1}).error == kErrInval);
+    // FUA is accepted on every command, as the spec requires.
+    BOOST_TEST((verdict({kCmdFlagFua, CommandType::Read, 1, 0, 4096}).verdict == Verdict::Serve));
+    BOOST_TEST((verdict({kCmdFlagFua, CommandType::Flush, 1, 0, 0}).verdict == Verdict::Serve));
+    BOOST_TEST((verdict({kCmdFlagFua, CommandType::Trim, 1, 0, 4096}).verdict == Verdict::Serve));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

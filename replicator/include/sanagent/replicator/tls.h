@@ -84,7 +84,7 @@ public:
     // not SO_RCVTIMEO, once TLS is up.
     void set_timeout(int ms);
     // Decrypted bytes waiting in the session (a socket's FIONREAD misses them).
-    bool pending() const;
+    std::size_t pending() const;
     // Ends the TLS stream (close_notify), as NBD_CMD_DISC asks.
     void bye();
 
