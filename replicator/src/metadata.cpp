@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
 
 #include "bytes.h"
 #include "sanagent/replicator/crc32c.h"
@@ -148,20 +150,41 @@ Result<std::unique_ptr<MetadataFile>> MetadataFile::open(const std::string& path
 }
 
 Result<std::unique_ptr<MetadataFile>> MetadataFile::create(const std::string& path, const Metadata& initial) {
+    // Made whole under a temporary name, then renamed into place: a crash
+    // or power cut midway must not leave a file at `path` with no valid
+    // header (sanrepd would refuse to start until someone removed it), nor
+    // a file that vanishes after the daemon used it (a primary would make
+    // a new volume id at the next start).
+    const std::string tmp = path + ".new";
+    ::unlink(tmp.c_str());  // a crashed creation's leftover, never renamed into use
     auto f = std::unique_ptr<MetadataFile>(new MetadataFile);
     f->path_ = path;
-    f->fd_.reset(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600));
-    if (!f->fd_.valid()) return last_errno("creating metadata " + path);
+    f->fd_.reset(::open(tmp.c_str(), O_RDWR | O_CLOEXEC | O_CREAT | O_EXCL, 0600));
+    if (!f->fd_.valid()) return last_errno("creating metadata " + tmp);
+    struct RemoveUnlessDone {
+        const std::string& tmp;
+        bool done = false;
+        ~RemoveUnlessDone() {
+            if (!done) ::unlink(tmp.c_str());
+        }
+    } cleanup{tmp};
     f->meta_ = initial;
     f->bitmap_.assign(initial.bitmap_bytes(), 0);
     f->activity_.assign(initial.activity_bytes(), 0);
     if (::ftruncate(f->fd_.get(), static_cast<off_t>(initial.activity_offset() + f->activity_.size())) < 0)
-        return last_errno("sizing metadata " + path);
+        return last_errno("sizing metadata " + tmp);
     // Both slots, so a later torn write of either leaves a valid one.
     Metadata first = initial;
     auto a = encode_metadata(first);
-    if (auto st = pwrite_all(f->fd_.get(), a.data(), a.size(), 0, path); !st) return st.error();
-    if (auto st = f->write_header_locked(first); !st) return st.error();
+    if (auto st = pwrite_all(f->fd_.get(), a.data(), a.size(), 0, tmp); !st) return st.error();
+    if (auto st = f->write_header_locked(first); !st) return st.error();  // fdatasyncs
+    // NOREPLACE: a file someone made meanwhile is not overwritten.
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) < 0)
+        return last_errno("renaming " + tmp + " to " + path);
+    cleanup.done = true;
+    auto dir = std::filesystem::path(path).parent_path();
+    UniqueFd dir_fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir_fd.valid() || ::fsync(dir_fd.get()) < 0) return last_errno("syncing the directory of " + path);
     return f;
 }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <boost/test/unit_test.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -61,6 +62,28 @@ BOOST_AUTO_TEST_CASE(malformed_headers) {
     auto m = sample();
     m.granularity = 3000;  // not a power of two
     BOOST_TEST(!decode_metadata(encode_metadata(m)).ok());
+}
+
+// Made under a temporary name and renamed into place: no half-made file
+// at the real path, a crashed creation's leftover replaced, an existing
+// file never overwritten.
+BOOST_AUTO_TEST_CASE(creation_is_all_or_nothing_and_never_overwrites) {
+    TempDir dir;
+    auto path = (dir.path / "r.meta").string();
+    {
+        std::FILE* stale = std::fopen((path + ".new").c_str(), "w");  // a crash's leftover
+        BOOST_TEST_REQUIRE(stale != nullptr);
+        std::fputs("half", stale);
+        std::fclose(stale);
+    }
+    auto f = MetadataFile::create(path, sample());
+    BOOST_TEST_REQUIRE(f.ok());
+    BOOST_TEST(!fs::exists(path + ".new"));
+    BOOST_TEST(MetadataFile::open(path).ok());
+    auto again = MetadataFile::create(path, sample());
+    BOOST_TEST(!again.ok());
+    BOOST_TEST(!fs::exists(path + ".new"));
+    BOOST_TEST((MetadataFile::open(path).ok()));
 }
 
 BOOST_AUTO_TEST_CASE(first_dirty_write_starts_a_generation_and_persists) {
