@@ -41,7 +41,7 @@ void ControlServer::loop() {
     while (!stopping_) {
         pollfd pfd{fd_.get(), POLLIN, 0};
         if (::poll(&pfd, 1, 200) <= 0) continue;
-        UniqueFd c(::accept4(fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        UniqueFd c = accept_client(fd_.get(), "control");
         if (!c.valid()) continue;
         // One short request per connection, bounded in size and in time as
         // a whole (a client trickling a byte now and then would otherwise

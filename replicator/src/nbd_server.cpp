@@ -688,7 +688,7 @@ void NbdServer::reap() {
 }
 
 void NbdServer::accept_on(int listen_fd) {
-    UniqueFd fd(::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC));
+    UniqueFd fd = accept_client(listen_fd, "NBD");
     if (!fd.valid()) return;
     reap();
     std::lock_guard lock(mu_);

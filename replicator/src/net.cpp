@@ -11,7 +11,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <thread>
 
 namespace sanagent::replicator {
 
@@ -137,6 +141,24 @@ Result<UniqueFd> unix_listen(const std::string& path) {
     ::umask(old);
     if (rc < 0) return errno_error(saved, "binding " + path);
     if (::listen(fd.get(), 16) < 0) return last_errno("listening on " + path);
+    return fd;
+}
+
+UniqueFd accept_client(int listen_fd, const char* what, sockaddr_storage* from) {
+    socklen_t len = sizeof(sockaddr_storage);
+    UniqueFd fd(::accept4(listen_fd, reinterpret_cast<sockaddr*>(from), from ? &len : nullptr, SOCK_CLOEXEC));
+    if (fd.valid()) return fd;
+    const int err = errno;
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        static std::atomic<std::int64_t> last_log{0};
+        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                             std::chrono::steady_clock::now().time_since_epoch())
+                             .count();
+        if (auto last = last_log.load(); now - last >= 10 && last_log.compare_exchange_strong(last, now))
+            std::fprintf(stderr, "sanrepd: cannot accept a %s connection: %s (backing off)\n", what,
+                         std::strerror(err));
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
     return fd;
 }
 

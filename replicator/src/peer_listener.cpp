@@ -131,8 +131,7 @@ void PeerListener::accept_loop() {
         reap();
         if (n <= 0) continue;
         sockaddr_storage from{};
-        socklen_t from_len = sizeof from;
-        UniqueFd fd(::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_CLOEXEC));
+        UniqueFd fd = accept_client(listen_fd_.get(), "peer", &from);
         if (!fd.valid()) continue;
         std::string source = source_key(from);
         std::unique_lock lock(mu_);

@@ -24,6 +24,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -243,6 +244,21 @@ public:
     }
 
     std::string path(const std::string& file) const { return (dir / file).string(); }
+
+    // CPU time (user + system, in clock ticks) the daemon has used so far.
+    long cpu_ticks(const std::string& name) const {
+        auto it = pids_.find(name);
+        if (it == pids_.end()) return -1;
+        auto stat = read_file("/proc/" + std::to_string(it->second) + "/stat");
+        std::istringstream in(stat.substr(stat.rfind(')') + 2));
+        std::string field;
+        long utime = 0, stime = 0;
+        for (int i = 3; i <= 15 && in >> field; ++i) {
+            if (i == 14) utime = std::stol(field);
+            if (i == 15) stime = std::stol(field);
+        }
+        return utime + stime;
+    }
 
     // Sends a signal without waiting (SIGSTOP / SIGCONT to freeze a peer).
     void signal(const std::string& name, int sig) {

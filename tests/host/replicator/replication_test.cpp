@@ -583,6 +583,39 @@ BOOST_AUTO_TEST_CASE(tcp_clients_cannot_take_the_unix_sockets_slots) {
     local->disconnect();
 }
 
+// Out of file descriptors, a client waits in the listener's queue and the
+// listener stays readable: the accept loop must back off, not spin on it.
+BOOST_AUTO_TEST_CASE(out_of_descriptors_the_nbd_listener_backs_off) {
+    Cluster k;
+    k.start("a",
+            {"prlimit", "--nofile=40:40", SANREPD_PATH, "--volume", "vol", "--role", "primary", "--replica",
+             k.path("a.img"), "--size", kSizeArg, "--nbd-socket", k.path("a.nbd"), "--control", k.path("a.ctl")},
+            true);
+    BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+    std::vector<UniqueFd> clients;
+    for (int i = 0; i < 48; ++i) {  // more than the daemon has descriptors left
+        auto fd = unix_connect(k.path("a.nbd"));
+        BOOST_TEST_REQUIRE(fd.ok());
+        clients.push_back(std::move(*fd));
+    }
+    bool logged = false;
+    for (int i = 0; i < 50 && !logged; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        logged = read_file(k.path("a.log")).find("cannot accept a NBD connection") != std::string::npos;
+    }
+    BOOST_TEST_REQUIRE(logged);
+    // Spinning costs a whole CPU: about 100 ticks a second.
+    const long before = k.cpu_ticks("a");
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+    BOOST_TEST(k.cpu_ticks("a") - before < 30);
+    clients.clear();  // descriptors come back: clients are served again
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    BOOST_TEST(*c->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+    c->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(malformed_request_closes_only_that_connection) {
     Cluster k;
     k.start_primary("a", "vol", 0, kSizeArg);

@@ -3,6 +3,7 @@
 // buffer reads and writes that retry EINTR and short transfers.
 #pragma once
 
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include <cstdint>
@@ -31,6 +32,11 @@ void bound_unacked_time(int fd, unsigned ms = kPeerUserTimeoutMs);
 // Binds a stream socket at `path` (replacing a stale one) with mode 0600.
 Result<UniqueFd> unix_listen(const std::string& path);
 Result<UniqueFd> unix_connect(const std::string& path);
+// accept4 for a listener a poll loop watches. Out of descriptors or memory
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM) the client stays queued and the
+// listener stays readable: the loop would spin on it at full speed. So it
+// logs (at most every 10 s, naming `what`) and sleeps 100 ms first.
+UniqueFd accept_client(int listen_fd, const char* what, sockaddr_storage* from = nullptr);
 
 // Reads exactly out.size() bytes; ECONNRESET on a clean EOF mid-way or at start.
 Status read_full(int fd, std::span<std::uint8_t> out);
