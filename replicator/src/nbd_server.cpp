@@ -1,5 +1,6 @@
 #include "sanagent/replicator/nbd_server.h"
 
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
@@ -32,9 +33,12 @@ constexpr int kMaxRepliesPerSend = 64;
 }  // namespace
 
 class NbdConnection;
+
+namespace {
 // Set on this connection's own threads (its readers and its reply thread):
 // those may wait for the client; the peer link's and the pool's may not.
 thread_local const NbdConnection* t_own_connection = nullptr;
+}  // namespace
 
 class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 public:
@@ -311,6 +315,14 @@ private:
     // it was answered already or queued behind an overlapping write).
     std::optional<std::function<void()>> read_one() {
         std::array<std::uint8_t, nbd::kRequestSize> hdr;
+        // Entries the kernel did not take at the last submit (memory
+        // pressure) must not wait for the client's next request, which may
+        // only come once they are answered: retried until taken or a
+        // request is here. Bounded by either.
+        if (ring_ && ring_->queued() && !request_waiting()) {
+            pollfd pfd{fd_.get(), POLLIN, 0};
+            while (ring_->queued() && ::poll(&pfd, 1, 20) == 0) submit();
+        }
         if (auto st = receiver_.read_full(hdr); !st) {
             if (st.error().code != ECONNRESET) log(st.error().message);
             return std::nullopt;
@@ -350,13 +362,15 @@ private:
                 return inflight_ < NbdServer::kMaxInFlight &&
                        (inflight_bytes_ == 0 || inflight_bytes_ + bytes <= kMaxInFlightBytes);
             };
-            if (!room()) {
-                // What waits to be submitted must complete to free a slot.
+            // What waits to be submitted must complete to free a slot; a
+            // submit the kernel took only in part (memory pressure) is
+            // tried again while waiting, as wait_idle does.
+            while (!room()) {
                 lock.unlock();
                 submit();
                 lock.lock();
+                inflight_cv_.wait_for(lock, std::chrono::milliseconds(20), room);
             }
-            inflight_cv_.wait(lock, room);
             alone = inflight_++ == 0;
             inflight_bytes_ += bytes;
         }
@@ -527,7 +541,16 @@ private:
     }
 
     // The reply thread takes over sending (sending_ stays set for it).
-    void hand_off(std::unique_lock<std::mutex>&) {
+    // Without one (none could be started), callers block instead and never
+    // get here; should one still, the connection ends rather than leave
+    // sending_ set with nobody sending.
+    void hand_off(std::unique_lock<std::mutex>& lock) {
+        if (!has_reply_thread_) {
+            broken_ = true;
+            ::shutdown(fd_.get(), SHUT_RDWR);
+            drain(lock, true);  // drops the outbox, clears sending_
+            return;
+        }
         handed_off_ = true;
         out_cv_.notify_all();
     }

@@ -4,6 +4,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -86,12 +87,12 @@ void Reader::take(std::size_t n) {
 }
 
 bool Reader::more_waiting() const {
-    if (buffered() > 0) return true;
+    if (buffered() >= kHeaderSize) return true;
     int bytes = 0;
-    return ::ioctl(fd_, FIONREAD, &bytes) == 0 && bytes > 0;
+    return ::ioctl(fd_, FIONREAD, &bytes) == 0 && buffered() + static_cast<std::size_t>(std::max(bytes, 0)) >= kHeaderSize;
 }
 
-Result<Message> Reader::receive() {
+Result<Message> Reader::receive(const std::function<void()>& before_blocking) {
     if (!current_) {
         while (buffered() < kHeaderSize)
             if (auto st = fill(); !st) return st.error();
@@ -114,6 +115,10 @@ Result<Message> Reader::receive() {
         if (buffered() > 0) {
             take(std::min(buffered(), total - done_));
             continue;
+        }
+        if (before_blocking) {
+            int bytes = 0;
+            if (::ioctl(fd_, FIONREAD, &bytes) != 0 || bytes == 0) before_blocking();
         }
         if (current_->header.type == Type::Write && done_ >= prefix_.size() && total - done_ >= kDirectReceive) {
             ssize_t n = ::recv(fd_, current_->write_data->data() + (done_ - prefix_.size()), total - done_, 0);

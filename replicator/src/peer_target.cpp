@@ -323,7 +323,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         static std::once_flag logged;
         std::call_once(logged, [&] { log(volume_, "no io_uring (" + r.error().message + "): blocking writes"); });
     }
-    auto submit = [&] {
+    const std::function<void()> submit = [&] {
         if (ring) ring->submit();
     };
     struct EndRing {
@@ -333,7 +333,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     while (!stopping_) {
         // Before this thread may block on the socket: the batch so far.
         if (!reader.more_waiting()) submit();
-        auto m = reader.receive();
+        auto m = reader.receive(submit);
         if (!m) {
             ended = m.error().message;
             break;

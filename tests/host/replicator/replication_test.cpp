@@ -586,22 +586,35 @@ BOOST_AUTO_TEST_CASE(tcp_clients_cannot_take_the_unix_sockets_slots) {
 // Out of file descriptors, a client waits in the listener's queue and the
 // listener stays readable: the accept loop must back off, not spin on it.
 BOOST_AUTO_TEST_CASE(out_of_descriptors_the_nbd_listener_backs_off) {
+#if defined(__SANITIZE_ADDRESS__)
+    // The sanitizers' runtime needs descriptors itself: UBSan's vptr check
+    // probes memory through a pipe, and without one it reports every
+    // virtual call as a bad object and aborts (seen: std::thread's _State).
+    BOOST_TEST_MESSAGE("skipped under the sanitizers: their runtime needs file descriptors");
+    return;
+#endif
     Cluster k;
     k.start("a",
             {"prlimit", "--nofile=40:40", SANREPD_PATH, "--volume", "vol", "--role", "primary", "--replica",
              k.path("a.img"), "--size", kSizeArg, "--nbd-socket", k.path("a.nbd"), "--control", k.path("a.ctl")},
             true);
     BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+    // Clients (each held in its handshake: one descriptor) until the daemon
+    // has none left; bounded, and stopped there, before the listener's
+    // queue is full too.
     std::vector<UniqueFd> clients;
-    for (int i = 0; i < 48; ++i) {  // more than the daemon has descriptors left
+    auto out_of_descriptors = [&] {
+        return read_file(k.path("a.log")).find("cannot accept a NBD connection") != std::string::npos;
+    };
+    bool logged = false;
+    for (int i = 0; i < 48 && !logged; ++i) {
         auto fd = unix_connect(k.path("a.nbd"));
         BOOST_TEST_REQUIRE(fd.ok());
         clients.push_back(std::move(*fd));
-    }
-    bool logged = false;
-    for (int i = 0; i < 50 && !logged; ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-        logged = read_file(k.path("a.log")).find("cannot accept a NBD connection") != std::string::npos;
+        for (int wait = 0; wait < 5 && !logged; ++wait) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            logged = out_of_descriptors();
+        }
     }
     BOOST_TEST_REQUIRE(logged);
     // Spinning costs a whole CPU: about 100 ticks a second.

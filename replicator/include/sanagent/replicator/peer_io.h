@@ -4,6 +4,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -33,9 +34,14 @@ Result<Message> receive(int fd);
 class Reader {
 public:
     explicit Reader(int fd);
-    Result<Message> receive();
-    // True when another message (or part of one) is already here: buffered,
-    // or readable on the socket.
+    // `before_blocking`, if given, runs before a receive of the message's
+    // body that would block (nothing readable): the caller's chance to
+    // submit what it queued, which would otherwise wait for a body still on
+    // its way.
+    Result<Message> receive(const std::function<void()>& before_blocking = {});
+    // True when another message's header is already here, whole: buffered,
+    // or readable on the socket. (Part of one does not count: the reader
+    // would block on the rest.)
     bool more_waiting() const;
 
 private:
