@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -30,6 +31,9 @@ constexpr std::uint32_t kQueuedWriteMax = 64 * 1024;  // larger writes hand the 
 // from each of 64 connections, could be held at once.
 constexpr std::size_t kMaxInFlightBytes = 64u << 20;
 constexpr int kMaxRepliesPerSend = 64;
+// After its requests end (DISC, an error), how long a client may leave its
+// replies unread before the connection is cut.
+constexpr std::chrono::milliseconds kUnreadRepliesAfterEnd{10'000};
 }  // namespace
 
 class NbdConnection;
@@ -198,7 +202,11 @@ private:
             std::thread thread;
             ~ReplyThread() {
                 if (!thread.joinable()) return;
-                conn.wait_idle();
+                // The readers have ended (DISC, an error): a client that
+                // still leaves its replies unread is cut off after a while,
+                // or it would hold this connection, and a reload or demotion
+                // waiting for it, for as long as it likes.
+                conn.wait_idle(kUnreadRepliesAfterEnd);
                 {
                     std::lock_guard lock(conn.out_mu_);
                     conn.reply_thread_stop_ = true;
@@ -279,11 +287,25 @@ private:
     // Until no request is in flight, submitting what was queued meanwhile.
     // Bounded: each op completes once its I/O does (and the peer's ack or
     // its timeout).
-    void wait_idle() {
+    // With `unread_bound`: once replies have waited to be sent that long,
+    // the socket is shut down and the rest are dropped (requests still
+    // running complete as usual; only their replies go nowhere).
+    void wait_idle(std::chrono::milliseconds unread_bound = std::chrono::milliseconds::zero()) {
+        const auto start = std::chrono::steady_clock::now();
+        bool cut = false;
         std::unique_lock lock(inflight_mu_);
         while (inflight_ != 0) {
             lock.unlock();
             submit();
+            if (unread_bound.count() && !cut && std::chrono::steady_clock::now() - start >= unread_bound) {
+                std::lock_guard out(out_mu_);
+                if (!outbox_.empty()) {
+                    cut = true;
+                    log("closing: the client left its replies unread for " +
+                        std::to_string(unread_bound.count() / 1000) + " s after it ended");
+                    ::shutdown(fd_.get(), SHUT_RDWR);  // the blocked send fails: the rest are dropped
+                }
+            }
             lock.lock();
             inflight_cv_.wait_for(lock, std::chrono::milliseconds(20), [this] { return inflight_ == 0; });
         }

@@ -469,6 +469,35 @@ BOOST_AUTO_TEST_CASE(a_client_that_stops_reading_replies_holds_up_only_itself) {
     BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
 }
 
+// A client that ends its requests (DISC) but leaves its replies unread is
+// cut off after 10 s. Until then its connection stayed for as long as it
+// liked, and a demotion or reload waits for a volume's clients to leave.
+BOOST_AUTO_TEST_CASE(a_client_that_ends_without_reading_its_replies_is_cut_off) {
+    Cluster k;
+    k.start_primary("a", "vol", 0, kSizeArg);
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    // 16 MiB of replies, far more than its socket holds, then DISC.
+    for (std::uint64_t i = 0; i < 16; ++i) {
+        auto h = nbd::encode_request({0, nbd::CommandType::Read, i, i << 20, 1u << 20});
+        BOOST_TEST_REQUIRE(write_full(c->fd(), h).ok());
+    }
+    auto disc = nbd::encode_request({0, nbd::CommandType::Disconnect, 99, 0, 0});
+    BOOST_TEST_REQUIRE(write_full(c->fd(), disc).ok());
+    auto clients = [&] { return k.status("a")["nbd"].value("clients", -1); };
+    bool cut = false;
+    for (int i = 0; i < 300 && !cut; ++i) {  // 30 s at most
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        cut = read_file(k.path("a.log")).find("left its replies unread") != std::string::npos && clients() == 0;
+    }
+    BOOST_TEST(cut);
+    auto other = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(other.ok());
+    BOOST_TEST(*other->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+    other->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
+}
+
 BOOST_AUTO_TEST_CASE(old_primary_back_as_secondary_gets_its_active_extents_resynced) {
     Cluster k;
     int port = free_port();
