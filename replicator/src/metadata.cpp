@@ -178,9 +178,14 @@ Result<std::unique_ptr<MetadataFile>> MetadataFile::create(const std::string& pa
     auto a = encode_metadata(first);
     if (auto st = pwrite_all(f->fd_.get(), a.data(), a.size(), 0, tmp); !st) return st.error();
     if (auto st = f->write_header_locked(first); !st) return st.error();  // fdatasyncs
-    // NOREPLACE: a file someone made meanwhile is not overwritten.
-    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) < 0)
-        return last_errno("renaming " + tmp + " to " + path);
+    // NOREPLACE: a file someone made meanwhile is not overwritten. Where
+    // the file system cannot do that (EINVAL: NFS, some FUSE), a hard link
+    // gives the same promise: it fails if `path` exists.
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) < 0) {
+        if (errno != EINVAL && errno != ENOSYS) return last_errno("renaming " + tmp + " to " + path);
+        if (::link(tmp.c_str(), path.c_str()) < 0) return last_errno("linking " + tmp + " to " + path);
+        ::unlink(tmp.c_str());
+    }
     cleanup.done = true;
     auto dir = std::filesystem::path(path).parent_path();
     UniqueFd dir_fd(::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

@@ -287,19 +287,26 @@ private:
     // Until no request is in flight, submitting what was queued meanwhile.
     // Bounded: each op completes once its I/O does (and the peer's ack or
     // its timeout).
-    // With `unread_bound`: once replies have waited to be sent that long,
-    // the socket is shut down and the rest are dropped (requests still
-    // running complete as usual; only their replies go nowhere).
+    // With `unread_bound`: once replies wait to be sent and none has moved
+    // for that long (the client reads nothing), the socket is shut down and
+    // the rest are dropped (requests still running complete as usual; only
+    // their replies go nowhere). A client still reading, however slowly,
+    // or requests still running, are waited for.
     void wait_idle(std::chrono::milliseconds unread_bound = std::chrono::milliseconds::zero()) {
-        const auto start = std::chrono::steady_clock::now();
+        auto last_move = std::chrono::steady_clock::now();
+        std::uint64_t last_sent = 0;
         bool cut = false;
         std::unique_lock lock(inflight_mu_);
         while (inflight_ != 0) {
             lock.unlock();
             submit();
-            if (unread_bound.count() && !cut && std::chrono::steady_clock::now() - start >= unread_bound) {
+            if (unread_bound.count() && !cut) {
                 std::lock_guard out(out_mu_);
-                if (!outbox_.empty()) {
+                const auto now = std::chrono::steady_clock::now();
+                if (outbox_.empty() || bytes_sent_ != last_sent) {
+                    last_sent = bytes_sent_;
+                    last_move = now;
+                } else if (now - last_move >= unread_bound) {
                     cut = true;
                     log("closing: the client left its replies unread for " +
                         std::to_string(unread_bound.count() / 1000) + " s after it ended");
@@ -546,6 +553,7 @@ private:
             }
             unsigned count = 0;
             std::size_t bytes = 0;
+            bytes_sent_ += static_cast<std::uint64_t>(sent);
             std::size_t left = front_sent_ + static_cast<std::size_t>(sent);
             while (!outbox_.empty()) {
                 auto& r = outbox_.front();
@@ -628,6 +636,7 @@ private:
     std::condition_variable out_cv_;     // the reply thread's
     std::deque<Reply> outbox_;           // under out_mu_
     std::size_t front_sent_ = 0;         // bytes of outbox_.front() already sent
+    std::uint64_t bytes_sent_ = 0;       // of replies, ever (under out_mu_): progress
     bool sending_ = false;               // a thread is sending the outbox (under out_mu_)
     bool handed_off_ = false;            // ... and it is the reply thread's turn
     bool reply_thread_stop_ = false;
