@@ -34,15 +34,22 @@ void RangeLock::release(Ticket ticket) {
     std::vector<std::pair<std::function<void(Ticket)>, Ticket>> ready;
     {
         std::lock_guard lock(mu_);
+        std::uint64_t begin = 0, end = 0;
         for (auto it = entries_.begin(); it != entries_.end(); ++it) {
             if (it->ticket == ticket) {
+                begin = it->begin;
+                end = it->end;
                 entries_.erase(it);
                 break;
             }
         }
         // A waiter may start when nothing before it in arrival order overlaps.
+        // Only one that overlapped the released range can have become free:
+        // whatever blocked any other is still here (a waiter started since
+        // blocks as it did waiting), so a release costs one pass, not one
+        // pass per waiter over everything before it.
         for (auto it = entries_.begin(); it != entries_.end(); ++it) {
-            if (it->running) continue;
+            if (it->running || !overlaps(it->begin, it->end, begin, end)) continue;
             bool blocked = false;
             for (auto before = entries_.begin(); before != it; ++before) {
                 if (overlaps(before->begin, before->end, it->begin, it->end)) {
