@@ -62,6 +62,40 @@ stop_daemon() {
 # shared directory, and installed root-owned 0600 on each node.
 install_key() { install -m 0600 -o root $shared/cluster.psk $run/peer.psk; }
 
+# A replica on a file system without RENAME_NOREPLACE: 9p (the lab's
+# /lab/out) refuses the flag with EINVAL, as NFS and some FUSE file systems
+# do, and sanrepd creates the metadata file with a hard link instead (which
+# never overwrites either). Run on the secondary while it waits.
+replica_on_9p() {
+    local dir=/lab/out/rep-9p
+    mkdir -p $dir
+    rm -f $dir/*
+    touch $dir/probe
+    check "9p refuses RENAME_NOREPLACE (EINVAL)" python3 -c '
+import ctypes, errno, sys
+libc = ctypes.CDLL(None, use_errno=True)
+rc = libc.renameat2(-100, sys.argv[1].encode(), -100, sys.argv[2].encode(), 1)
+sys.exit(0 if rc < 0 and ctypes.get_errno() == errno.EINVAL else 1)' $dir/probe $dir/probe2
+    local start=("$sanrepd" --volume ninep --role primary --replica $dir/v.img --size 8M
+        --nbd-socket $run/ninep.nbd --control $run/ninep.ctl)
+    "${start[@]}" > $run/ninep.log 2>&1 &
+    local pid=$!
+    check "a replica on 9p starts" wait_for 30 test -S $run/ninep.ctl
+    check "its metadata file is in place, no .new left" bash -c "test -s $dir/v.img.meta && ! test -e $dir/v.img.meta.new"
+    check "it serves a write" qemu-io -f raw "nbd+unix:///ninep?socket=$run/ninep.nbd" -c "write -P 0x5a 1M 1M" -c flush
+    stop_daemon $pid
+    check "it stops cleanly" test $? -eq 0
+    rm -f $run/ninep.ctl $run/ninep.nbd
+    "${start[@]}" >> $run/ninep.log 2>&1 &
+    pid=$!
+    check "it starts again on the same metadata" wait_for 30 test -S $run/ninep.ctl
+    check "and reads the write back" qemu-io -f raw "nbd+unix:///ninep?socket=$run/ninep.nbd" -c "read -P 0x5a 1M 1M"
+    stop_daemon $pid
+    check "and stops cleanly" test $? -eq 0
+    sed 's/^/# /' $run/ninep.log | tail -n 6
+    rm -rf $dir
+}
+
 secondary() {
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > $shared/cluster.psk
     check "the key is installed 0600" install_key
@@ -82,6 +116,7 @@ secondary() {
         -c "write -P 0x77 2M 1M" -c flush
     check "vol still has its secondary here" is_role vol secondary
     touch $shared/vol2-switched
+    replica_on_9p
     check "the primary finished" wait_for 500 test -e $shared/primary-done
     stop_daemon $pid
     check "the secondary stops cleanly" test $? -eq 0
