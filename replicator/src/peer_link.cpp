@@ -71,20 +71,30 @@ public:
     void send(peer::Type type, std::uint16_t flags, std::span<const std::uint8_t> body, Callback cb,
               std::shared_ptr<AlignedBuffer> write_data = nullptr, std::uint64_t write_offset = 0,
               std::size_t write_length = 0, std::function<void(std::uint32_t)> on_digest = nullptr) {
-        std::lock_guard send_lock(send_mu_);
-        std::uint64_t seq;
+        std::unique_lock send_lock(send_mu_);
+        std::uint64_t seq = 0;
+        bool dead;
         {
             std::lock_guard lock(pend_mu_);
-            if (dead_) {
-                cb(ECONNRESET);
-                return;
+            dead = dead_;
+            if (!dead) {
+                seq = next_seq_++;
+                // The secondary answers a RESYNC_DONE only after an fdatasync,
+                // like a FLUSH: both make every earlier op durable there.
+                pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now(),
+                                              type == peer::Type::Flush || type == peer::Type::ResyncDone});
+                note_unflushed(type, flags, seq, body, write_offset, write_length);
             }
-            seq = next_seq_++;
-            // The secondary answers a RESYNC_DONE only after an fdatasync,
-            // like a FLUSH: both make every earlier op durable there.
-            pending_.emplace(seq, Pending{std::move(cb), std::move(on_digest), Clock::now(),
-                                          type == peer::Type::Flush || type == peer::Type::ResyncDone});
-            note_unflushed(type, flags, seq, body, write_offset, write_length);
+        }
+        // A dead session fails the op with neither lock held: a callback
+        // takes locks of its own (a resync's or a verify's), whose holders
+        // ask dead() under them. Called under pend_mu_, it was a lock-order
+        // inversion that could hang the volume when the link dropped
+        // during a resync.
+        if (dead) {
+            send_lock.unlock();
+            cb(ECONNRESET);
+            return;
         }
         Status st = type == peer::Type::Write
                         ? peer::send_write(fd_.get(), flags, seq, write_offset, write_data->span().first(write_length))
@@ -220,6 +230,9 @@ private:
                 on_digest = std::move(it->second.on_digest);
                 if (it->second.flush && *err == 0) flushed_before(m->header.seq);
                 pending_.erase(it);
+                // The watchdog under traffic too: acks of later ops must not
+                // hide one the peer never answers (a write stuck in its disk).
+                if (overdue_locked()) why = "no ack within " + std::to_string(ack_timeout_ms_) + " ms";
             }
             if (on_digest && *err == 0) on_digest(digest);
             if (*err != 0) {
@@ -229,6 +242,7 @@ private:
                 break;
             }
             cb(0);
+            if (!why.empty()) break;
         }
         kill();
         std::map<std::uint64_t, Pending> failed;
@@ -248,6 +262,9 @@ private:
 
     bool overdue() const {
         std::lock_guard lock(pend_mu_);
+        return overdue_locked();
+    }
+    bool overdue_locked() const {
         return !pending_.empty() &&
                Clock::now() - pending_.begin()->second.sent > std::chrono::milliseconds(ack_timeout_ms_);
     }

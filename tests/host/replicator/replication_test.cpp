@@ -39,6 +39,33 @@ std::string hex_id(std::uint64_t id) {
     return b;
 }
 
+// The test as the secondary: one connection of the primary on `listener`,
+// its HELLO answered with `gens` (or its own); returns the socket, the
+// decision message (not acked yet) and the primary's generations.
+std::tuple<UniqueFd, peer::Message, Generations> accept_link(int listener, const Generations* gens) {
+    pollfd pfd{listener, POLLIN, 0};
+    BOOST_TEST_REQUIRE(::poll(&pfd, 1, 20'000) == 1);
+    UniqueFd fd(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+    BOOST_TEST_REQUIRE(fd.valid());
+    set_recv_timeout(fd.get(), 20'000);
+    auto hello = peer::receive(fd.get());
+    BOOST_TEST_REQUIRE(hello.ok());
+    BOOST_TEST_REQUIRE(int(hello->header.type) == int(peer::Type::Hello));
+    auto theirs = peer::decode_hello(hello->body);
+    BOOST_TEST_REQUIRE(theirs.ok());
+    peer::Hello mine = *theirs;
+    mine.primary = false;
+    mine.consistent = true;
+    mine.node = "the-test";
+    mine.active.clear();
+    if (gens) mine.gens = *gens;
+    BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
+    auto decision = peer::receive(fd.get());
+    BOOST_TEST_REQUIRE(decision.ok());
+    BOOST_TEST_REQUIRE(int(decision->header.type) == int(peer::Type::Decision));
+    return {std::move(fd), std::move(*decision), theirs->gens};
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_CASE(two_replicas_hold_the_same_bytes) {
@@ -305,32 +332,7 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
     auto listener = tcp_listen("127.0.0.1:" + std::to_string(port));
     BOOST_TEST_REQUIRE(listener.ok());
     k.start_primary("a", "vol", port, kSizeArg);
-    // One connection of the primary, its HELLO answered with `gens`; returns
-    // the socket and the decision message, or fails the test.
-    auto accept_link = [&](const Generations* gens) {
-        pollfd pfd{listener->get(), POLLIN, 0};
-        BOOST_TEST_REQUIRE(::poll(&pfd, 1, 20'000) == 1);
-        UniqueFd fd(::accept4(listener->get(), nullptr, nullptr, SOCK_CLOEXEC));
-        BOOST_TEST_REQUIRE(fd.valid());
-        set_recv_timeout(fd.get(), 20'000);
-        auto hello = peer::receive(fd.get());
-        BOOST_TEST_REQUIRE(hello.ok());
-        BOOST_TEST_REQUIRE(int(hello->header.type) == int(peer::Type::Hello));
-        auto theirs = peer::decode_hello(hello->body);
-        BOOST_TEST_REQUIRE(theirs.ok());
-        peer::Hello mine = *theirs;
-        mine.primary = false;
-        mine.consistent = true;
-        mine.node = "the-test";
-        mine.active.clear();
-        if (gens) mine.gens = *gens;
-        BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
-        auto decision = peer::receive(fd.get());
-        BOOST_TEST_REQUIRE(decision.ok());
-        BOOST_TEST_REQUIRE(int(decision->header.type) == int(peer::Type::Decision));
-        return std::make_tuple(std::move(fd), std::move(*decision), theirs->gens);
-    };
-    auto [first, decision, gens] = accept_link(nullptr);
+    auto [first, decision, gens] = accept_link(listener->get(), nullptr);
     BOOST_TEST_REQUIRE(int(*peer::decode_decision(decision.body)) == int(SyncDecision::None));
 
     // The decision is not acknowledged yet: the write goes to the primary's replica alone.
@@ -347,7 +349,7 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
     BOOST_TEST(!peer::receive(first.get()).ok());
     first.reset();
     // ... and comes back proposing a bitmap resync to the same replica.
-    auto [fd, again, unused] = accept_link(&gens);
+    auto [fd, again, unused] = accept_link(listener->get(), &gens);
     BOOST_TEST_REQUIRE(int(*peer::decode_decision(again.body)) == int(SyncDecision::BitmapFromPrimary));
     BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Ack, 0, again.header.seq, peer::encode_ack(0)).ok());
 
@@ -387,6 +389,65 @@ BOOST_AUTO_TEST_CASE(a_write_during_the_handshake_is_resynced) {
     BOOST_TEST(k.wait_state("a", "in-sync"));
     BOOST_TEST(k.status("a").value("dirty_bytes", 1ull) == 0u);
     c->disconnect();
+}
+
+// The ack watchdog fires under traffic too. The test is the secondary and
+// acks every write but one, while a client keeps writing elsewhere: the
+// primary drops the link within the ack timeout (before, it checked only
+// after 250 ms without any ack, so the stuck write waited for the traffic
+// to stop), and the unacked write is then recorded dirty and answered.
+BOOST_AUTO_TEST_CASE(an_op_the_peer_never_acks_drops_the_link_under_traffic) {
+    Cluster k;
+    int port = free_port();
+    auto listener = tcp_listen("127.0.0.1:" + std::to_string(port));
+    BOOST_TEST_REQUIRE(listener.ok());
+    k.start_primary("a", "vol", port, kSizeArg, {"--ack-timeout-ms", "1000"});
+    auto [fd, decision, gens] = accept_link(listener->get(), nullptr);
+    BOOST_TEST_REQUIRE(int(*peer::decode_decision(decision.body)) == int(SyncDecision::None));
+    BOOST_TEST_REQUIRE(peer::send(fd.get(), peer::Type::Ack, 0, decision.header.seq, peer::encode_ack(0)).ok());
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+
+    const std::uint64_t stuck = 7ull << 20;
+    std::atomic<bool> dropped{false};
+    // Bounded by the count and by the socket's 20 s receive timeout.
+    std::thread secondary([&dropped, stuck, link = fd.get()] {
+        for (int i = 0; i < 100'000; ++i) {
+            auto m = peer::receive(link);
+            if (!m) break;
+            if (m->header.type == peer::Type::Write && m->write_offset == stuck) continue;
+            if (!peer::send(link, peer::Type::Ack, 0, m->header.seq, peer::encode_ack(0)).ok()) break;
+        }
+        dropped = true;
+    });
+    BOOST_TEST_REQUIRE(k.wait_file("a.nbd"));
+    auto held = NbdClient::connect(k.path("a.nbd"), "vol");
+    auto busy = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(held.ok());
+    BOOST_TEST_REQUIRE(busy.ok());
+    std::vector<std::uint8_t> data(4096, 0x3c);
+    std::uint32_t stuck_result = ~0u;
+    std::thread stuck_writer([&] {
+        auto errs = held->write_batch({{stuck, data}});
+        if (errs.ok()) stuck_result = (*errs)[0];
+    });
+    // Writes every 20 ms, far inside the 250 ms idle tick, for up to 8 s.
+    bool dropped_under_traffic = false;
+    for (int i = 0; i < 400 && !dropped_under_traffic; ++i) {
+        auto errs = busy->write_batch({{(1ull << 20) + (i % 64) * 4096ull, data}});
+        BOOST_TEST_REQUIRE(errs.ok());
+        BOOST_TEST_REQUIRE((*errs)[0] == 0u);
+        dropped_under_traffic = dropped;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    BOOST_TEST(dropped_under_traffic);
+    ::shutdown(fd.get(), SHUT_RDWR);  // ends the test's secondary if the primary has not
+    secondary.join();
+    stuck_writer.join();  // bounded by the client's 20 s receive timeout
+    BOOST_TEST(stuck_result == 0u);
+    BOOST_TEST(k.status("a").value("dirty_bytes", 0ull) >= 4096u);
+    BOOST_TEST(read_file(k.path("a.log")).find("no ack within 1000 ms") != std::string::npos);
+    held->disconnect();
+    busy->disconnect();
 }
 
 // A client that stops reading its replies holds up only itself. Its
