@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 
 #include <cstdio>
+#include <cstring>
 
 #include "sanagent/replicator/crc32c.h"
 #include "sanagent/replicator/net.h"
@@ -131,6 +132,15 @@ void PeerTarget::send_ack(int fd, std::uint64_t seq, int err) {
     std::lock_guard lock(send_mu_);
     // A failed ack send means the link is gone; the primary finds out itself.
     (void)peer::send(fd, peer::Type::Ack, 0, seq, peer::encode_ack(err));
+}
+
+void PeerTarget::local_failure(int err) {
+    session_failed_ = true;
+    if (!meta_.get().consistent()) return;  // already marked (or resyncing)
+    auto st = meta_.update([](Metadata& next) { next.flags &= ~kMetaFlagConsistent; });
+    log(volume_, std::string("a local write or flush failed (") + std::strerror(err) + "): " +
+                     (st ? "replica marked inconsistent until the primary resyncs it"
+                         : "and marking the replica inconsistent failed too: " + st.error().message));
 }
 
 bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
@@ -289,6 +299,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         return;
     }
     opening.handshake_done();
+    session_failed_ = false;  // the last session's ops have all ended (drained before release)
     set_recv_timeout(fd, 0);
     std::string ended;
     peer::Reader reader(fd);
@@ -377,6 +388,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             if (auto t = order_.take_or_queue(off, len, later)) run(here, [job, t = *t, ringp] { job(t, ringp); });
         };
         auto finish = [this, fd, seq = h.seq](int err) {
+            if (err) local_failure(err);
             send_ack(fd, seq, err);
             std::lock_guard lock(inflight_mu_);
             --inflight_;
@@ -384,13 +396,15 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         };
         // As finish, for a write on the ring: on its thread the ack joins the
         // batch, and the op stays in flight until the batch is sent.
-        auto finish_on = [&ack_batch, &ack_batch_ops, finish, seq = h.seq](IoRing* ringp) -> std::function<void(int)> {
+        auto finish_on = [this, &ack_batch, &ack_batch_ops, finish,
+                          seq = h.seq](IoRing* ringp) -> std::function<void(int)> {
             if (!ringp) return finish;
-            return [&ack_batch, &ack_batch_ops, ringp, finish, seq](int err) {
+            return [this, &ack_batch, &ack_batch_ops, ringp, finish, seq](int err) {
                 if (!ringp->on_completion_thread()) {
                     finish(err);  // the replica took the blocking path for this one
                     return;
                 }
+                if (err) local_failure(err);
                 auto body = peer::encode_ack(err);
                 auto head = peer::encode_header(peer::Type::Ack, 0, seq, body);
                 ack_batch.insert(ack_batch.end(), head.begin(), head.end());
@@ -483,6 +497,16 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 break;
             }
             drain();
+            // Only at the end of this session's resync, and only if every op
+            // of it was applied: a write that failed here is missing, and
+            // the replica must stay inconsistent (the primary resyncs it on
+            // the next link).
+            if (session_failed_ || status().state != "resync-target") {
+                log(volume_, session_failed_ ? "refusing RESYNC_DONE: an op of this resync failed here"
+                                             : "refusing RESYNC_DONE outside a resync");
+                send_ack(fd, h.seq, session_failed_ ? EIO : EPROTO);
+                continue;
+            }
             Status st = replica_.flush();
             if (st) {
                 st = meta_.update([&](Metadata& next) {

@@ -1,13 +1,19 @@
 // Roles changed in a running sanrepd: promote and demote through sanctl (the
 // cluster manager's way, later), a role changed in the file on a reload, and
 // a standalone primary's writes reaching a peer that comes back.
+#include <sys/mount.h>
+
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <boost/test/unit_test.hpp>
 #include <fstream>
 #include <thread>
 
 #include "cluster.h"
 #include "sanagent/process.h"
+#include "sanagent/replicator/net.h"
+#include "sanagent/replicator/peer_io.h"
 
 using namespace sanrep_test;
 
@@ -219,6 +225,99 @@ BOOST_AUTO_TEST_CASE(an_inconsistent_secondary_is_not_promoted_unless_forced) {
     BOOST_TEST(k.wait_file("b.nbd"));
     // Demoting needs somewhere to listen: b has it.
     BOOST_TEST(sanctl(k, "b", {"demote", "vol"}).exit_code == 0);
+    BOOST_TEST(k.stop("b") == 0);
+}
+
+// The test as the primary, against a secondary whose replica is a sparse
+// file on a 4 MiB tmpfs: once that fills, a write fails there (ENOSPC).
+// The replica then lacks what the primary sent, so it is marked
+// inconsistent on disk before the error is acked: not promoted without
+// --force, and a RESYNC_DONE in a session where a write failed is refused
+// (before, it stayed "up-to-date", and RESYNC_DONE made it so again).
+BOOST_AUTO_TEST_CASE(a_secondary_whose_write_fails_is_inconsistent_until_resynced) {
+    Cluster k;
+    const std::string small = k.path("small");
+    fs::create_directory(small);
+    BOOST_TEST_REQUIRE(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=4m") == 0, std::strerror(errno));
+    struct Unmount {
+        std::string dir;
+        ~Unmount() { ::umount2(dir.c_str(), MNT_DETACH); }
+    } unmount{small};
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg, {"--replica", small + "/b.img", "--nbd-socket", k.path("b.nbd")});
+
+    std::uint64_t seq = 0;
+    std::vector<std::uint8_t> data(1 << 20, 0x42);
+    // One link of the test's primary with `gens`, the secondary taking `decision`.
+    auto connect = [&](const Generations& gens, SyncDecision decision) {
+        auto fd = tcp_connect("127.0.0.1:" + std::to_string(port), 5000);
+        BOOST_TEST_REQUIRE(fd.ok());
+        set_recv_timeout(fd->get(), 20'000);
+        peer::Hello mine;
+        mine.primary = true;
+        mine.consistent = true;
+        mine.volume_id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+        mine.volume = "vol";
+        mine.size = kSize;
+        mine.granularity = 64 << 10;
+        mine.gens = gens;
+        mine.node = "the-test";
+        BOOST_TEST_REQUIRE(peer::send(fd->get(), peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
+        auto theirs = peer::receive(fd->get());
+        BOOST_TEST_REQUIRE(theirs.ok());
+        BOOST_TEST_REQUIRE(int(theirs->header.type) == int(peer::Type::Hello));
+        BOOST_TEST_REQUIRE(peer::send(fd->get(), peer::Type::Decision, 0, ++seq, peer::encode_decision(decision)).ok());
+        return std::move(*fd);
+    };
+    // The secondary's answer to the last message: its errno.
+    auto answer = [&](int fd) {
+        auto m = peer::receive(fd);
+        BOOST_TEST_REQUIRE(m.ok(), (m.ok() ? "" : m.error().message));
+        BOOST_TEST_REQUIRE(int(m->header.type) == int(peer::Type::Ack));
+        BOOST_TEST_REQUIRE(m->header.seq == seq);
+        return *peer::decode_ack(m->body);
+    };
+    auto write = [&](int fd, std::uint64_t offset) {
+        BOOST_TEST_REQUIRE(peer::send_write(fd, 0, ++seq, offset, data).ok());
+        return answer(fd);
+    };
+    auto resync_done = [&](int fd, const Generations& gens) {
+        peer::ResyncDone d{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, gens};
+        BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::ResyncDone, 0, ++seq, peer::encode_resync_done(d)).ok());
+        return answer(fd);
+    };
+    auto replica_state = [&] { return k.status("b")["replica"].value("state", ""); };
+
+    // A full sync of the blank replica: one write, then RESYNC_DONE.
+    const Generations first{0x1111, 0, {0, 0}};
+    auto link = connect(first, SyncDecision::FullFromPrimary);
+    BOOST_TEST_REQUIRE(answer(link.get()) == 0);
+    BOOST_TEST_REQUIRE(write(link.get(), 0) == 0);
+    BOOST_TEST_REQUIRE(resync_done(link.get(), first) == 0);
+    BOOST_TEST_REQUIRE(replica_state() == "up-to-date");
+    // In sync: writes until the tmpfs is full (bounded by the volume's 16 MiB).
+    int failed = 0;
+    std::uint64_t at = 0;
+    for (at = 1 << 20; at < kSize && failed == 0; at += 1 << 20) failed = write(link.get(), at);
+    BOOST_TEST_REQUIRE(failed == ENOSPC);
+    BOOST_TEST(replica_state() == "inconsistent");
+    link.reset();
+    auto r = sanctl(k, "b", {"promote", "vol"});
+    BOOST_TEST(r.exit_code == 1);
+    BOOST_TEST(r.err.find("inconsistent") != std::string::npos, r.err);
+
+    // The primary comes back with a new generation from that one: a bitmap
+    // resync, whose write fails again; its RESYNC_DONE is refused.
+    const Generations second{0x2222, 0x1111, {0, 0}};
+    link = connect(second, SyncDecision::BitmapFromPrimary);
+    BOOST_TEST_REQUIRE(answer(link.get()) == 0);
+    BOOST_TEST(write(link.get(), at - (1 << 20)) == ENOSPC);
+    BOOST_TEST(resync_done(link.get(), second) == EIO);
+    BOOST_TEST(replica_state() == "inconsistent");
+    BOOST_TEST(k.status("b")["generations"].value("current", "") == "0000000000001111");
+    link.reset();
+    BOOST_TEST(read_file(k.path("b.log")).find("refusing RESYNC_DONE: an op of this resync failed here") !=
+               std::string::npos);
     BOOST_TEST(k.stop("b") == 0);
 }
 

@@ -109,6 +109,12 @@ private:
     bool agree(int fd, const peer::Hello& theirs, std::string& why);
     void set_state(const std::string& state, const std::string& detail = {});
     void send_ack(int fd, std::uint64_t seq, int err);
+    // A write, zero, trim or flush failed here: this replica no longer holds
+    // what the primary sent, so it is marked inconsistent on disk (never
+    // promoted) before the error is acked, and this session's RESYNC_DONE
+    // is refused. The primary records the op dirty and drops the link; its
+    // next resync makes the replica whole again.
+    void local_failure(int err);
     // A connection dropped before it proved itself (or said HELLO): logged,
     // at most once per kRefusalLogMs with a count of the rest, and never a
     // visible state: anyone who can connect could otherwise flip it.
@@ -132,6 +138,7 @@ private:
     std::uint64_t sessions_started_ = 0;
     std::condition_variable released_;
 
+    std::atomic<bool> session_failed_{false};  // a local op of this session failed
     std::mutex send_mu_;
     std::mutex inflight_mu_;
     std::condition_variable inflight_cv_;
