@@ -327,6 +327,28 @@ std::uint64_t MetadataFile::dirty_bits() const {
     return n;
 }
 
+std::vector<std::pair<std::uint64_t, std::uint64_t>> MetadataFile::dirty_ranges() const {
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
+    const auto g = get().granularity;
+    const auto size = get().size;
+    for (auto b = next_dirty(0); b; b = next_dirty(*b + 1)) {
+        std::uint64_t off = *b * g, len = std::min<std::uint64_t>(g, size - off);
+        if (!out.empty() && out.back().first + out.back().second == off)
+            out.back().second += len;
+        else
+            out.emplace_back(off, len);
+    }
+    return out;
+}
+
+Status MetadataFile::clear_bitmap() {
+    {
+        std::lock_guard lock(mu_);
+        std::fill(bitmap_.begin(), bitmap_.end(), 0);
+    }
+    return persist_bitmap();
+}
+
 Status MetadataFile::finish_resync() {
     std::lock_guard lock(mu_);
     // The bitmap is not cleared here: the resync cleared each bit as its copy
@@ -423,13 +445,16 @@ Status MetadataFile::activate(std::uint64_t offset, std::uint64_t length) {
     return wait_activity_locked(lock, activate_locked(offset, length));
 }
 
-Result<std::uint64_t> MetadataFile::record_missed(std::uint64_t offset, std::uint64_t length) {
+Result<std::uint64_t> MetadataFile::record_missed(std::uint64_t offset, std::uint64_t length, bool new_generation) {
     std::lock_guard lock(mu_);
     if (length == 0) return 0;
     std::uint64_t needed = activate_locked(offset, length);
     // One critical section with the log bit: a retire_activity() can never
     // fall between the two and clear the log while the bit is only in memory.
-    if (set_bits_locked(offset, length, true) && meta_.gens.bitmap == 0) {
+    set_bits_locked(offset, length, true);
+    // Even where the bits were set already: they may be a link's unflushed
+    // ranges, marked without a generation.
+    if (new_generation && meta_.gens.bitmap == 0) {
         if (auto st = start_generation_locked(); !st) return st.error();
     }
     return needed;

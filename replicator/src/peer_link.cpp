@@ -501,13 +501,13 @@ PeerStatus PeerLink::status() const {
     return st;
 }
 
-bool PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length) {
+bool PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length, bool new_generation) {
     // The activity log makes the range durable (an fdatasync per new 4 MiB
     // extent, shared by concurrent writes); the bitmap bit follows lazily,
     // since after a crash start() turns every active extent into dirty bits.
     // Measured at 4 KiB random writes with the peer away: one fdatasync per
     // new 64 KiB region before this.
-    return wait_recorded(meta_.record_missed(offset, length));
+    return wait_recorded(meta_.record_missed(offset, length, new_generation));
 }
 
 bool PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
@@ -1096,9 +1096,13 @@ void PeerLink::end_session(const std::shared_ptr<Session>& s) {
     // lost power it may have lost those writes (its disk's volatile cache),
     // and nothing else would tell. Marked before the state says out-of-sync,
     // so the next resync sends them again. A peer that only lost the link
-    // gets a few regions more than it needs.
+    // gets a few regions more than it needs. No new generation: the peer
+    // took these writes, and this node may write nothing more before it is
+    // demoted; a generation started here made a clean failover to the peer
+    // look like a split brain. (Were the peer promoted, these bits go in
+    // this node's HELLO as its secondary, and the new primary resyncs them.)
     auto ranges = s->unflushed();
-    for (const auto& r : ranges) record_dirty(r.offset, r.length);
+    for (const auto& r : ranges) record_dirty(r.offset, r.length, false);
     if (!ranges.empty())
         log(options_.volume, "link ended with " + std::to_string(ranges.size()) +
                                  " unflushed ranges on the peer: marked for resync");

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 
@@ -283,10 +284,17 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     mine.gens = meta.gens;
     mine.node = node_;
     // Left by a time as primary (a crash, then a promotion of the peer):
-    // writes there may be here and not on the new primary, which resyncs them.
-    mine.active = peer::bounded_ranges(meta_.active_ranges());
+    // writes there may be here and not on the new primary, which resyncs
+    // them. The activity log's extents, and the bitmap's regions: writes the
+    // peer acked without making them durable when that link ended (it may
+    // have lost them since) are there once the log is retired.
+    auto ranges = meta_.active_ranges();
+    auto dirty = meta_.dirty_ranges();
+    ranges.insert(ranges.end(), dirty.begin(), dirty.end());
+    std::sort(ranges.begin(), ranges.end());
+    mine.active = peer::bounded_ranges(ranges);
     if (!mine.active.empty())
-        log(volume_, "activity log holds " + std::to_string(mine.active.size()) +
+        log(volume_, "activity log and bitmap hold " + std::to_string(mine.active.size()) +
                          " ranges from a time as primary: asking the primary to resync them");
     if (auto st = peer::send(fd, peer::Type::Hello, 0, 0, peer::encode_hello(mine)); !st) return;
     if (!agree(fd, *theirs, why)) {
@@ -515,12 +523,13 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                     next.flags |= kMetaFlagConsistent;
                 });
             }
-            // The resync covered the extents this replica's HELLO listed: the
-            // log from its time as primary is done with.
+            // The resync covered the ranges this replica's HELLO listed: the
+            // log and the bitmap from its time as primary are done with.
             if (st && !meta_.active_ranges().empty()) {
                 auto r = meta_.retire_activity(meta_.activity_epoch());
                 if (!r) st = r.error();
             }
+            if (st && meta_.dirty_bits() != 0) st = meta_.clear_bitmap();
             if (st) set_state("in-sync");
             send_ack(fd, h.seq, to_errno(st));
         } else {

@@ -436,6 +436,17 @@ struct AckedLog {
 // How a replication test ends: both daemons stopped cleanly, no acknowledged
 // write missing from either replica, the replicas byte-identical and, when
 // every write of the test was logged, equal to the log's model.
+// Stages what a power loss can leave on a replica: the byte at `offset`
+// differs from what was written there.
+inline void flip_byte(const std::string& image, std::uint64_t offset) {
+    std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset));
+    char was = 0;
+    f.get(was);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.put(static_cast<char>(was ^ 0xff));
+}
+
 inline void stop_and_expect_replicas_agree(Cluster& k, const AckedLog& log, bool every_write_logged = true) {
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);

@@ -195,19 +195,6 @@ BOOST_AUTO_TEST_CASE(primary_crash_is_healed_from_the_activity_log) {
     stop_and_expect_replicas_agree(k, log);
 }
 
-namespace {
-// Stages what a power loss can leave on a replica: the byte at `offset`
-// differs from what was written there.
-void flip_byte(const std::string& image, std::uint64_t offset) {
-    std::fstream f(image, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(static_cast<std::streamoff>(offset));
-    char was = 0;
-    f.get(was);
-    f.seekp(static_cast<std::streamoff>(offset));
-    f.put(static_cast<char>(was ^ 0xff));
-}
-}  // namespace
-
 // Overlapping writes in one batch and nothing after: the second waits for
 // the first and then runs on the worker pool, which must hand its write to
 // the connection's io_uring itself (no later request will). Each round is

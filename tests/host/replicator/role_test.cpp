@@ -47,9 +47,10 @@ sanagent::CommandOutput sanctl(Cluster& k, const std::string& node, std::vector<
 
 // Both nodes configured alike, as a cluster manager wants them: each knows
 // where to listen as secondary and where its peer listens.
-void start_symmetric(Cluster& k, int port_a, int port_b, const std::string& role_a, const std::string& role_b) {
+void start_symmetric(Cluster& k, int port_a, int port_b, const std::string& role_a, const std::string& role_b,
+                     const std::vector<std::string>& extra = {}) {
     for (auto [name, role, listen, peer] : {std::tuple{"a", role_a, port_a, port_b}, {"b", role_b, port_b, port_a}}) {
-        k.start(name, {"--volume",         "vol",
+        std::vector<std::string> args = {"--volume",         "vol",
                        "--role",           role,
                        "--replica",        k.path(std::string(name) + ".img"),
                        "--size",           kSizeArg,
@@ -58,10 +59,66 @@ void start_symmetric(Cluster& k, int port_a, int port_b, const std::string& role
                        "--nbd-socket",     k.path(std::string(name) + ".nbd"),
                        "--control",        k.path(std::string(name) + ".ctl"),
                        "--threads",        "4",
-                       "--ack-timeout-ms", "3000"});
+                       "--ack-timeout-ms", "3000"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        k.start(name, args);
         k.wait_file(std::string(name) + ".ctl");
     }
 }
+
+// The test as a volume's primary, over the peer protocol to a secondary
+// on `port` (no key): one link at a time, one op at a time.
+struct TestPrimary {
+    explicit TestPrimary(int secondary_port) : port(secondary_port) {}
+    int port;
+    UniqueFd link;
+    std::uint64_t seq = 0;
+    std::vector<std::uint8_t> data = std::vector<std::uint8_t>(1 << 20, 0x42);
+    peer::VolumeId volume_id{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+    // A link with `gens`, proposing `decision` (answer() has the reply);
+    // returns the secondary's HELLO.
+    peer::Hello connect(const Generations& gens, SyncDecision decision) {
+        auto fd = tcp_connect("127.0.0.1:" + std::to_string(port), 5000);
+        BOOST_TEST_REQUIRE(fd.ok());
+        link = std::move(*fd);
+        set_recv_timeout(link.get(), 20'000);
+        peer::Hello mine;
+        mine.primary = true;
+        mine.consistent = true;
+        mine.volume_id = volume_id;
+        mine.volume = "vol";
+        mine.size = kSize;
+        mine.granularity = 64 << 10;
+        mine.gens = gens;
+        mine.node = "the-test";
+        BOOST_TEST_REQUIRE(peer::send(link.get(), peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
+        auto m = peer::receive(link.get());
+        BOOST_TEST_REQUIRE(m.ok());
+        BOOST_TEST_REQUIRE(int(m->header.type) == int(peer::Type::Hello));
+        auto theirs = peer::decode_hello(m->body);
+        BOOST_TEST_REQUIRE(theirs.ok());
+        BOOST_TEST_REQUIRE(peer::send(link.get(), peer::Type::Decision, 0, ++seq, peer::encode_decision(decision)).ok());
+        return *theirs;
+    }
+    // The secondary's answer to the last message: its errno.
+    int answer() {
+        auto m = peer::receive(link.get());
+        BOOST_TEST_REQUIRE(m.ok(), (m.ok() ? "" : m.error().message));
+        BOOST_TEST_REQUIRE(int(m->header.type) == int(peer::Type::Ack));
+        BOOST_TEST_REQUIRE(m->header.seq == seq);
+        return *peer::decode_ack(m->body);
+    }
+    int write(std::uint64_t offset) {
+        BOOST_TEST_REQUIRE(peer::send_write(link.get(), 0, ++seq, offset, data).ok());
+        return answer();
+    }
+    int resync_done(const Generations& gens) {
+        peer::ResyncDone d{volume_id, gens};
+        BOOST_TEST_REQUIRE(peer::send(link.get(), peer::Type::ResyncDone, 0, ++seq, peer::encode_resync_done(d)).ok());
+        return answer();
+    }
+};
 
 }  // namespace
 
@@ -210,6 +267,96 @@ BOOST_AUTO_TEST_CASE(failover_promote_after_the_primary_died) {
     stop_and_expect_replicas_agree(k, log);
 }
 
+// A node's bitmap from its time as primary goes in its HELLO as a
+// secondary, with its activity log: writes its last link's peer acked but
+// never flushed are there once the log is retired, and the new primary
+// resyncs them; the end of that resync clears them. Staged with a primary
+// that ran without a peer (its first write marks the whole volume) and the
+// test as the next primary.
+BOOST_AUTO_TEST_CASE(a_secondary_lists_its_dirty_regions_in_its_hello) {
+    Cluster k;
+    k.start("b", {"--volume", "vol", "--role", "primary", "--replica", k.path("b.img"), "--size", kSizeArg,
+                  "--nbd-socket", k.path("b.nbd"), "--control", k.path("b.ctl")});
+    BOOST_TEST_REQUIRE(k.wait_file("b.nbd"));
+    {
+        auto c = NbdClient::connect(k.path("b.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        auto errs = c->write_batch({{1 << 20, std::vector<std::uint8_t>(4096, 0x17)}});
+        BOOST_TEST_REQUIRE(errs.ok());
+    }
+    BOOST_TEST_REQUIRE(k.status("b").value("dirty_bytes", 0ull) == kSize);
+    BOOST_TEST_REQUIRE(k.stop("b") == 0);
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+
+    // The first link only reads the HELLO (the test's volume id is not b's).
+    TestPrimary primary(port);
+    auto theirs = primary.connect({0x1, 0, {0, 0}}, SyncDecision::None);
+    primary.link.reset();
+    BOOST_TEST_REQUIRE(theirs.active.size() == 1u);
+    BOOST_TEST(theirs.active[0].offset == 0u);
+    BOOST_TEST(theirs.active[0].length == kSize);
+    // Then as b's own next primary: a bitmap resync, RESYNC_DONE.
+    primary.volume_id = theirs.volume_id;
+    primary.connect(theirs.gens, SyncDecision::BitmapFromPrimary);
+    BOOST_TEST_REQUIRE(primary.answer() == 0);
+    BOOST_TEST_REQUIRE(primary.resync_done(theirs.gens) == 0);
+    BOOST_TEST(k.status("b").value("dirty_bytes", 1ull) == 0u);
+    primary.link.reset();
+    BOOST_TEST(k.stop("b") == 0);
+}
+
+// A link that ends with writes the peer acknowledged but never flushed
+// marks them, and starts no generation: the primary wrote nothing the peer
+// lacks. Here the peer lost power (its last unflushed write changed in its
+// file), the primary stops having written nothing since, and the peer is
+// promoted and written. The old primary, back as its secondary, gets a
+// bitmap resync, not a split brain (a generation started at the link's end
+// made one), and the ranges it had marked, listed in its HELLO, are
+// overwritten from the new primary: the replicas end equal.
+BOOST_AUTO_TEST_CASE(a_failover_after_a_link_lost_with_unflushed_writes_is_no_split_brain) {
+    Cluster k;
+    int port_a = free_port(), port_b = free_port();
+    // No retire: its FLUSH would make the peer's copies durable by itself.
+    start_symmetric(k, port_a, port_b, "primary", "secondary", {"--activity-retire-ms", "600000"});
+    BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
+    std::mt19937_64 rng(31);
+    AckedLog log(kSize);
+    {
+        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 2);
+        BOOST_TEST(*c->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+        write_and_log(*c, log, rng, 1);  // acknowledged by the peer, never flushed
+    }
+    const std::string generation = k.status("a")["generations"].value("current", "");
+    k.stop("b", SIGKILL);
+    flip_byte(k.path("b.img"), log.entries.back().offset);  // lost with b's volatile cache
+    BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
+    BOOST_TEST(read_file(k.path("a.log")).find("unflushed ranges on the peer") != std::string::npos);
+    BOOST_TEST(k.status("a")["generations"].value("current", "") == generation);
+    BOOST_TEST(k.stop("a") == 0);
+
+    // b, promoted, takes writes a never sees.
+    k.start("b", {"--volume", "vol", "--role", "primary", "--replica", k.path("b.img"), "--listen",
+                  "127.0.0.1:" + std::to_string(port_b), "--peer", "127.0.0.1:" + std::to_string(port_a),
+                  "--nbd-socket", k.path("b.nbd"), "--control", k.path("b.ctl"), "--threads", "4"});
+    BOOST_TEST_REQUIRE(k.wait_file("b.nbd"));
+    {
+        auto c = NbdClient::connect(k.path("b.nbd"), "vol");
+        BOOST_TEST_REQUIRE(c.ok());
+        write_and_log(*c, log, rng, 2);
+    }
+    k.start("a", {"--volume", "vol", "--role", "secondary", "--replica", k.path("a.img"), "--listen",
+                  "127.0.0.1:" + std::to_string(port_a), "--peer", "127.0.0.1:" + std::to_string(port_b),
+                  "--nbd-socket", k.path("a.nbd"), "--control", k.path("a.ctl"), "--threads", "4"});
+    BOOST_TEST_REQUIRE(k.wait_state("b", "in-sync"), k.peer_state("b"));
+    BOOST_TEST(read_file(k.path("b.log")).find("resyncing (bitmap-resync") != std::string::npos);
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
+}
+
 // A replica that never finished a sync is not promoted unless forced.
 BOOST_AUTO_TEST_CASE(an_inconsistent_secondary_is_not_promoted_unless_forced) {
     Cluster k;
@@ -246,62 +393,23 @@ BOOST_AUTO_TEST_CASE(a_secondary_whose_write_fails_is_inconsistent_until_resynce
     int port = free_port();
     k.start_secondary("b", "vol", port, kSizeArg, {"--replica", small + "/b.img", "--nbd-socket", k.path("b.nbd")});
 
-    std::uint64_t seq = 0;
-    std::vector<std::uint8_t> data(1 << 20, 0x42);
-    // One link of the test's primary with `gens`, the secondary taking `decision`.
-    auto connect = [&](const Generations& gens, SyncDecision decision) {
-        auto fd = tcp_connect("127.0.0.1:" + std::to_string(port), 5000);
-        BOOST_TEST_REQUIRE(fd.ok());
-        set_recv_timeout(fd->get(), 20'000);
-        peer::Hello mine;
-        mine.primary = true;
-        mine.consistent = true;
-        mine.volume_id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
-        mine.volume = "vol";
-        mine.size = kSize;
-        mine.granularity = 64 << 10;
-        mine.gens = gens;
-        mine.node = "the-test";
-        BOOST_TEST_REQUIRE(peer::send(fd->get(), peer::Type::Hello, 0, 0, peer::encode_hello(mine)).ok());
-        auto theirs = peer::receive(fd->get());
-        BOOST_TEST_REQUIRE(theirs.ok());
-        BOOST_TEST_REQUIRE(int(theirs->header.type) == int(peer::Type::Hello));
-        BOOST_TEST_REQUIRE(peer::send(fd->get(), peer::Type::Decision, 0, ++seq, peer::encode_decision(decision)).ok());
-        return std::move(*fd);
-    };
-    // The secondary's answer to the last message: its errno.
-    auto answer = [&](int fd) {
-        auto m = peer::receive(fd);
-        BOOST_TEST_REQUIRE(m.ok(), (m.ok() ? "" : m.error().message));
-        BOOST_TEST_REQUIRE(int(m->header.type) == int(peer::Type::Ack));
-        BOOST_TEST_REQUIRE(m->header.seq == seq);
-        return *peer::decode_ack(m->body);
-    };
-    auto write = [&](int fd, std::uint64_t offset) {
-        BOOST_TEST_REQUIRE(peer::send_write(fd, 0, ++seq, offset, data).ok());
-        return answer(fd);
-    };
-    auto resync_done = [&](int fd, const Generations& gens) {
-        peer::ResyncDone d{{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, gens};
-        BOOST_TEST_REQUIRE(peer::send(fd, peer::Type::ResyncDone, 0, ++seq, peer::encode_resync_done(d)).ok());
-        return answer(fd);
-    };
+    TestPrimary primary(port);
     auto replica_state = [&] { return k.status("b")["replica"].value("state", ""); };
 
     // A full sync of the blank replica: one write, then RESYNC_DONE.
     const Generations first{0x1111, 0, {0, 0}};
-    auto link = connect(first, SyncDecision::FullFromPrimary);
-    BOOST_TEST_REQUIRE(answer(link.get()) == 0);
-    BOOST_TEST_REQUIRE(write(link.get(), 0) == 0);
-    BOOST_TEST_REQUIRE(resync_done(link.get(), first) == 0);
+    primary.connect(first, SyncDecision::FullFromPrimary);
+    BOOST_TEST_REQUIRE(primary.answer() == 0);
+    BOOST_TEST_REQUIRE(primary.write(0) == 0);
+    BOOST_TEST_REQUIRE(primary.resync_done(first) == 0);
     BOOST_TEST_REQUIRE(replica_state() == "up-to-date");
     // In sync: writes until the tmpfs is full (bounded by the volume's 16 MiB).
     int failed = 0;
     std::uint64_t at = 0;
-    for (at = 1 << 20; at < kSize && failed == 0; at += 1 << 20) failed = write(link.get(), at);
+    for (at = 1 << 20; at < kSize && failed == 0; at += 1 << 20) failed = primary.write(at);
     BOOST_TEST_REQUIRE(failed == ENOSPC);
     BOOST_TEST(replica_state() == "inconsistent");
-    link.reset();
+    primary.link.reset();
     auto r = sanctl(k, "b", {"promote", "vol"});
     BOOST_TEST(r.exit_code == 1);
     BOOST_TEST(r.err.find("inconsistent") != std::string::npos, r.err);
@@ -309,13 +417,13 @@ BOOST_AUTO_TEST_CASE(a_secondary_whose_write_fails_is_inconsistent_until_resynce
     // The primary comes back with a new generation from that one: a bitmap
     // resync, whose write fails again; its RESYNC_DONE is refused.
     const Generations second{0x2222, 0x1111, {0, 0}};
-    link = connect(second, SyncDecision::BitmapFromPrimary);
-    BOOST_TEST_REQUIRE(answer(link.get()) == 0);
-    BOOST_TEST(write(link.get(), at - (1 << 20)) == ENOSPC);
-    BOOST_TEST(resync_done(link.get(), second) == EIO);
+    primary.connect(second, SyncDecision::BitmapFromPrimary);
+    BOOST_TEST_REQUIRE(primary.answer() == 0);
+    BOOST_TEST(primary.write(at - (1 << 20)) == ENOSPC);
+    BOOST_TEST(primary.resync_done(second) == EIO);
     BOOST_TEST(replica_state() == "inconsistent");
     BOOST_TEST(k.status("b")["generations"].value("current", "") == "0000000000001111");
-    link.reset();
+    primary.link.reset();
     BOOST_TEST(read_file(k.path("b.log")).find("refusing RESYNC_DONE: an op of this resync failed here") !=
                std::string::npos);
     BOOST_TEST(k.stop("b") == 0);

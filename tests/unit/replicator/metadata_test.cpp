@@ -134,6 +134,34 @@ BOOST_AUTO_TEST_CASE(a_bit_set_after_the_peer_took_our_generation_is_kept_under_
     BOOST_TEST(*(*f)->next_dirty(0) == 7u);
 }
 
+// A link's unflushed ranges are marked without a generation (the peer took
+// them); the first write the peer really misses starts one, although its
+// bit was set already. dirty_ranges() merges adjacent regions; the last
+// region is cut at the end of the volume; clear_bitmap() is durable.
+BOOST_AUTO_TEST_CASE(unflushed_ranges_start_no_generation_a_missed_write_does) {
+    TempDir dir;
+    const auto path = (dir.path / "r.meta").string();
+    {
+        auto f = MetadataFile::create(path, sample());
+        BOOST_TEST_REQUIRE(f.ok());
+        auto change = (*f)->record_missed(65536, 2 * 65536, false);
+        BOOST_TEST_REQUIRE(change.ok());
+        BOOST_TEST((*f)->wait_activity(*change).ok());
+        BOOST_TEST((*f)->get().gens.current == 0x1111u);
+        BOOST_TEST((*f)->get().gens.bitmap == 0u);
+        BOOST_TEST_REQUIRE((*f)->record_missed((10ull << 20) - 100, 100, false).ok());
+        using Ranges = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
+        BOOST_TEST(((*f)->dirty_ranges() == Ranges{{65536, 2 * 65536}, {(10ull << 20) - 65536, 65536}}));
+        BOOST_TEST_REQUIRE((*f)->record_missed(65536, 4096).ok());  // its bit is set already
+        BOOST_TEST((*f)->get().gens.bitmap == 0x1111u);
+        BOOST_TEST((*f)->get().gens.current != 0x1111u);
+        BOOST_TEST((*f)->clear_bitmap().ok());
+    }
+    auto f = MetadataFile::open(path);
+    BOOST_TEST_REQUIRE(f.ok());
+    BOOST_TEST((*f)->dirty_bits() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_torn_header_slot_falls_back_to_the_other) {
     TempDir dir;
     auto path = (dir.path / "r.meta").string();

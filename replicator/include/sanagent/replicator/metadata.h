@@ -87,6 +87,11 @@ public:
     Status persist_bitmap();
     std::optional<std::uint64_t> next_dirty(std::uint64_t from) const;
     std::uint64_t dirty_bits() const;
+    // The dirty regions as byte ranges (adjacent bits merged), in order.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> dirty_ranges() const;
+    // Clears the bitmap, durably (a secondary once its resync covered the
+    // regions it listed in its HELLO).
+    Status clear_bitmap();
     // The peer now holds what we hold: retire the bitmap generation to
     // history and clear the bitmap, durably.
     Status finish_resync();
@@ -103,8 +108,13 @@ public:
     // activity log and its bits in the bitmap (lazily, covered by the log)
     // in one critical section, and returns the log change to wait for;
     // wait_activity() returns once that change is on disk. The range counts
-    // as recorded only after both.
-    Result<std::uint64_t> record_missed(std::uint64_t offset, std::uint64_t length);
+    // as recorded only after both. A write the peer missed starts a new
+    // generation if none is open (whether or not its bits were set already).
+    // `new_generation` false is for ranges the peer acknowledged without
+    // making them durable, marked when a link ends: the peer took them, so
+    // no generation starts (a link that merely ended must not look like a
+    // split brain later); they are resynced all the same.
+    Result<std::uint64_t> record_missed(std::uint64_t offset, std::uint64_t length, bool new_generation = true);
     Status wait_activity(std::uint64_t change);
     // Changes with every activate(): retire_activity() clears the log only if
     // nothing was activated since the epoch the caller read before it made

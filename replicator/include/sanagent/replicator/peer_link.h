@@ -113,7 +113,8 @@ private:
     void end_session(const std::shared_ptr<Session>& session);
     void set_state(PeerState s, const std::string& detail = {});
     // False if the range could not be recorded: the volume is then failed.
-    bool record_dirty(std::uint64_t offset, std::uint64_t length);
+    // `new_generation`: as MetadataFile::record_missed.
+    bool record_dirty(std::uint64_t offset, std::uint64_t length, bool new_generation = true);
     // Waits until record_missed()'s change is on disk; if it cannot be, fails
     // the volume (Volume::fail) and returns false.
     bool wait_recorded(const Result<std::uint64_t>& change);
