@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <bit>
 #include <cctype>
 #include <cstdlib>
 #include <functional>
@@ -64,6 +65,17 @@ Setter size(std::uint64_t DaemonOptions::*field, std::uint64_t min, std::uint64_
     };
 }
 
+// The dirty bitmap's region: a power of two (the metadata file refuses
+// anything else) and at most 1 MiB, what one resync copy carries.
+Setter granularity() {
+    auto in_range = size(&DaemonOptions::granularity, kMinGranularity, kMaxGranularity);
+    return [in_range](const toml::node& n, DaemonOptions& o) -> std::string {
+        if (auto why = in_range(n, o); !why.empty()) return why + " (4K to 1M, a power of two)";
+        if (!std::has_single_bit(o.granularity)) return "expected a power of two from 4K to 1M";
+        return {};
+    };
+}
+
 template <typename T>
 Setter integer(T DaemonOptions::*field, std::int64_t min, std::int64_t max) {
     return [=](const toml::node& n, DaemonOptions& o) -> std::string {
@@ -102,7 +114,7 @@ const std::map<std::string, Setter>& volume_keys() {
         {"replica", text(&DaemonOptions::replica)},
         {"meta", text(&DaemonOptions::meta)},
         {"size", size(&DaemonOptions::size, 4096, ~0ull)},
-        {"granularity", size(&DaemonOptions::granularity, 4096, 1ull << 30)},
+        {"granularity", granularity()},
         {"preallocate", flag(&DaemonOptions::preallocate)},
         {"direct_io", flag(&DaemonOptions::direct)},
         {"nbd_socket", text(&DaemonOptions::nbd_socket)},
@@ -167,6 +179,8 @@ std::string check_options(const DaemonOptions& o) {
         if (auto st = check_address(value); !st)
             return std::string(key) + ": " + st.error().message + " (a numeric IP and a port, [::1]:PORT for IPv6)";
     }
+    if (o.granularity < kMinGranularity || o.granularity > kMaxGranularity || !std::has_single_bit(o.granularity))
+        return "granularity: " + std::to_string(o.granularity) + " bytes: expected a power of two from 4K to 1M";
     // The node name travels in HELLO and is what `resolve --keep` names.
     if (!o.node.empty() && !valid_volume_name(o.node))
         return "node: '" + o.node + "': use letters, digits, '.', '_', '-' (at most 128, not starting with . or -)";

@@ -83,6 +83,9 @@ BOOST_AUTO_TEST_CASE(daemon_config_errors_name_file_line_and_key) {
         {"[volume.v]\n[volume.v.peer]\nmode = \"fast\"\n", "v",
          ":3: [volume.v.peer] mode: expected \"sync\" or \"async\""},
         {"[volume.v]\ngranularity = \"64Q\"\n", "v", ":2: [volume.v] granularity: expected a size"},
+        // What one resync copy carries, and what the metadata file accepts.
+        {"[volume.v]\ngranularity = \"64M\"\n", "v", ":2: [volume.v] granularity: expected a size"},
+        {"[volume.v]\ngranularity = \"96K\"\n", "v", ":2: [volume.v] granularity: expected a power of two"},
         {"[volume.v]\nack_timeout_ms = \"5s\"\n", "v", ":2: [volume.v] ack_timeout_ms: expected an integer"},
         {"[volume.v]\nrole = \"primary\"\n", "w", "no [volume.w] table"},
         {"[volumes.v]\n", "v", "unknown table"},

@@ -11,13 +11,16 @@
 
 namespace sanagent::replicator {
 
+inline constexpr std::uint64_t kMinGranularity = 4096;
+inline constexpr std::uint64_t kMaxGranularity = 1 << 20;  // one resync copy
+
 struct DaemonOptions {
     std::string volume;
     std::string replica;
     std::string meta;
     std::string role = "primary";
     std::uint64_t size = 0;
-    std::uint64_t granularity = 64 * 1024;
+    std::uint64_t granularity = 64 * 1024;  // kMinGranularity..kMaxGranularity, a power of two
     bool preallocate = false;
     bool direct = true;
     bool force_primary = false;
