@@ -178,6 +178,9 @@ Result<Hello> decode_hello(std::span<const std::uint8_t> body) {
     h.node.resize(node_len);
     r.get_bytes(reinterpret_cast<std::uint8_t*>(h.node.data()), node_len);
     if (!visible_ascii(h.node)) return Error{EBADMSG, "peer HELLO: node name with unprintable bytes"};
+    // A session is known by its primary's name (one per volume, and resolve
+    // --keep names it): an empty one would pass for no primary at all.
+    if (h.node.empty()) return Error{EBADMSG, "peer HELLO: empty node name"};
     auto active = r.get<std::uint16_t>();
     if (active > kMaxHelloRanges) return Error{EBADMSG, "peer HELLO: too many activity ranges"};
     for (std::uint16_t i = 0; i < active && r.ok(); ++i) {

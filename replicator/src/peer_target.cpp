@@ -62,6 +62,11 @@ PeerTargetStatus PeerTarget::status() const {
     return status_;
 }
 
+bool PeerTarget::has_primary() const {
+    std::lock_guard lock(mu_);
+    return active_fd_ >= 0;
+}
+
 std::string PeerTarget::connected_primary() const {
     std::lock_guard lock(mu_);
     return active_fd_ >= 0 ? active_node_ : std::string{};

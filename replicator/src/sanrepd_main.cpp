@@ -769,7 +769,7 @@ private:
                                     "each write what the other does not see; a node that died is noticed "
                                     "within about 20 s)"};
         };
-        if (!v.target->connected_primary().empty()) return connected();
+        if (v.target->has_primary()) return connected();
         hold->listener().remove(name);
         auto server = [&]() -> Result<std::unique_ptr<NbdServer>> {
             if (v.target->sessions_started() != sessions)
@@ -998,6 +998,10 @@ int main(int argc, char** argv) {
         char host[256] = {};
         ::gethostname(host, sizeof host - 1);
         node_name = host;
+        // It travels in HELLO, where an empty or odd name is refused.
+        if (!valid_volume_name(node_name))
+            return fail("node: the host name '" + node_name +
+                        "' is not a usable node name: set node in [sanrepd] (or --node)");
     }
     for (auto& f : wanted) f.node = node_name;
     const Flags daemon = wanted.front();  // [sanrepd] keys and daemon-wide flags are the same for every volume

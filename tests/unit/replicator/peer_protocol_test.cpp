@@ -91,6 +91,8 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
     h.volume = "v";
     h.node = std::string(kMaxVolumeName + 1, 'n');
     BOOST_TEST(!decode_hello(encode_hello(h)).ok());
+    h.node = "";  // a session is known by its primary's name
+    BOOST_TEST(!decode_hello(encode_hello(h)).ok());
     // Names reach logs and the status JSON: bytes that are not printable
     // ASCII (or a space, or an escape sequence) are refused, not passed on.
     for (std::string bad : {"a\xff", "a b", "\x1b[2J", "a\n"}) {
@@ -106,6 +108,7 @@ BOOST_AUTO_TEST_CASE(hello_version_and_name_limits) {
 
 BOOST_AUTO_TEST_CASE(hello_activity_ranges_are_bounded) {
     Hello h;
+    h.node = "node-a";
     h.active = {{4096, 0}};  // empty
     BOOST_TEST(!decode_hello(encode_hello(h)).ok());
     h.active = {{~0ull - 10, 4096}};  // wraps

@@ -92,8 +92,9 @@ public:
     // that are inside serve().
     void stop();
     PeerTargetStatus status() const;
-    // The node name of the primary whose session is past HELLO, or empty:
-    // a promotion is refused while one is connected.
+    // Whether a primary's session is past HELLO: a promotion is refused
+    // while one is connected. connected_primary() names it.
+    bool has_primary() const;
     std::string connected_primary() const;
     // How many sessions got past HELLO so far: a promotion compares it
     // before and after fencing the target off, to see one that slipped in.
