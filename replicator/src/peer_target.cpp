@@ -354,6 +354,17 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         std::unique_ptr<IoRing>& ring;
         ~EndRing() { ring.reset(); }  // completes whatever is still queued
     } end_ring{ring};
+    // Waits on inflight_cv_ until `done`, submitting every 20 ms: a submit
+    // the kernel took only in part (EAGAIN under memory pressure) leaves
+    // entries queued that nothing else would submit, and their ops would
+    // never leave inflight_. Bounded by the ops in flight.
+    auto wait_inflight = [&](std::unique_lock<std::mutex>& lock, auto done) {
+        while (!inflight_cv_.wait_for(lock, std::chrono::milliseconds(20), done)) {
+            lock.unlock();
+            submit();
+            lock.lock();
+        }
+    };
     while (!stopping_) {
         // Before this thread may block on the socket: the batch so far.
         if (!reader.more_waiting()) submit();
@@ -378,7 +389,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 submit();
                 lock.lock();
             }
-            inflight_cv_.wait(lock, [this] { return inflight_ < kMaxInFlight; });
+            wait_inflight(lock, [this] { return inflight_ < kMaxInFlight; });
             return inflight_++ == 0 && bytes <= kInlineMaxBytes && !reader.more_waiting();
         };
         auto run = [this](bool here, std::function<void()> job) {
@@ -428,7 +439,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         auto drain = [&] {
             submit();
             std::unique_lock lock(inflight_mu_);
-            inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
+            wait_inflight(lock, [this] { return inflight_ == 0; });
         };
         auto to_errno = [](const Status& st) { return st.ok() ? 0 : (st.error().code ? st.error().code : EIO); };
         if (h.type == peer::Type::Write) {
@@ -545,7 +556,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     ::shutdown(fd, SHUT_RDWR);
     submit();
     std::unique_lock lock(inflight_mu_);
-    inflight_cv_.wait(lock, [this] { return inflight_ == 0; });
+    wait_inflight(lock, [this] { return inflight_ == 0; });
     lock.unlock();
     log(volume_, "primary gone: " + ended);
     release(fd, "waiting");
