@@ -534,9 +534,9 @@ bool PeerLink::reserve_lag(std::uint64_t cost) {
     return true;
 }
 
-Status PeerLink::replicate(const Op& op, std::function<void()> done) {
+Status PeerLink::replicate(const Op& op, std::function<void(int error)> done) {
     if (op.type == OpType::Read) {
-        done();
+        done(0);
         return {};
     }
     std::shared_ptr<Session> s;
@@ -555,7 +555,7 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
         // Durable before the local write, but waited for outside state_mu_:
         // concurrent degraded writes then share one activity-log commit.
         if (!wait_recorded(missed)) return Error{EIO, volume_.failure()};
-        done();
+        done(0);
         return {};
     }
     const bool async = options_.async;
@@ -570,7 +570,7 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
                                      " bytes): dropping the link, tracking writes in the bitmap");
         s->kill();
         drop_newer_link(s);  // if s died and a new link came up before the range was marked
-        done();
+        done(0);
         return {};
     }
     if (op.type != OpType::Flush) {
@@ -584,11 +584,15 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
         }
     }
     if (async) ++lag_ops_;
-    std::function<void()> on_acked = async ? nullptr : std::move(done);
+    std::function<void(int)> on_acked = async ? nullptr : std::move(done);
     auto cb = [this, async, cost, type = op.type, offset = op.offset, length = op.length,
                on_acked = std::move(on_acked), origin = std::weak_ptr<Session>(s)](int err) {
+        // The peer lost this op: recorded, it is resynced; if it cannot be
+        // (the metadata failed, and with it the volume), the op is answered
+        // EIO, not as a success the replicas would silently disagree on.
+        int answer = 0;
         if (err && type != OpType::Flush) {
-            record_dirty(offset, length);
+            if (!record_dirty(offset, length)) answer = EIO;
             drop_newer_link(origin);
         }
         if (async) {
@@ -597,7 +601,7 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
             std::lock_guard lock(ship_mu_);
             ship_cv_.notify_all();  // wait_shipped
         }
-        if (on_acked) on_acked();
+        if (on_acked) on_acked(answer);
     };
     ship([s, op, cb = std::move(cb)]() mutable {
         std::uint16_t flags = op.fua ? peer::kFlagFua : 0;
@@ -620,7 +624,7 @@ Status PeerLink::replicate(const Op& op, std::function<void()> done) {
         }
     });
     // Async: complete once queued (and activity-logged); the shipper sends it.
-    if (async) done();
+    if (async) done(0);
     return {};
 }
 

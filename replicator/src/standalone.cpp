@@ -2,7 +2,7 @@
 
 namespace sanagent::replicator {
 
-Status Standalone::replicate(const Op& op, std::function<void()> done) {
+Status Standalone::replicate(const Op& op, std::function<void(int error)> done) {
     if (op.type != OpType::Read && op.type != OpType::Flush && !marked_.load(std::memory_order_acquire)) {
         std::lock_guard lock(mu_);
         if (!marked_.load(std::memory_order_relaxed)) {
@@ -12,7 +12,7 @@ Status Standalone::replicate(const Op& op, std::function<void()> done) {
             marked_.store(true, std::memory_order_release);
         }
     }
-    done();
+    done(0);
     return {};
 }
 

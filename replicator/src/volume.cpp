@@ -88,7 +88,12 @@ std::function<void()> Volume::submit_inline(Op op, Completion done) {
                     done(join->error.load(), nullptr);
                 };
                 if (replication_) {
-                    if (auto st = replication_->replicate(*shared, [join] { join->arrive(); }); !st) {
+                    if (auto st = replication_->replicate(*shared,
+                                                          [join](int err) {
+                                                              if (err) join->error = err;
+                                                              join->arrive();
+                                                          });
+                        !st) {
                         join->error = EIO;
                         join->arrive();
                     }
@@ -126,7 +131,12 @@ void Volume::run_locked(std::shared_ptr<Op> op, RangeLock::Ticket ticket, Comple
     // written: a local write the bitmap does not know of would be a silent
     // difference between the replicas.
     if (replication_) {
-        if (auto rst = replication_->replicate(*op, [join] { join->arrive(); }); !rst) {
+        if (auto rst = replication_->replicate(*op,
+                                               [join](int err) {
+                                                   if (err) join->error = err;
+                                                   join->arrive();
+                                               });
+            !rst) {
             counters_.errors++;
             join->error = EIO;
             join->arrive();

@@ -87,7 +87,7 @@ public:
     void start();
     void stop();
 
-    Status replicate(const Op& op, std::function<void()> done) override;
+    Status replicate(const Op& op, std::function<void(int error)> done) override;
     PeerStatus status() const;
 
     // Starts an online verify in the background (EBUSY if one runs, EAGAIN if

@@ -20,7 +20,7 @@ namespace sanagent::replicator {
 class Standalone final : public Replication {
 public:
     explicit Standalone(MetadataFile& meta) : meta_(meta) {}
-    Status replicate(const Op& op, std::function<void()> done) override;
+    Status replicate(const Op& op, std::function<void(int error)> done) override;
 
 private:
     MetadataFile& meta_;

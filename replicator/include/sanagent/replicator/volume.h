@@ -41,11 +41,13 @@ using Completion = std::function<void(int error, std::shared_ptr<AlignedBuffer> 
 // that is already away it records the range *before returning*, so the intent
 // is durable before the local write is issued. An error means the op could
 // not be recorded (the metadata failed): `done` is then never called and the
-// op must not be applied locally.
+// op must not be applied locally. `done` gets an errno when the peer's share
+// was lost and could not be recorded either (the volume is then failed):
+// the op must be answered with it, not as a success.
 class Replication {
 public:
     virtual ~Replication() = default;
-    virtual Status replicate(const Op& op, std::function<void()> done) = 0;
+    virtual Status replicate(const Op& op, std::function<void(int error)> done) = 0;
 };
 
 struct VolumeCounters {
