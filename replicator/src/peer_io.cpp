@@ -103,10 +103,17 @@ Result<Message> Reader::receive(const std::function<void()>& before_blocking) {
         begin_ += kHeaderSize;
         current_.emplace();
         current_->header = *h;
-        if (h->type == Type::Write)
-            current_->write_data = std::make_shared<AlignedBuffer>(h->length - prefix_.size());
-        else
-            current_->body.resize(h->length);
+        // Out of memory ends this connection (the caller drops it on any
+        // error), not the daemon with every other volume.
+        try {
+            if (h->type == Type::Write)
+                current_->write_data = std::make_shared<AlignedBuffer>(h->length - prefix_.size());
+            else
+                current_->body.resize(h->length);
+        } catch (const std::bad_alloc&) {
+            current_.reset();
+            return Error{ENOMEM, "no memory for a peer message of " + std::to_string(h->length) + " bytes"};
+        }
         done_ = 0;
     }
     const std::size_t total = current_->header.length;

@@ -19,6 +19,10 @@ void log(const std::string& volume, const std::string& s) {
     std::fprintf(stderr, "sanrepd: secondary %s: %s\n", volume.c_str(), s.c_str());
 }
 constexpr unsigned kMaxInFlight = 256;
+// Bytes of writes received and not yet applied: past this the session stops
+// reading until some complete (one write of any size always goes). Without
+// it, 256 writes of up to 32 MiB each could be held at once.
+constexpr std::uint64_t kMaxInFlightBytes = 256ull << 20;
 constexpr auto kRefusalLogInterval = std::chrono::seconds(10);
 // HELLO and DECISION are a few hundred bytes; a REFUSE's text is short.
 constexpr std::uint64_t kInlineMaxBytes = 64 * 1024;
@@ -389,7 +393,11 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                 submit();
                 lock.lock();
             }
-            wait_inflight(lock, [this] { return inflight_ < kMaxInFlight; });
+            wait_inflight(lock, [this, bytes] {
+                return inflight_ < kMaxInFlight &&
+                       (inflight_bytes_ == 0 || inflight_bytes_ + bytes <= kMaxInFlightBytes);
+            });
+            inflight_bytes_ += bytes;
             return inflight_++ == 0 && bytes <= kInlineMaxBytes && !reader.more_waiting();
         };
         auto run = [this](bool here, std::function<void()> job) {
@@ -462,6 +470,11 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
                             replica_.write_async(on, off, data->span(), fua,
                                                  [this, data, t, done, to_errno](Status st) {
                                                      order_.release(t);
+                                                     {
+                                                         std::lock_guard lock(inflight_mu_);
+                                                         inflight_bytes_ -= data->size();
+                                                     }
+                                                     inflight_cv_.notify_all();
                                                      done(to_errno(st));
                                                  });
                         });
@@ -497,8 +510,14 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
             }
             run_ordered(
                 start(), r->offset, r->length, nullptr, [this, fd, seq = h.seq, r = *r](RangeLock::Ticket t, IoRing*) {
-                    auto buf = std::make_shared<AlignedBuffer>(r.length);
-                    auto st = replica_.read(r.offset, buf->span());
+                    std::shared_ptr<AlignedBuffer> buf;
+                    Status st;
+                    try {
+                        buf = std::make_shared<AlignedBuffer>(r.length);
+                        st = replica_.read(r.offset, buf->span());
+                    } catch (const std::bad_alloc&) {
+                        st = Error{ENOMEM, "no memory to verify a chunk"};
+                    }
                     order_.release(t);
                     peer::Digest d{st ? 0 : (st.error().code ? st.error().code : EIO), st ? crc32c(buf->span()) : 0u};
                     {

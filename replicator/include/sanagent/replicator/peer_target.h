@@ -144,6 +144,7 @@ private:
     std::mutex inflight_mu_;
     std::condition_variable inflight_cv_;
     unsigned inflight_ = 0;
+    std::uint64_t inflight_bytes_ = 0;  // of writes received and not yet applied
     RangeLock order_;
 };
 
