@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <system_error>
 
 #include "sanagent/replicator/thread_name.h"
 
@@ -20,10 +21,17 @@ Result<std::unique_ptr<IoRing>> IoRing::create(unsigned entries, std::function<v
     if (int err = io_uring_queue_init(entries, &r->ring_, 0); err < 0) return errno_error(-err, "io_uring_queue_init");
     r->ready_ = true;
     r->after_batch_ = std::move(after_batch);  // before the thread that reads it starts
-    r->completer_ = std::thread([p = r.get()] {
-        name_thread("io-ring");
-        p->complete_loop();
-    });
+    try {
+        r->completer_ = std::thread([p = r.get()] {
+            name_thread("io-ring");
+            p->complete_loop();
+        });
+    } catch (const std::system_error& e) {
+        // At the task limit: the caller falls back to blocking I/O.
+        io_uring_queue_exit(&r->ring_);
+        r->ready_ = false;
+        return errno_error(e.code().value(), "starting the io_uring completion thread");
+    }
     return r;
 }
 

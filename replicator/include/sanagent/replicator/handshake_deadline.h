@@ -8,22 +8,31 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <system_error>
 #include <thread>
 
 namespace sanagent::replicator {
 
 // Shuts the socket down (the blocked read fails) unless disarmed within
-// `bound`. Disarmed by the destructor at the latest.
+// `bound`. Disarmed by the destructor at the latest. Where no thread can be
+// started for it (the process is at its task limit), the socket is shut
+// down at once: that connection fails, the daemon goes on.
 class HandshakeDeadline {
 public:
-    HandshakeDeadline(int fd, std::chrono::milliseconds bound)
-        : thread_([this, fd, bound] {
-              std::unique_lock lock(mu_);
-              if (!cv_.wait_for(lock, bound, [this] { return disarmed_; })) {
-                  expired_ = true;
-                  ::shutdown(fd, SHUT_RDWR);
-              }
-          }) {}
+    HandshakeDeadline(int fd, std::chrono::milliseconds bound) {
+        try {
+            thread_ = std::thread([this, fd, bound] {
+                std::unique_lock lock(mu_);
+                if (!cv_.wait_for(lock, bound, [this] { return disarmed_; })) {
+                    expired_ = true;
+                    ::shutdown(fd, SHUT_RDWR);
+                }
+            });
+        } catch (const std::system_error&) {
+            expired_ = true;
+            ::shutdown(fd, SHUT_RDWR);
+        }
+    }
     ~HandshakeDeadline() { disarm(); }
     HandshakeDeadline(const HandshakeDeadline&) = delete;
     HandshakeDeadline& operator=(const HandshakeDeadline&) = delete;
@@ -45,7 +54,7 @@ private:
     std::condition_variable cv_;
     bool disarmed_ = false;
     bool expired_ = false;
-    std::thread thread_;  // last: starts once the rest is constructed
+    std::thread thread_;
 };
 
 }  // namespace sanagent::replicator
