@@ -53,7 +53,10 @@ Result<std::vector<std::uint8_t>> expect(int fd, peer::Type type, std::size_t si
     const bool size_ok =
         size ? h->length == size : h->length >= peer::kMinAuthChallenge && h->length <= peer::kMaxAuthChallenge;
     if (!refusal && (h->type != type || !size_ok))
-        return Error{EPERM, std::string("expected ") + what + ": the peer does not authenticate (psk_file)"};
+        return Error{EPERM, std::string("expected ") + what + ", got a message of type " +
+                                std::to_string(static_cast<int>(h->type)) + " with " + std::to_string(h->length) +
+                                " bytes: the peer does not authenticate (psk_file), or speaks another protocol "
+                                "version (upgrade both nodes)"};
     std::vector<std::uint8_t> body(h->length);
     if (auto st = read_full(fd, body); !st) return st.error().context(std::string("reading ") + what);
     if (auto st = peer::check_body(*h, body); !st) return st.error();
@@ -96,15 +99,17 @@ Status authenticate_primary(int fd, std::span<const std::uint8_t> key, const std
     if (!mine) return mine.error();
     if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, peer::encode_auth_challenge({*mine, volume})); !st)
         return st.error();
-    auto reply = expect(fd, peer::Type::Auth, 2 * peer::kAuthNonceSize, "the peer's AUTH");
-    if (!reply) return reply.error();
-    std::span<const std::uint8_t> theirs(reply->data(), 32), their_mac(reply->data() + 32, 32);
-    if (!same(auth_mac(key, "sanrepd-s", volume, *mine, theirs), their_mac)) {
+    auto theirs = expect(fd, peer::Type::Auth, peer::kAuthNonceSize, "the peer's AUTH");
+    if (!theirs) return theirs.error();
+    auto proof = auth_mac(key, "sanrepd-p", volume, *theirs, *mine);
+    if (auto st = peer::send(fd, peer::Type::AuthProof, 0, 0, proof); !st) return st.error();
+    // A secondary that found our proof wrong answers REFUSE instead.
+    auto their_proof = expect(fd, peer::Type::AuthProof, sizeof(Mac), "the peer's AUTH_PROOF");
+    if (!their_proof) return their_proof.error();
+    if (!same(auth_mac(key, "sanrepd-s", volume, *mine, *theirs), *their_proof)) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication failed"));
         return Error{EPERM, "authentication failed: the peer does not hold our key"};
     }
-    auto proof = auth_mac(key, "sanrepd-p", volume, theirs, *mine);
-    if (auto st = peer::send(fd, peer::Type::AuthProof, 0, 0, proof); !st) return st.error();
     return {};
 }
 
@@ -123,18 +128,19 @@ Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const s
 }
 
 Status authenticate_secondary(int fd, std::span<const std::uint8_t> key, const peer::AuthChallenge& challenge) {
+    // Only our nonce: the primary proves itself first, so whoever can reach
+    // this port gets no MAC of ours to guess the key from offline.
     auto mine = new_nonce();
     if (!mine) return mine.error();
-    std::vector<std::uint8_t> body(mine->begin(), mine->end());
-    auto mac = auth_mac(key, "sanrepd-s", challenge.volume, challenge.nonce, *mine);
-    body.insert(body.end(), mac.begin(), mac.end());
-    if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, body); !st) return st.error();
-    auto proof = expect(fd, peer::Type::AuthProof, 32, "AUTH_PROOF");
+    if (auto st = peer::send(fd, peer::Type::Auth, 0, 0, *mine); !st) return st.error();
+    auto proof = expect(fd, peer::Type::AuthProof, sizeof(Mac), "AUTH_PROOF");
     if (!proof) return proof.error();
     if (!same(auth_mac(key, "sanrepd-p", challenge.volume, *mine, challenge.nonce), *proof)) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse("authentication failed"));
         return Error{EPERM, "authentication failed: the primary does not hold our key"};
     }
+    auto mac = auth_mac(key, "sanrepd-s", challenge.volume, challenge.nonce, *mine);
+    if (auto st = peer::send(fd, peer::Type::AuthProof, 0, 0, mac); !st) return st.error();
     return {};
 }
 

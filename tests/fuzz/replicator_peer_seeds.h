@@ -48,7 +48,7 @@ inline std::map<std::string, std::vector<std::uint8_t>> peer_seeds() {
     auth.nonce.fill(0xa5);
     auth.volume = "vol1";
     add("auth-challenge", Type::Auth, 0, 0, encode_auth_challenge(auth));
-    add("auth-reply", Type::Auth, 0, 0, std::vector<std::uint8_t>(2 * kAuthNonceSize, 0x3c));
+    add("auth-reply", Type::Auth, 0, 0, std::vector<std::uint8_t>(kAuthNonceSize, 0x3c));
     add("auth-proof", Type::AuthProof, 0, 1, std::vector<std::uint8_t>(kAuthNonceSize, 0x5a));
     add("decision-bitmap", Type::Decision, 0, 1, encode_decision(SyncDecision::BitmapFromPrimary));
     const auto prefix = encode_write_prefix(8192);

@@ -91,6 +91,33 @@ BOOST_AUTO_TEST_CASE(a_refusal_before_authentication_is_sanitised_and_labelled) 
     BOOST_TEST(p.error().message == "refused before authentication: go ?[2Jaway?", p.error().message);
 }
 
+// Whoever can reach the port gets no MAC to guess the key from offline:
+// the secondary answers an AUTH with its nonce alone, and a wrong proof
+// with REFUSE, never with its own proof.
+BOOST_AUTO_TEST_CASE(an_unauthenticated_peer_gets_no_mac) {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    auto secondary =
+        std::async(std::launch::async, [&] { return authenticate_secondary(sv[1], bytes("0123456789abcdef-key"), "vol"); });
+    peer::AuthChallenge challenge;
+    challenge.nonce.fill(7);
+    challenge.volume = "vol";
+    BOOST_TEST_REQUIRE(peer::send(sv[0], peer::Type::Auth, 0, 0, peer::encode_auth_challenge(challenge)).ok());
+    auto reply = peer::receive(sv[0]);
+    BOOST_TEST_REQUIRE(reply.ok());
+    BOOST_TEST(int(reply->header.type) == int(peer::Type::Auth));
+    BOOST_TEST(reply->body.size() == peer::kAuthNonceSize);  // a nonce, no MAC
+    BOOST_TEST_REQUIRE(
+        peer::send(sv[0], peer::Type::AuthProof, 0, 0, std::vector<std::uint8_t>(sizeof(Mac), 0x11)).ok());
+    auto answer = peer::receive(sv[0]);
+    BOOST_TEST_REQUIRE(answer.ok());
+    BOOST_TEST(int(answer->header.type) == int(peer::Type::Refuse));
+    auto s = secondary.get();
+    BOOST_TEST(!s.ok());
+    ::close(sv[0]);
+    ::close(sv[1]);
+}
+
 BOOST_AUTO_TEST_CASE(macs_depend_on_every_input) {
     auto k = bytes("0123456789abcdef"), n1 = bytes("nonce-one"), n2 = bytes("nonce-two");
     auto base = auth_mac(k, "sanrepd-p", "vol", n1, n2);

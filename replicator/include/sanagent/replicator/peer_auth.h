@@ -3,12 +3,15 @@
 // unauthenticated peer anything about its volume or accepts a write from it.
 //
 //   P -> S  AUTH        nonce_p (32 bytes) | u16 length | volume   (protocol 4)
-//   S -> P  AUTH        nonce_s (32) | HMAC(key, "sanrepd-s" | volume | nonce_p | nonce_s)
+//   S -> P  AUTH        nonce_s (32)                                (protocol 6)
 //   P -> S  AUTH_PROOF  HMAC(key, "sanrepd-p" | volume | nonce_s | nonce_p)
+//   S -> P  AUTH_PROOF  HMAC(key, "sanrepd-s" | volume | nonce_p | nonce_s)  (once P's is right)
 //
 // Fresh random nonces on both sides make a recorded exchange useless; the
 // role label keeps one side's answer from being replayed as the other's.
-// The key never travels. Compared in constant time.
+// The primary proves first: anyone who can reach a secondary's port gets no
+// MAC to guess a weak key from offline (only the address the primary dials
+// could get the primary's). The key never travels. Compared in constant time.
 #pragma once
 
 #include <array>

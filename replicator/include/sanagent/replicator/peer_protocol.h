@@ -26,7 +26,7 @@ inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-en
 // before the name enters the HMAC.
 // 5: HELLO carries the sender's active activity-log extents: an old primary that comes back as secondary has them
 // resynced from the new primary.
-inline constexpr std::uint16_t kVersion = 5;
+inline constexpr std::uint16_t kVersion = 6;
 inline constexpr std::size_t kHeaderSize = 24;
 inline constexpr std::uint32_t kMaxBody = (32u << 20) + 64;  // one NBD-sized write plus its framing
 inline constexpr std::size_t kMaxVolumeName = 128;
@@ -43,8 +43,8 @@ enum class Type : std::uint16_t {
     Refuse = 9,      // a reason; the sender closes after it
     Verify = 10,     // primary -> secondary: u64 offset + u64 length, answered by DIGEST
     Digest = 11,     // i32 errno + u32 crc32c of the range; header seq = the VERIFY
-    Auth = 12,       // before HELLO: a nonce (P->S), or nonce + HMAC (S->P); peer_auth.h
-    AuthProof = 13,  // P->S: the primary's HMAC
+    Auth = 12,       // before HELLO: a nonce and the volume (P->S), a nonce (S->P); peer_auth.h
+    AuthProof = 13,  // an HMAC: the primary's first, then the secondary's
 };
 
 inline constexpr std::uint16_t kFlagFua = 1 << 0;       // durable before the ack
