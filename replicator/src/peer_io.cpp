@@ -27,7 +27,7 @@ Result<Message> receive(int fd) {
         m.write_offset = *decode_write_prefix(prefix);
         m.write_data = std::make_shared<AlignedBuffer>(h->length - prefix.size());
         if (auto st = read_full(fd, m.write_data->span()); !st) return st.error();
-        if (crc32c(m.write_data->span(), crc32c(prefix)) != h->crc)
+        if (crc32c(m.write_data->span(), crc32c(prefix, crc_seed(*h))) != h->crc)
             return Error{EBADMSG, "peer WRITE seq " + std::to_string(h->seq) + ": CRC mismatch"};
         return m;
     }
@@ -143,7 +143,7 @@ Result<Message> Reader::receive(const std::function<void()>& before_blocking) {
     current_.reset();
     if (m.header.type == Type::Write) {
         m.write_offset = *decode_write_prefix(prefix_);
-        if (crc32c(m.write_data->span(), crc32c(prefix_)) != m.header.crc)
+        if (crc32c(m.write_data->span(), crc32c(prefix_, crc_seed(m.header))) != m.header.crc)
             return Error{EBADMSG, "peer WRITE seq " + std::to_string(m.header.seq) + ": CRC mismatch"};
         return m;
     }
@@ -180,7 +180,7 @@ Status send_write(int fd, std::uint16_t flags, std::uint64_t seq, std::uint64_t 
     // The header's length and CRC cover prefix + data.
     {
         std::uint32_t len = static_cast<std::uint32_t>(prefix.size() + data.size());
-        std::uint32_t crc = crc32c(data, crc32c(prefix));
+        std::uint32_t crc = crc32c(data, crc32c(prefix, crc_seed(Type::Write, flags, seq, len)));
         for (int i = 0; i < 4; ++i) {
             h[16 + i] = static_cast<std::uint8_t>(len >> (8 * i));
             h[20 + i] = static_cast<std::uint8_t>(crc >> (8 * i));

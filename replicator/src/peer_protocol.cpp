@@ -89,8 +89,18 @@ std::array<std::uint8_t, kHeaderSize> encode_header(Type type, std::uint16_t fla
     store_le<std::uint16_t>(h.data() + 6, flags);
     store_le<std::uint64_t>(h.data() + 8, seq);
     store_le<std::uint32_t>(h.data() + 16, static_cast<std::uint32_t>(body.size()));
-    store_le<std::uint32_t>(h.data() + 20, crc32c(body));
+    store_le<std::uint32_t>(h.data() + 20,
+                            crc32c(body, crc_seed(type, flags, seq, static_cast<std::uint32_t>(body.size()))));
     return h;
+}
+
+std::uint32_t crc_seed(Type type, std::uint16_t flags, std::uint64_t seq, std::uint32_t length) {
+    std::array<std::uint8_t, 16> b;
+    store_le<std::uint16_t>(b.data(), static_cast<std::uint16_t>(type));
+    store_le<std::uint16_t>(b.data() + 2, flags);
+    store_le<std::uint64_t>(b.data() + 4, seq);
+    store_le<std::uint32_t>(b.data() + 12, length);
+    return crc32c(b);
 }
 
 Result<Header> decode_header(std::span<const std::uint8_t> b) {
@@ -106,7 +116,7 @@ Result<Header> decode_header(std::span<const std::uint8_t> b) {
 
 Status check_body(const Header& header, std::span<const std::uint8_t> body) {
     if (body.size() != header.length) return Error{EBADMSG, "peer message: body length differs from header"};
-    if (crc32c(body) != header.crc)
+    if (crc32c(body, crc_seed(header)) != header.crc)
         return Error{EBADMSG, "peer message seq " + std::to_string(header.seq) + ": CRC mismatch"};
     return {};
 }

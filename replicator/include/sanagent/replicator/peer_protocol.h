@@ -114,8 +114,15 @@ std::array<std::uint8_t, kHeaderSize> encode_header(Type type, std::uint16_t fla
                                                     std::span<const std::uint8_t> body);
 // Checks magic, known type and the length bound (EBADMSG / EMSGSIZE).
 Result<Header> decode_header(std::span<const std::uint8_t> bytes);
-// EBADMSG when the body's CRC does not match the header's.
+// EBADMSG when the CRC does not match the header's.
 Status check_body(const Header& header, std::span<const std::uint8_t> body);
+// The CRC32C a message's CRC continues from: over the header's type, flags,
+// seq and length (bytes 4 to 20), so a flipped bit there (ZERO and TRIM
+// differ in one, FUA is one) fails the check as one in the body does.
+std::uint32_t crc_seed(Type type, std::uint16_t flags, std::uint64_t seq, std::uint32_t length);
+inline std::uint32_t crc_seed(const Header& h) {
+    return crc_seed(h.type, h.flags, h.seq, h.length);
+}
 
 std::vector<std::uint8_t> encode_hello(const Hello& hello);
 Result<Hello> decode_hello(std::span<const std::uint8_t> body);
