@@ -24,6 +24,8 @@ constexpr std::uint32_t kMaxFirstBody = 4096;
 
 // The address part of a peer's socket address (not the port): the key that
 // handshakes from one host are counted by.
+// One host's key: an IPv4 address, or an IPv6 /64 (one host may hold a
+// whole /64, and pick a new address in it for every connection).
 std::string source_key(const sockaddr_storage& from) {
     if (from.ss_family == AF_INET) {
         const auto& a = reinterpret_cast<const sockaddr_in&>(from).sin_addr;
@@ -31,7 +33,8 @@ std::string source_key(const sockaddr_storage& from) {
     }
     if (from.ss_family == AF_INET6) {
         const auto& a = reinterpret_cast<const sockaddr_in6&>(from).sin6_addr;
-        return std::string(reinterpret_cast<const char*>(&a), sizeof a);
+        if (IN6_IS_ADDR_V4MAPPED(&a)) return std::string(reinterpret_cast<const char*>(a.s6_addr) + 12, 4);
+        return std::string(reinterpret_cast<const char*>(a.s6_addr), 8);
     }
     return {};
 }
@@ -135,17 +138,32 @@ void PeerListener::accept_loop() {
         if (!fd.valid()) continue;
         std::string source = source_key(from);
         std::unique_lock lock(mu_);
-        if (handshaking_ >= kMaxHandshakes) {
-            lock.unlock();
-            drops_(std::to_string(kMaxHandshakes) + " handshakes are already running");
-            continue;  // closed here: the peer retries later
-        }
         if (std::count_if(connections_.begin(), connections_.end(), [&](const Connection& o) {
-                return o.handshaking && o.source == source;
+                return o.handshaking && !o.evicted && o.source == source;
             }) >= static_cast<long>(kMaxHandshakesPerSource)) {
             lock.unlock();
             drops_(std::to_string(kMaxHandshakesPerSource) + " handshakes from its address are already running");
             continue;
+        }
+        if (handshaking_ - evicted_ >= kMaxHandshakes) {
+            // Every slot is taken (two hosts stalling would do): the oldest
+            // handshake goes, not the newcomer. A real primary's handshake
+            // takes a few round trips, so it is never the oldest for long;
+            // a stalled one would hold its slot for the whole bound.
+            // Bounded: cut-off connections end at their next read, and
+            // while kMaxHandshakes of them are still ending, newcomers wait.
+            auto oldest = std::find_if(connections_.begin(), connections_.end(),
+                                       [](const Connection& o) { return o.handshaking && !o.evicted; });
+            if (evicted_ >= kMaxHandshakes || oldest == connections_.end()) {
+                lock.unlock();
+                drops_(std::to_string(kMaxHandshakes) + " handshakes are already running");
+                continue;  // closed here: the peer retries later
+            }
+            oldest->evicted = true;
+            ++evicted_;
+            ::shutdown(oldest->fd.get(), SHUT_RDWR);
+            drops_("all " + std::to_string(kMaxHandshakes) +
+                   " handshake slots are taken: cutting off the oldest for a new connection");
         }
         ++handshaking_;
         auto& c = connections_.emplace_back();
@@ -171,6 +189,7 @@ void PeerListener::handshake_over(Connection& c) {
     if (!c.handshaking) return;
     c.handshaking = false;
     --handshaking_;
+    if (c.evicted) --evicted_;
 }
 
 void PeerListener::run(Connection& c) {

@@ -5,11 +5,13 @@
 //
 // Handshakes run concurrently, each on its own thread and each bounded by
 // kPeerHandshakeBound from accept, at most kMaxHandshakes at once; past that
-// a new connection is closed at once (logged, rate-limited), and one source
-// address holds at most kMaxHandshakesPerSource of them. So clients that
-// connect and stall cannot delay a real primary beyond the slots they hold,
-// one host alone cannot hold them all, and a stalled one never holds a slot
-// longer than the bound. Once a
+// a new connection cuts off the oldest handshake (logged, rate-limited), and
+// one source (an IPv4 address, an IPv6 /64) holds at most
+// kMaxHandshakesPerSource of them, a new one past that closed at once. So
+// clients that connect and stall cannot delay a real primary beyond the
+// slots they hold, cannot keep it out by holding them all (its handshake,
+// a few round trips, is never the oldest for long), and a stalled one never
+// holds a slot longer than the bound. Once a
 // handshake has succeeded the connection's thread serves the session and no
 // longer counts against the limit.
 #pragma once
@@ -59,6 +61,7 @@ private:
         UniqueFd fd;
         std::thread thread;
         bool handshaking = true;
+        bool evicted = false;  // cut off for a newcomer while every slot was taken
         bool done = false;
         std::string source;  // the peer's address bytes: handshakes per source are limited
         std::string volume;  // the target it was handed to, once it was
@@ -79,6 +82,7 @@ private:
     std::map<std::string, PeerTarget*> targets_;  // under mu_
     std::list<Connection> connections_;  // stable addresses: each thread holds its own
     unsigned handshaking_ = 0;
+    unsigned evicted_ = 0;  // of those, cut off and still ending
 };
 
 }  // namespace sanagent::replicator
