@@ -413,7 +413,7 @@ void PeerLink::stop() {
     }
     // A clean stop leaves the peer's copy durable: otherwise the writes it
     // acknowledged since the last FLUSH are marked for resync (end_session),
-    // which starts a new generation. Bounded by the ack timeout.
+    // and resent at the next connect. Bounded by the ack timeout.
     if (s && in_sync && !s->dead() && !stopping_) {
         // In sync mode with nothing in flight (the NBD server stopped first)
         // every write is on both replicas: once both are flushed the activity
@@ -429,7 +429,12 @@ void PeerLink::stop() {
             if (auto r = meta_.retire_activity(epoch); !r) log(options_.volume, r.error().message);
         }
     }
-    stopping_ = true;
+    {
+        // Under the waiter's mutex: set between its check and its wait, the
+        // flag would otherwise go unseen until the pause ran out.
+        std::lock_guard lock(pause_mu_);
+        stopping_ = true;
+    }
     pause_cv_.notify_all();
     if (s) s->kill();
     if (manager_.joinable()) manager_.join();
