@@ -95,6 +95,13 @@ Result<Metadata> decode_metadata(std::span<const std::uint8_t> b) {
     m.gens.history[1] = load_le<std::uint64_t>(b.data() + 80);
     if (m.granularity < 4096 || !std::has_single_bit(m.granularity))
         return Error{EINVAL, "metadata header: granularity " + std::to_string(m.granularity)};
+    // A resync sends a region as one message (at most 32 MiB of data): a
+    // larger one (allowed before the 1 MiB limit on new files) could never
+    // be resynced, so it is refused here, with what to do.
+    if (m.granularity > (32u << 20))
+        return Error{EINVAL, "metadata header: granularity " + std::to_string(m.granularity) +
+                                 " bytes is above 32 MiB, more than a resync can send: make the metadata again "
+                                 "(a full sync) with a granularity from 4K to 1M"};
     if (load_le<std::uint64_t>(b.data() + 96) != m.bitmap_bytes())
         return Error{EINVAL, "metadata header: bitmap size does not match volume size"};
     if (load_le<std::uint64_t>(b.data() + 104) != m.activity_offset() ||

@@ -138,32 +138,44 @@ void PeerListener::accept_loop() {
         if (!fd.valid()) continue;
         std::string source = source_key(from);
         std::unique_lock lock(mu_);
-        if (std::count_if(connections_.begin(), connections_.end(), [&](const Connection& o) {
-                return o.handshaking && !o.evicted && o.source == source;
-            }) >= static_cast<long>(kMaxHandshakesPerSource)) {
-            lock.unlock();
-            drops_(std::to_string(kMaxHandshakesPerSource) + " handshakes from its address are already running");
-            continue;
-        }
-        if (handshaking_ - evicted_ >= kMaxHandshakes) {
-            // Every slot is taken (two hosts stalling would do): the oldest
-            // handshake goes, not the newcomer. A real primary's handshake
-            // takes a few round trips, so it is never the oldest for long;
-            // a stalled one would hold its slot for the whole bound.
-            // Bounded: cut-off connections end at their next read, and
-            // while kMaxHandshakes of them are still ending, newcomers wait.
-            auto oldest = std::find_if(connections_.begin(), connections_.end(),
-                                       [](const Connection& o) { return o.handshaking && !o.evicted; });
+        // Past a limit (per source, or all slots: two hosts stalling would
+        // take them) the oldest handshake that has not proved itself goes,
+        // not the newcomer: a real primary proves the key within a round
+        // trip or two, so it is never the oldest unproven one for long,
+        // while a stalled client would hold its slot for the whole bound.
+        // Per source too, or a host sharing the primary's source (an IPv6
+        // /64) could keep it out. Bounded: cut-off connections end at their
+        // next read, and while kMaxHandshakes of them are still ending,
+        // newcomers are closed.
+        std::string dropped;
+        auto cut_off_oldest = [&](auto&& among, const std::string& full) {
+            auto oldest = std::find_if(connections_.begin(), connections_.end(), [&](const Connection& o) {
+                return o.handshaking && !o.evicted && !o.proven && among(o);
+            });
             if (evicted_ >= kMaxHandshakes || oldest == connections_.end()) {
-                lock.unlock();
-                drops_(std::to_string(kMaxHandshakes) + " handshakes are already running");
-                continue;  // closed here: the peer retries later
+                dropped = full + ": closing the new connection";
+                return false;
             }
             oldest->evicted = true;
             ++evicted_;
             ::shutdown(oldest->fd.get(), SHUT_RDWR);
-            drops_("all " + std::to_string(kMaxHandshakes) +
-                   " handshake slots are taken: cutting off the oldest for a new connection");
+            dropped = full + ": cutting off the oldest for a new connection";
+            return true;
+        };
+        bool admitted = true;
+        if (std::count_if(connections_.begin(), connections_.end(), [&](const Connection& o) {
+                return o.handshaking && !o.evicted && o.source == source;
+            }) >= static_cast<long>(kMaxHandshakesPerSource))
+            admitted = cut_off_oldest([&](const Connection& o) { return o.source == source; },
+                                      std::to_string(kMaxHandshakesPerSource) +
+                                          " handshakes from its address are already running");
+        if (admitted && handshaking_ - evicted_ >= kMaxHandshakes)
+            admitted = cut_off_oldest([](const Connection&) { return true; },
+                                      "all " + std::to_string(kMaxHandshakes) + " handshake slots are taken");
+        if (!admitted) {
+            lock.unlock();
+            drops_(dropped);
+            continue;  // closed here: the peer retries later
         }
         ++handshaking_;
         auto& c = connections_.emplace_back();
@@ -178,10 +190,21 @@ void PeerListener::accept_loop() {
             // Out of threads: this connection is dropped, the daemon goes on.
             --handshaking_;
             connections_.pop_back();
-            lock.unlock();
-            drops_(std::string("no thread for it: ") + e.what());
+            dropped = std::string("no thread for it: ") + e.what();
         }
+        lock.unlock();
+        if (!dropped.empty()) drops_(dropped);  // not under mu_: stderr may block
     }
+}
+
+void PeerListener::proven(Connection& c) {
+    std::lock_guard lock(mu_);
+    c.proven = true;
+}
+
+bool PeerListener::evicted(const Connection& c) const {
+    std::lock_guard lock(mu_);
+    return c.evicted;
 }
 
 void PeerListener::handshake_over(Connection& c) {
@@ -198,6 +221,7 @@ void PeerListener::run(Connection& c) {
     HandshakeDeadline deadline(fd, kPeerHandshakeBound);
     auto cut_off = [&](const std::string& why) {
         return deadline.expired() ? "no complete handshake within " + std::to_string(kPeerHandshakeBound.count()) + " s"
+               : evicted(c)       ? std::string("cut off for a newer connection (every handshake slot was taken)")
                                   : why;
     };
     auto refuse = [fd](const std::string& why) {
@@ -274,7 +298,9 @@ void PeerListener::run(Connection& c) {
             drops_("no volume " + printable(volume) + " on this node");
             return;
         }
-        opening.expired = [&] { return deadline.expired(); };
+        // Cut off by the deadline or for a newcomer: no verdict on the data.
+        opening.expired = [&] { return deadline.expired() || evicted(c); };
+        opening.proven = [&] { proven(c); };
         opening.handshake_done = [&] {
             deadline.disarm();
             handshake_over(c);

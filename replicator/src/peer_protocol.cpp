@@ -105,7 +105,10 @@ std::uint32_t crc_seed(Type type, std::uint16_t flags, std::uint64_t seq, std::u
 
 Result<Header> decode_header(std::span<const std::uint8_t> b) {
     if (b.size() != kHeaderSize) return Error{EBADMSG, "peer message: short header"};
-    if (load_le<std::uint32_t>(b.data()) != kMagic) return Error{EBADMSG, "peer message: bad magic"};
+    const auto magic = load_le<std::uint32_t>(b.data());
+    if (magic == kOldMagic)
+        return Error{EPROTO, "peer message framed by protocol version 5 or older (SRP1): upgrade both nodes"};
+    if (magic != kMagic) return Error{EBADMSG, "peer message: bad magic"};
     auto type = load_le<std::uint16_t>(b.data() + 4);
     if (!known_type(type)) return Error{EBADMSG, "peer message: unknown type " + std::to_string(type)};
     Header h{static_cast<Type>(type), load_le<std::uint16_t>(b.data() + 6), load_le<std::uint64_t>(b.data() + 8),

@@ -225,7 +225,9 @@ bool PeerTarget::agree(int fd, const peer::Hello& theirs, std::string& why) {
 
 void PeerTarget::serve(int fd, const PeerOpening& opening) {
     auto cut_off = [&](const std::string& why) {
-        return opening.expired() ? "no complete handshake within " + std::to_string(kPeerHandshakeBound.count()) + " s"
+        return opening.expired() ? "cut off: no complete handshake within " +
+                                       std::to_string(kPeerHandshakeBound.count()) +
+                                       " s, or its slot went to a newer connection"
                                  : why;
     };
     std::optional<peer::Hello> theirs = opening.hello;
@@ -266,6 +268,9 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         (void)peer::send(fd, peer::Type::Refuse, 0, 0, peer::encode_refuse(why));
         return;
     }
+    // From here the connection is a primary's (as far as a key can tell):
+    // it is not cut off for a newcomer, whose slot is taken.
+    if (opening.proven) opening.proven();
     std::string why;
     if (!claim(fd, theirs->node, why)) {
         if (stopping_) return;  // a daemon going away refuses nothing: the primary retries

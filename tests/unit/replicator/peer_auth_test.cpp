@@ -118,6 +118,30 @@ BOOST_AUTO_TEST_CASE(an_unauthenticated_peer_gets_no_mac) {
     ::close(sv[1]);
 }
 
+// The primary checks the secondary's proof too: whatever answers on the
+// address it dials, without the key, gets REFUSE and no HELLO.
+BOOST_AUTO_TEST_CASE(a_secondary_without_the_key_is_refused_by_the_primary) {
+    int sv[2];
+    BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    auto impostor = std::async(std::launch::async, [&] {
+        auto challenge = peer::receive(sv[1]);
+        if (!challenge.ok()) return -1;
+        (void)peer::send(sv[1], peer::Type::Auth, 0, 0, std::vector<std::uint8_t>(peer::kAuthNonceSize, 0x22));
+        auto proof = peer::receive(sv[1]);  // the primary's: it proves first
+        if (!proof.ok() || proof->header.type != peer::Type::AuthProof) return -2;
+        (void)peer::send(sv[1], peer::Type::AuthProof, 0, 0, std::vector<std::uint8_t>(sizeof(Mac), 0x33));
+        auto answer = peer::receive(sv[1]);
+        return answer.ok() ? static_cast<int>(answer->header.type) : -3;
+    });
+    auto p = authenticate_primary(sv[0], bytes("0123456789abcdef-key"), "vol");
+    BOOST_TEST_REQUIRE(!p.ok());
+    BOOST_TEST(p.error().code == EPERM);
+    BOOST_TEST(p.error().message.find("does not hold our key") != std::string::npos, p.error().message);
+    BOOST_TEST(impostor.get() == static_cast<int>(peer::Type::Refuse));
+    ::close(sv[0]);
+    ::close(sv[1]);
+}
+
 BOOST_AUTO_TEST_CASE(macs_depend_on_every_input) {
     auto k = bytes("0123456789abcdef"), n1 = bytes("nonce-one"), n2 = bytes("nonce-two");
     auto base = auth_mac(k, "sanrepd-p", "vol", n1, n2);

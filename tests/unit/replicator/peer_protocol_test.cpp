@@ -52,6 +52,12 @@ BOOST_AUTO_TEST_CASE(malformed_headers) {
     auto bad_magic = h;
     bad_magic[0] ^= 0xff;
     BOOST_TEST(!decode_header(bad_magic).ok());
+    // A peer of version 5 or older: told apart from noise, with what to do.
+    auto old = h;
+    old[3] = '1';  // "SRP1"
+    auto r_old = decode_header(old);
+    BOOST_TEST_REQUIRE(!r_old.ok());
+    BOOST_TEST(r_old.error().message.find("upgrade both nodes") != std::string::npos, r_old.error().message);
     auto bad_type = h;
     bad_type[4] = 77;
     BOOST_TEST(!decode_header(bad_type).ok());

@@ -8,7 +8,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
-#include <system_error>
+#include <exception>
 #include <thread>
 
 namespace sanagent::replicator {
@@ -28,7 +28,7 @@ public:
                     ::shutdown(fd, SHUT_RDWR);
                 }
             });
-        } catch (const std::system_error&) {
+        } catch (const std::exception&) {  // system_error, or bad_alloc for the thread's state
             expired_ = true;
             ::shutdown(fd, SHUT_RDWR);
         }

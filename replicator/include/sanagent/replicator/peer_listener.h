@@ -62,6 +62,7 @@ private:
         std::thread thread;
         bool handshaking = true;
         bool evicted = false;  // cut off for a newcomer while every slot was taken
+        bool proven = false;   // the primary proved the key (or named the volume): never cut off
         bool done = false;
         std::string source;  // the peer's address bytes: handshakes per source are limited
         std::string volume;  // the target it was handed to, once it was
@@ -69,6 +70,8 @@ private:
     void accept_loop();
     void run(Connection& c);
     void handshake_over(Connection& c);
+    void proven(Connection& c);
+    bool evicted(const Connection& c) const;
     void reap();
 
     std::string address_;

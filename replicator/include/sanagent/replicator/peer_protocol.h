@@ -2,9 +2,13 @@
 // pure encode/decode over byte spans (docs/replicator.md has the tables).
 //
 // Every message is a 24-byte little-endian header then a body:
-//   u32 magic "SRP1" | u16 type | u16 flags | u64 seq | u32 body length | u32 crc32c(body)
+//   u32 magic "SRP2" | u16 type | u16 flags | u64 seq | u32 body length |
+//   u32 crc32c(header bytes 4..20, then the body)
 // seq numbers the sender's messages; an ACK carries the seq it acknowledges.
-// Version is negotiated in HELLO; a mismatch refuses the connection.
+// The version is checked in HELLO; a peer of version 5 or older frames its
+// messages with "SRP1" and a body-only CRC, refused from its first header.
+// (CRC32C is not a MAC: the key authenticates the peer at the start, not
+// each message.)
 #pragma once
 
 #include <array>
@@ -18,7 +22,8 @@
 
 namespace sanagent::replicator::peer {
 
-inline constexpr std::uint32_t kMagic = 0x31505253;  // "SRP1" read as little-endian bytes
+inline constexpr std::uint32_t kMagic = 0x32505253;     // "SRP2" read as little-endian bytes
+inline constexpr std::uint32_t kOldMagic = 0x31505253;  // "SRP1": protocol version 5 and older
 // 2: VERIFY / DIGEST (online verify), AUTH / AUTH_PROOF (pre-shared key); the secondary orders overlapping writes
 // itself (async mode no longer holds the primary's range lock until the ack).
 // 3: HELLO carries the node name.

@@ -65,7 +65,8 @@ private:
 struct PeerOpening {
     std::optional<peer::AuthChallenge> auth;  // the first message was AUTH (a key is in use)
     std::optional<peer::Hello> hello;         // or HELLO (no key)
-    std::function<bool()> expired;            // the handshake's deadline passed
+    std::function<bool()> expired;            // cut off: the handshake's deadline passed, or a newcomer took its slot
+    std::function<void()> proven;             // the primary proved the key (or, with none, named this volume)
     std::function<void()> handshake_done;     // called once the handshake succeeded: the session now serves
 };
 
