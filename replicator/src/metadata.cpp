@@ -334,18 +334,42 @@ std::uint64_t MetadataFile::dirty_bits() const {
     return n;
 }
 
-std::vector<std::pair<std::uint64_t, std::uint64_t>> MetadataFile::dirty_ranges() const {
+std::vector<std::pair<std::uint64_t, std::uint64_t>> MetadataFile::dirty_ranges(std::size_t max) const {
+    std::lock_guard lock(mu_);
     std::vector<std::pair<std::uint64_t, std::uint64_t>> out;
-    const auto g = get().granularity;
-    const auto size = get().size;
-    for (auto b = next_dirty(0); b; b = next_dirty(*b + 1)) {
-        std::uint64_t off = *b * g, len = std::min<std::uint64_t>(g, size - off);
-        if (!out.empty() && out.back().first + out.back().second == off)
-            out.back().second += len;
-        else
-            out.emplace_back(off, len);
+    const std::uint64_t g = meta_.granularity, size = meta_.size, bits = meta_.bits();
+    std::uint64_t first = 0, end = 0;
+    std::size_t ranges = 0;
+    for (std::uint64_t b = 0; b < bits;) {
+        if (b % 8 == 0 && bitmap_[b / 8] == 0) {
+            b += 8;
+            continue;
+        }
+        if (!(bitmap_[b / 8] & (1u << (b % 8)))) {
+            ++b;
+            continue;
+        }
+        std::uint64_t off = b * g, len = std::min<std::uint64_t>(g, size - off);
+        if (ranges == 0) first = off;
+        if (ranges > 0 && end == off) {
+            if (ranges <= max) out.back().second += len;
+        } else {
+            ++ranges;
+            if (ranges <= max) out.emplace_back(off, len);
+        }
+        end = off + len;
+        ++b;
     }
+    if (ranges > max) return {{first, end - first}};
     return out;
+}
+
+Status MetadataFile::open_generation(bool only_if_dirty) {
+    std::lock_guard lock(mu_);
+    if (meta_.gens.bitmap != 0) return {};
+    if (only_if_dirty && std::all_of(bitmap_.begin(), bitmap_.end(), [](std::uint8_t b) { return b == 0; }))
+        return {};
+    return start_generation_locked();
 }
 
 Status MetadataFile::clear_bitmap() {

@@ -229,6 +229,10 @@ private:
                 cb = std::move(it->second.cb);
                 on_digest = std::move(it->second.on_digest);
                 if (it->second.flush && *err == 0) flushed_before(m->header.seq);
+                // The next op's wait counts from here: time it spent queued
+                // behind earlier ones (a slow async peer's backlog) is no
+                // sign of a stuck op.
+                if (it == pending_.begin()) head_since_ = Clock::now();
                 pending_.erase(it);
                 // The watchdog under traffic too: acks of later ops must not
                 // hide one the peer never answers (a write stuck in its disk).
@@ -265,8 +269,8 @@ private:
         return overdue_locked();
     }
     bool overdue_locked() const {
-        return !pending_.empty() &&
-               Clock::now() - pending_.begin()->second.sent > std::chrono::milliseconds(ack_timeout_ms_);
+        return !pending_.empty() && Clock::now() - std::max(pending_.begin()->second.sent, head_since_) >
+                                        std::chrono::milliseconds(ack_timeout_ms_);
     }
 
     UniqueFd fd_;
@@ -278,6 +282,7 @@ private:
     std::map<std::uint64_t, Pending> pending_;
     std::deque<Unflushed> unflushed_;  // under pend_mu_
     std::uint64_t next_seq_ = 1;
+    Clock::time_point head_since_{};  // when the oldest pending op became the oldest (under pend_mu_)
     bool dead_ = false;
     bool settled_ = false;  // dead, and every op pending then has had its callback
     std::thread receiver_;
@@ -515,6 +520,14 @@ bool PeerLink::record_dirty(std::uint64_t offset, std::uint64_t length, bool new
     return wait_recorded(meta_.record_missed(offset, length, new_generation));
 }
 
+bool PeerLink::open_generation_for_flush() {
+    if (auto st = meta_.open_generation(true); !st) {
+        volume_.fail("cannot start a generation in " + meta_.path() + ": " + st.error().message);
+        return false;
+    }
+    return true;
+}
+
 bool PeerLink::wait_recorded(const Result<std::uint64_t>& change) {
     Status st = change ? meta_.wait_activity(*change) : Status(change.error());
     if (st) return true;
@@ -560,6 +573,12 @@ Status PeerLink::replicate(const Op& op, std::function<void(int error)> done) {
         // Durable before the local write, but waited for outside state_mu_:
         // concurrent degraded writes then share one activity-log commit.
         if (!wait_recorded(missed)) return Error{EIO, volume_.failure()};
+        // A FLUSH answered without the peer makes writes durable here that
+        // the peer may have lost (acked, never flushed there: the marked
+        // ranges of the last link): this replica has moved on, which its
+        // generation must say, or a failover to the peer would overwrite
+        // them here without a word.
+        if (op.type == OpType::Flush && !open_generation_for_flush()) return Error{EIO, volume_.failure()};
         done(0);
         return {};
     }
@@ -590,8 +609,10 @@ Status PeerLink::replicate(const Op& op, std::function<void(int error)> done) {
     }
     if (async) ++lag_ops_;
     std::function<void(int)> on_acked = async ? nullptr : std::move(done);
+    // The session calls cb, so `sender` is alive while it runs (a weak or
+    // shared pointer here could drop its last reference on its own thread).
     auto cb = [this, async, cost, type = op.type, offset = op.offset, length = op.length,
-               on_acked = std::move(on_acked), origin = std::weak_ptr<Session>(s)](int err) {
+               on_acked = std::move(on_acked), origin = std::weak_ptr<Session>(s), sender = s.get()](int err) {
         // The peer lost this op: recorded, it is resynced; if it cannot be
         // (the metadata failed, and with it the volume), the op is answered
         // EIO, not as a success the replicas would silently disagree on.
@@ -599,6 +620,14 @@ Status PeerLink::replicate(const Op& op, std::function<void(int error)> done) {
         if (err && type != OpType::Flush) {
             if (!record_dirty(offset, length)) answer = EIO;
             drop_newer_link(origin);
+        }
+        if (err && type == OpType::Flush && !async) {
+            // Answered from this replica alone: what the peer acked since
+            // its last FLUSH may be lost there, and the client now counts
+            // it durable. Marked now, with a generation (as above).
+            bool recorded = true;
+            for (const auto& r : sender->unflushed()) recorded = record_dirty(r.offset, r.length) && recorded;
+            if (!recorded || !open_generation_for_flush()) answer = EIO;
         }
         if (async) {
             lag_bytes_ -= cost;
@@ -646,10 +675,16 @@ Status PeerLink::start_verify(bool repair) {
     verify_.state = "running";
     verify_.repair = repair;
     verify_.total_bytes = volume_.size();
-    verifier_ = std::thread([this, repair] {
-        name_thread("peer-verify");
-        run_verify(repair);
-    });
+    try {
+        verifier_ = std::thread([this, repair] {
+            name_thread("peer-verify");
+            run_verify(repair);
+        });
+    } catch (const std::exception& e) {  // at the task limit: this verify fails, nothing else
+        verify_.state = "failed";
+        verify_.detail = std::string("no thread to run it: ") + e.what();
+        return Error{EAGAIN, verify_.detail};
+    }
     return {};
 }
 
@@ -836,6 +871,16 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
                      "peer refused " + std::string(to_string(decision)) + ": " + peer::decode_refuse(reply->body)};
     }
     if (reply->header.type != peer::Type::Ack) return Error{EPROTO, "expected ACK of the decision"};
+    if (decision == SyncDecision::BitmapFromPrimary || decision == SyncDecision::FullFromPrimary) {
+        // The peer is inconsistent from here until RESYNC_DONE. Without a
+        // generation of our own (a resync of a link's unflushed ranges), an
+        // interrupted resync would leave both on one generation with the
+        // peer inconsistent: a full sync next time instead of the bitmap.
+        if (auto st = meta_.open_generation(false); !st) {
+            volume_.fail("cannot start a generation in " + meta_.path() + ": " + st.error().message);
+            return Error{EIO, volume_.failure()};
+        }
+    }
     return decision;
 }
 
@@ -1035,7 +1080,16 @@ void PeerLink::manage() {
             continue;
         }
         set_recv_timeout(fd->get(), 0);
-        auto session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms, options_.volume);
+        std::shared_ptr<Session> session;
+        try {
+            session = std::make_shared<Session>(std::move(*fd), options_.ack_timeout_ms, options_.volume);
+        } catch (const std::exception& e) {
+            // No thread for its receiver (the task limit): this link only;
+            // the volume serves on degraded and the next attempt may get one.
+            set_state(PeerState::OutOfSync, std::string("no thread for the link: ") + e.what());
+            pause(options_.reconnect_ms);
+            continue;
+        }
         const auto how = *decision;
         if (how == SyncDecision::None) {
             // Writes during the handshake found the link not up yet: they are

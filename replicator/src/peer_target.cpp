@@ -303,7 +303,7 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
     // peer acked without making them durable when that link ended (it may
     // have lost them since) are there once the log is retired.
     auto ranges = meta_.active_ranges();
-    auto dirty = meta_.dirty_ranges();
+    auto dirty = meta_.dirty_ranges(peer::kMaxHelloRanges);
     ranges.insert(ranges.end(), dirty.begin(), dirty.end());
     std::sort(ranges.begin(), ranges.end());
     mine.active = peer::bounded_ranges(ranges);
@@ -392,16 +392,17 @@ void PeerTarget::serve(int fd, const PeerOpening& opening) {
         // at a time, 8.8k IOPS.)
         auto start = [&](std::uint64_t bytes = 0) {
             std::unique_lock lock(inflight_mu_);
-            if (inflight_ >= kMaxInFlight) {
-                // Queued writes must reach the kernel to free a slot.
+            auto room = [this, bytes] {
+                return inflight_ < kMaxInFlight &&
+                       (inflight_bytes_ == 0 || inflight_bytes_ + bytes <= kMaxInFlightBytes);
+            };
+            if (!room()) {
+                // Queued writes must reach the kernel to free room.
                 lock.unlock();
                 submit();
                 lock.lock();
             }
-            wait_inflight(lock, [this, bytes] {
-                return inflight_ < kMaxInFlight &&
-                       (inflight_bytes_ == 0 || inflight_bytes_ + bytes <= kMaxInFlightBytes);
-            });
+            wait_inflight(lock, room);
             inflight_bytes_ += bytes;
             return inflight_++ == 0 && bytes <= kInlineMaxBytes && !reader.more_waiting();
         };

@@ -306,36 +306,35 @@ BOOST_AUTO_TEST_CASE(a_secondary_lists_its_dirty_regions_in_its_hello) {
     BOOST_TEST(k.stop("b") == 0);
 }
 
-// A link that ends with writes the peer acknowledged but never flushed
-// marks them, and starts no generation: the primary wrote nothing the peer
-// lacks. Here the peer lost power (its last unflushed write changed in its
-// file), the primary stops having written nothing since, and the peer is
-// promoted and written. The old primary, back as its secondary, gets a
-// bitmap resync, not a split brain (a generation started at the link's end
-// made one), and the ranges it had marked, listed in its HELLO, are
-// overwritten from the new primary: the replicas end equal.
-BOOST_AUTO_TEST_CASE(a_failover_after_a_link_lost_with_unflushed_writes_is_no_split_brain) {
-    Cluster k;
-    int port_a = free_port(), port_b = free_port();
+// The peer loses power right after a link's writes it acked but never
+// flushed (its last write changed in its file); the primary stops, having
+// written nothing since (with `flush`: after a client FLUSH it answered
+// alone); the peer is promoted and written; the old primary comes back as
+// its secondary. Returns that last write's offset and its bytes as the old
+// primary held them when it stopped.
+std::pair<std::uint64_t, std::string> stage_failover_after_a_lost_link(Cluster& k, int port_a, int port_b,
+                                                                        bool flush) {
     // No retire: its FLUSH would make the peer's copies durable by itself.
     start_symmetric(k, port_a, port_b, "primary", "secondary", {"--activity-retire-ms", "600000"});
     BOOST_TEST_REQUIRE(k.wait_state("a", "in-sync"));
     std::mt19937_64 rng(31);
     AckedLog log(kSize);
-    {
-        auto c = NbdClient::connect(k.path("a.nbd"), "vol");
-        BOOST_TEST_REQUIRE(c.ok());
-        write_and_log(*c, log, rng, 2);
-        BOOST_TEST(*c->simple(nbd::CommandType::Flush, 0, 0) == 0u);
-        write_and_log(*c, log, rng, 1);  // acknowledged by the peer, never flushed
-    }
+    auto c = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(c.ok());
+    write_and_log(*c, log, rng, 2);
+    BOOST_TEST(*c->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+    write_and_log(*c, log, rng, 1);  // acknowledged by the peer, never flushed
+    const auto last = log.entries.back();
     const std::string generation = k.status("a")["generations"].value("current", "");
     k.stop("b", SIGKILL);
-    flip_byte(k.path("b.img"), log.entries.back().offset);  // lost with b's volatile cache
+    flip_byte(k.path("b.img"), last.offset);  // lost with b's volatile cache
     BOOST_TEST_REQUIRE(k.wait_state("a", "out-of-sync", 10));
     BOOST_TEST(read_file(k.path("a.log")).find("unflushed ranges on the peer") != std::string::npos);
     BOOST_TEST(k.status("a")["generations"].value("current", "") == generation);
+    if (flush) BOOST_TEST(*c->simple(nbd::CommandType::Flush, 0, 0) == 0u);
+    c->disconnect();
     BOOST_TEST(k.stop("a") == 0);
+    auto held = read_file(k.path("a.img")).substr(last.offset, last.length);
 
     // b, promoted, takes writes a never sees.
     k.start("b", {"--volume", "vol", "--role", "primary", "--replica", k.path("b.img"), "--listen",
@@ -343,18 +342,44 @@ BOOST_AUTO_TEST_CASE(a_failover_after_a_link_lost_with_unflushed_writes_is_no_sp
                   "--nbd-socket", k.path("b.nbd"), "--control", k.path("b.ctl"), "--threads", "4"});
     BOOST_TEST_REQUIRE(k.wait_file("b.nbd"));
     {
-        auto c = NbdClient::connect(k.path("b.nbd"), "vol");
-        BOOST_TEST_REQUIRE(c.ok());
-        write_and_log(*c, log, rng, 2);
+        auto cb = NbdClient::connect(k.path("b.nbd"), "vol");
+        BOOST_TEST_REQUIRE(cb.ok());
+        write_and_log(*cb, log, rng, 2);
     }
     k.start("a", {"--volume", "vol", "--role", "secondary", "--replica", k.path("a.img"), "--listen",
                   "127.0.0.1:" + std::to_string(port_a), "--peer", "127.0.0.1:" + std::to_string(port_b),
                   "--nbd-socket", k.path("a.nbd"), "--control", k.path("a.ctl"), "--threads", "4"});
+    return {last.offset, held};
+}
+
+// Without a FLUSH since, the link's end marked those writes but started no
+// generation: the old primary gets a bitmap resync, not a split brain (a
+// generation started at the link's end made one), and the ranges it had
+// marked, listed in its HELLO, are overwritten from the new primary (they
+// were never flushed, as a disk may lose them): the replicas end equal.
+BOOST_AUTO_TEST_CASE(a_failover_after_a_link_lost_with_unflushed_writes_is_no_split_brain) {
+    Cluster k;
+    int port_a = free_port(), port_b = free_port();
+    stage_failover_after_a_lost_link(k, port_a, port_b, false);
     BOOST_TEST_REQUIRE(k.wait_state("b", "in-sync"), k.peer_state("b"));
     BOOST_TEST(read_file(k.path("b.log")).find("resyncing (bitmap-resync") != std::string::npos);
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);
     BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
+}
+
+// With a client FLUSH answered by the old primary alone, those writes are
+// durable there as far as the client knows: that FLUSH started a
+// generation, so the failover is a split brain, and the write is kept on
+// the old primary (before, it was overwritten from the promoted peer).
+BOOST_AUTO_TEST_CASE(a_flush_answered_without_the_peer_makes_the_failover_a_split_brain) {
+    Cluster k;
+    int port_a = free_port(), port_b = free_port();
+    auto [offset, held] = stage_failover_after_a_lost_link(k, port_a, port_b, true);
+    BOOST_TEST_REQUIRE(k.wait_state("b", "split-brain"), k.peer_state("b"));
+    BOOST_TEST(k.stop("a") == 0);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST((read_file(k.path("a.img")).substr(offset, held.size()) == held));
 }
 
 // A replica that never finished a sync is not promoted unless forced.

@@ -151,7 +151,8 @@ BOOST_AUTO_TEST_CASE(unflushed_ranges_start_no_generation_a_missed_write_does) {
         BOOST_TEST((*f)->get().gens.bitmap == 0u);
         BOOST_TEST_REQUIRE((*f)->record_missed((10ull << 20) - 100, 100, false).ok());
         using Ranges = std::vector<std::pair<std::uint64_t, std::uint64_t>>;
-        BOOST_TEST(((*f)->dirty_ranges() == Ranges{{65536, 2 * 65536}, {(10ull << 20) - 65536, 65536}}));
+        BOOST_TEST(((*f)->dirty_ranges(8) == Ranges{{65536, 2 * 65536}, {(10ull << 20) - 65536, 65536}}));
+        BOOST_TEST(((*f)->dirty_ranges(1) == Ranges{{65536, (10ull << 20) - 65536}}));  // past max: one over all
         BOOST_TEST_REQUIRE((*f)->record_missed(65536, 4096).ok());  // its bit is set already
         BOOST_TEST((*f)->get().gens.bitmap == 0x1111u);
         BOOST_TEST((*f)->get().gens.current != 0x1111u);

@@ -87,8 +87,16 @@ public:
     Status persist_bitmap();
     std::optional<std::uint64_t> next_dirty(std::uint64_t from) const;
     std::uint64_t dirty_bits() const;
-    // The dirty regions as byte ranges (adjacent bits merged), in order.
-    std::vector<std::pair<std::uint64_t, std::uint64_t>> dirty_ranges() const;
+    // The dirty regions as byte ranges (adjacent bits merged), in order; past
+    // `max` ranges, one from the first to the end of the last. One pass
+    // under the lock, zero bytes skipped.
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> dirty_ranges(std::size_t max) const;
+    // Starts a new generation, durably, unless one is open: when this replica
+    // moves on without the peer other than by a write it missed (a FLUSH
+    // answered without the peer's, a resync about to change the peer).
+    // `only_if_dirty`: only when regions are marked (a FLUSH with nothing
+    // the peer may lack promises nothing new).
+    Status open_generation(bool only_if_dirty);
     // Clears the bitmap, durably (a secondary once its resync covered the
     // regions it listed in its HELLO).
     Status clear_bitmap();

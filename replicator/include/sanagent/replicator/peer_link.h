@@ -118,6 +118,10 @@ private:
     // Waits until record_missed()'s change is on disk; if it cannot be, fails
     // the volume (Volume::fail) and returns false.
     bool wait_recorded(const Result<std::uint64_t>& change);
+    // Before a FLUSH is answered without the peer's: a new generation if
+    // regions are marked and none is open. False (volume failed) if it
+    // cannot be written.
+    bool open_generation_for_flush();
     void retire_while_away();
     void pause(int ms);
     // Sync mode: runs `send` now. Async: queues it behind every earlier op for the shipper thread.
