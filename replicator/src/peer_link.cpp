@@ -628,6 +628,7 @@ Status PeerLink::replicate(const Op& op, std::function<void(int error)> done) {
             bool recorded = true;
             for (const auto& r : sender->unflushed()) recorded = record_dirty(r.offset, r.length) && recorded;
             if (!recorded || !open_generation_for_flush()) answer = EIO;
+            drop_newer_link(origin);  // a link that came up meanwhile must resync them
         }
         if (async) {
             lag_bytes_ -= cost;
@@ -860,6 +861,24 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
     // then missed are in the bitmap without a new generation. They must be
     // sent, not cleared.
     if (decision == SyncDecision::None && meta_.dirty_bits() != 0) decision = SyncDecision::BitmapFromPrimary;
+    if (decision == SyncDecision::BitmapFromPrimary || decision == SyncDecision::FullFromPrimary) {
+        // The peer turns inconsistent once it takes this decision, until
+        // RESYNC_DONE. Without a generation of our own (a resync of a link's
+        // unflushed ranges), a link lost in between, even before its ACK
+        // arrives, would leave both on one generation with the peer
+        // inconsistent: a full sync next time instead of the bitmap. So one
+        // is opened first, durably, and for a full sync after every region
+        // is marked (a crash in between must not find fewer). One the peer
+        // never took is harmless: the next decision is the same.
+        if (decision == SyncDecision::FullFromPrimary) {
+            meta_.set_all_dirty();
+            if (auto st = meta_.persist_bitmap(); !st) log(options_.volume, st.error().message);
+        }
+        if (auto st = meta_.open_generation(false); !st) {
+            volume_.fail("cannot start a generation in " + meta_.path() + ": " + st.error().message);
+            return Error{EIO, volume_.failure()};
+        }
+    }
     if (auto st = peer::send(fd, peer::Type::Decision, 0, 0, peer::encode_decision(decision)); !st) return st.error();
     auto reply = peer::receive_small(fd, peer::kMaxHandshakeBody);
     if (!reply) return reply.error().context("reading the peer's answer to " + std::string(to_string(decision)));
@@ -871,16 +890,6 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
                      "peer refused " + std::string(to_string(decision)) + ": " + peer::decode_refuse(reply->body)};
     }
     if (reply->header.type != peer::Type::Ack) return Error{EPROTO, "expected ACK of the decision"};
-    if (decision == SyncDecision::BitmapFromPrimary || decision == SyncDecision::FullFromPrimary) {
-        // The peer is inconsistent from here until RESYNC_DONE. Without a
-        // generation of our own (a resync of a link's unflushed ranges), an
-        // interrupted resync would leave both on one generation with the
-        // peer inconsistent: a full sync next time instead of the bitmap.
-        if (auto st = meta_.open_generation(false); !st) {
-            volume_.fail("cannot start a generation in " + meta_.path() + ": " + st.error().message);
-            return Error{EIO, volume_.failure()};
-        }
-    }
     return decision;
 }
 
@@ -1121,10 +1130,6 @@ void PeerLink::manage() {
             }
             log(options_.volume, "in-sync");
         } else {
-            if (how == SyncDecision::FullFromPrimary) {
-                meta_.set_all_dirty();
-                if (auto st = meta_.persist_bitmap(); !st) log(options_.volume, st.error().message);
-            }
             {
                 std::lock_guard lock(state_mu_);
                 session_ = session;

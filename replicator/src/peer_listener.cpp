@@ -186,8 +186,8 @@ void PeerListener::accept_loop() {
                 name_thread("peer-session");
                 run(c);
             });
-        } catch (const std::system_error& e) {
-            // Out of threads: this connection is dropped, the daemon goes on.
+        } catch (const std::exception& e) {
+            // Out of threads (or memory): this connection is dropped, the daemon goes on.
             --handshaking_;
             connections_.pop_back();
             dropped = std::string("no thread for it: ") + e.what();
@@ -238,6 +238,9 @@ void PeerListener::run(Connection& c) {
         }
         auto h = peer::decode_header(hb);
         if (!h) {
+            if (peer::old_framing(hb))  // told in its own framing, so that it can show why
+                (void)write_full(fd, peer::encode_old_refuse("protocol version " + std::to_string(peer::kVersion) +
+                                                             " needed: upgrade both nodes"));
             drops_(h.error().message);
             return;
         }

@@ -94,6 +94,21 @@ std::array<std::uint8_t, kHeaderSize> encode_header(Type type, std::uint16_t fla
     return h;
 }
 
+bool old_framing(std::span<const std::uint8_t> header) {
+    return header.size() >= 4 && load_le<std::uint32_t>(header.data()) == kOldMagic;
+}
+
+std::vector<std::uint8_t> encode_old_refuse(const std::string& reason) {
+    auto body = encode_refuse(reason);
+    std::vector<std::uint8_t> m(kHeaderSize);
+    store_le<std::uint32_t>(m.data(), kOldMagic);
+    store_le<std::uint16_t>(m.data() + 4, static_cast<std::uint16_t>(Type::Refuse));
+    store_le<std::uint32_t>(m.data() + 16, static_cast<std::uint32_t>(body.size()));
+    store_le<std::uint32_t>(m.data() + 20, crc32c(body));
+    m.insert(m.end(), body.begin(), body.end());
+    return m;
+}
+
 std::uint32_t crc_seed(Type type, std::uint16_t flags, std::uint64_t seq, std::uint32_t length) {
     std::array<std::uint8_t, 16> b;
     store_le<std::uint16_t>(b.data(), static_cast<std::uint16_t>(type));

@@ -287,6 +287,27 @@ BOOST_AUTO_TEST_CASE(silent_connections_from_the_primarys_source_do_not_keep_it_
     BOOST_TEST(k.stop("b") == 0);
 }
 
+// A primary of protocol version 5 or older frames its messages with SRP1:
+// the listener answers in that framing, so the old node can show why
+// (version 6 changed the framing; its CRC covers the header too).
+BOOST_AUTO_TEST_CASE(an_older_peer_is_told_in_its_own_framing_to_upgrade) {
+    Cluster k;
+    int port = free_port();
+    k.start_secondary("b", "vol", port, kSizeArg);
+    auto fd = connect_from_address("127.0.0.1", port);
+    set_recv_timeout(fd.get(), 20'000);
+    BOOST_TEST_REQUIRE(write_full(fd.get(), peer::encode_old_refuse("an old primary's first message")).ok());
+    std::array<std::uint8_t, peer::kHeaderSize> h;
+    BOOST_TEST_REQUIRE(read_full(fd.get(), h).ok());
+    BOOST_TEST(peer::old_framing(h));
+    BOOST_TEST(h[4] == static_cast<std::uint8_t>(peer::Type::Refuse));
+    std::vector<std::uint8_t> body(h[16] | (h[17] << 8));
+    BOOST_TEST_REQUIRE(read_full(fd.get(), body).ok());
+    BOOST_TEST(peer::decode_refuse(body).find("upgrade both nodes") != std::string::npos);
+    BOOST_TEST(k.stop("b") == 0);
+    BOOST_TEST(read_file(k.path("b.log")).find("protocol version 5 or older (SRP1)") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(same_node_takes_over_its_old_session_another_node_is_refused) {
     Cluster k;
     int port = free_port();

@@ -58,6 +58,17 @@ BOOST_AUTO_TEST_CASE(malformed_headers) {
     auto r_old = decode_header(old);
     BOOST_TEST_REQUIRE(!r_old.ok());
     BOOST_TEST(r_old.error().message.find("upgrade both nodes") != std::string::npos, r_old.error().message);
+    BOOST_TEST(old_framing(old));
+    BOOST_TEST(!old_framing(h));
+    // Its answer, in its own framing: SRP1, a CRC over the body alone.
+    auto refusal = encode_old_refuse("protocol version 6 needed");
+    BOOST_TEST_REQUIRE(refusal.size() > kHeaderSize);
+    BOOST_TEST(old_framing(refusal));
+    std::span<const std::uint8_t> body(refusal.data() + kHeaderSize, refusal.size() - kHeaderSize);
+    std::uint32_t crc = refusal[20] | (refusal[21] << 8) | (refusal[22] << 16) | (std::uint32_t(refusal[23]) << 24);
+    BOOST_TEST(crc == crc32c(body));
+    BOOST_TEST(refusal[4] == static_cast<std::uint8_t>(Type::Refuse));
+    BOOST_TEST(decode_refuse(body) == "protocol version 6 needed");
     auto bad_type = h;
     bad_type[4] = 77;
     BOOST_TEST(!decode_header(bad_type).ok());

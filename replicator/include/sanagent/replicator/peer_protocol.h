@@ -119,6 +119,11 @@ std::array<std::uint8_t, kHeaderSize> encode_header(Type type, std::uint16_t fla
                                                     std::span<const std::uint8_t> body);
 // Checks magic, known type and the length bound (EBADMSG / EMSGSIZE).
 Result<Header> decode_header(std::span<const std::uint8_t> bytes);
+// A peer of version 5 or older: its header has magic SRP1. It is answered
+// with a REFUSE in its own framing (its CRC covers the body only), which it
+// can read and show.
+bool old_framing(std::span<const std::uint8_t> header);
+std::vector<std::uint8_t> encode_old_refuse(const std::string& reason);
 // EBADMSG when the CRC does not match the header's.
 Status check_body(const Header& header, std::span<const std::uint8_t> body);
 // The CRC32C a message's CRC continues from: over the header's type, flags,
