@@ -869,10 +869,17 @@ Result<SyncDecision> PeerLink::handshake(int fd) {
         // inconsistent: a full sync next time instead of the bitmap. So one
         // is opened first, durably, and for a full sync after every region
         // is marked (a crash in between must not find fewer). One the peer
-        // never took is harmless: the next decision is the same.
-        if (decision == SyncDecision::FullFromPrimary) {
-            meta_.set_all_dirty();
-            if (auto st = meta_.persist_bitmap(); !st) log(options_.volume, st.error().message);
+        // never took costs nothing if this node reconnects as primary (the
+        // next decision is the same); if the peer is promoted instead, this
+        // node comes back as peer-newer or split brain rather than with a
+        // bitmap resync: the safe side, and only for a link lost within the
+        // decision's round trip (docs/replicator.md, "Generations").
+        if (decision == SyncDecision::FullFromPrimary && meta_.dirty_bits() != meta_.get().bits()) {
+            meta_.set_all_dirty();  // once: a retried handshake finds it done
+            if (auto st = meta_.persist_bitmap(); !st) {
+                volume_.fail("cannot mark a full sync in " + meta_.path() + ": " + st.error().message);
+                return Error{EIO, volume_.failure()};
+            }
         }
         if (auto st = meta_.open_generation(false); !st) {
             volume_.fail("cannot start a generation in " + meta_.path() + ": " + st.error().message);
