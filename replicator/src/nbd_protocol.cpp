@@ -43,11 +43,12 @@ std::uint32_t wire_error(int host_errno) {
             return kErrNoMem;
         case EINVAL:
             return kErrInval;
+        // The spec: EDQUOT and EFBIG as ENOSPC; EOVERFLOW only for a server
+        // that offers DF (structured reads), which this one does not.
         case ENOSPC:
         case EDQUOT:
+        case EFBIG:
             return kErrNoSpc;
-        case EOVERFLOW:
-            return kErrOverflow;
         case EOPNOTSUPP:
             return kErrNotSup;
         case ESHUTDOWN:

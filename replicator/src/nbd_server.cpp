@@ -24,8 +24,9 @@
 namespace sanagent::replicator {
 
 namespace {
-constexpr int kHandshakeTimeoutMs = 30'000;  // a client that stalls mid-handshake is dropped
+constexpr int kHandshakeTimeoutMs = 30'000;           // a client that stalls mid-handshake is dropped
 constexpr std::uint32_t kQueuedWriteMax = 64 * 1024;  // larger writes hand the read lock on
+constexpr int kByeTimeoutMs = 1000;                   // the TLS close alert's send, at the end
 // Bytes of request buffers one connection holds at most (one request of
 // any allowed size always fits): without it, 128 requests of 32 MiB each,
 // from each of 64 connections, could be held at once.
@@ -104,6 +105,10 @@ private:
         // socket broke: nothing would arrive).
         if (tls_ && go && *go) {
             std::lock_guard lock(out_mu_);
+            // Bounded: a client that reads nothing more (its socket full of
+            // replies) would hold the alert's send, and this connection's
+            // end, forever.
+            set_send_timeout(fd_.get(), kByeTimeoutMs);
             if (!broken_) tls_->bye();
         }
         // The client sees the end now, not when the accept loop reaps this
@@ -156,9 +161,8 @@ private:
                 set_recv_timeout(fd_.get(), 0);
                 tls_->set_timeout(kHandshakeTimeoutMs);
                 log("TLS: " + tls_->describe() + ", " + tls_->peer());
-                receiver_.read_from([tls = tls_.get()](std::uint8_t* buf, std::size_t len) {
-                    return tls->recv_some(buf, len);
-                });
+                receiver_.read_from(
+                    [tls = tls_.get()](std::uint8_t* buf, std::size_t len) { return tls->recv_some(buf, len); });
                 continue;
             }
             if (outcome.next == nbd::Next::Transmit) {
@@ -272,10 +276,11 @@ private:
             // fdatasync). Otherwise this thread runs the request and reads on:
             // a client at queue depth 1 then costs no thread wake-up per
             // request (measured: a fifth of a 4 KiB QD1 write's latency).
-            if (last_may_block_ || request_waiting()) {
-                submit();
-                read_lock.unlock();
-            }
+            // What this thread queued goes to the kernel first in any case: a
+            // large write's activity-log commit and copy to the peer must not
+            // hold back a read queued before it.
+            submit();
+            if (last_may_block_ || request_waiting()) read_lock.unlock();
             work();
             submit();  // a write this thread queued
         }
@@ -303,8 +308,9 @@ private:
             if (unread_bound.count() && !cut) {
                 std::lock_guard out(out_mu_);
                 const auto now = std::chrono::steady_clock::now();
-                if (outbox_.empty() || bytes_sent_ != last_sent) {
-                    last_sent = bytes_sent_;
+                const std::uint64_t sent = bytes_out_;
+                if (outbox_.empty() || sent != last_sent) {
+                    last_sent = sent;
                     last_move = now;
                 } else if (now - last_move >= unread_bound) {
                     cut = true;
@@ -348,9 +354,19 @@ private:
         // pressure) must not wait for the client's next request, which may
         // only come once they are answered: retried until taken or a
         // request is here. Bounded by either.
-        if (ring_ && ring_->queued() && !request_waiting()) {
+        // Only a whole request header counts: with part of one in the
+        // socket the read below would block on the rest while the entries
+        // wait (a client at queue depth 1 sends no more until they are
+        // answered), so they are retried every 20 ms until then.
+        while (ring_ && ring_->queued() && !request_waiting()) {
+            submit();
+            if (!ring_->queued()) break;
+            // With bytes there already (part of a header, or of a TLS
+            // record), POLLIN would not wait: then just the 20 ms.
+            int raw = 0;
+            ::ioctl(fd_.get(), FIONREAD, &raw);
             pollfd pfd{fd_.get(), POLLIN, 0};
-            while (ring_->queued() && ::poll(&pfd, 1, 20) == 0) submit();
+            ::poll(&pfd, raw <= 0 && bytes_waiting() == 0 ? 1 : 0, 20);
         }
         if (auto st = receiver_.read_full(hdr); !st) {
             if (st.error().code != ECONNRESET) log(st.error().message);
@@ -435,13 +451,11 @@ private:
         if (blocking) last_is_queued_ = false;
         auto op = to_op(*req, buf);
         op.ring = blocking ? nullptr : ring_.get();
-        return volume_.submit_inline(
-            std::move(op),
-            [self = shared_from_this(), handle = req->handle, is_read = req->type == nbd::CommandType::Read,
-             len = req->length, bytes](int err, std::shared_ptr<AlignedBuffer> data) {
-                self->send_reply(handle, nbd::wire_error(err), (is_read && !err) ? std::move(data) : nullptr, len,
-                                 bytes);
-            });
+        return volume_.submit_inline(std::move(op), [self = shared_from_this(), handle = req->handle,
+                                                     is_read = req->type == nbd::CommandType::Read, len = req->length,
+                                                     bytes](int err, std::shared_ptr<AlignedBuffer> data) {
+            self->send_reply(handle, nbd::wire_error(err), (is_read && !err) ? std::move(data) : nullptr, len, bytes);
+        });
     }
 
     static Op to_op(const nbd::Request& r, std::shared_ptr<AlignedBuffer> buf) {
@@ -475,10 +489,14 @@ private:
 
     // Replies leave in the order they are queued, several in one send when
     // they queue up while one is sent. Whoever finds nobody sending sends;
-    // the others only queue. A thread that is not this connection's own (the
-    // peer link's ack receiver, the worker pool) must never wait for this
-    // client: one that stopped reading would stall every volume's acks. It
-    // sends without blocking and leaves what does not fit (or, with TLS,
+    // the others only queue. A thread that is not one of this connection's
+    // readers (the peer link's ack receiver, the worker pool, the ring's
+    // completion thread) must never wait for this client: one that stopped
+    // reading would stall every volume's acks, or leave the completions
+    // behind it in the ring unhandled, and with them the range locks of
+    // writes that are done (another client's overlapping write, a resync
+    // of the region, would wait for as long as this client reads nothing).
+    // It sends without blocking and leaves what does not fit (or, with TLS,
     // everything) to the connection's reply thread. `reserved` is the
     // request's buffer bytes, released with its slot once the reply is out.
     void send_reply(std::uint64_t handle, std::uint32_t error, std::shared_ptr<AlignedBuffer> data, std::size_t len,
@@ -489,7 +507,7 @@ private:
         outbox_.push_back(std::move(r));
         if (sending_) return;
         sending_ = true;
-        drain(lock, !has_reply_thread_ || t_own_connection == this || (ring_ && ring_->on_completion_thread()));
+        drain(lock, !has_reply_thread_ || t_own_connection == this);
     }
 
     // Called with out_mu_ held and sending_ set by this thread; returns with
@@ -529,17 +547,29 @@ private:
             }
             lock.unlock();
             ssize_t sent;
+            int err = 0;
             if (tls_) {
-                auto st = tls_->writev_full(iov, n);
+                auto st = tls_->writev_full(iov, n, &bytes_out_);
                 sent = st ? static_cast<ssize_t>(total(iov, n)) : -1;
-                if (!st) errno = st.error().code ? st.error().code : EIO;
+                if (!st) err = st.error().code ? st.error().code : EIO;
             } else {
                 struct msghdr msg {};
                 msg.msg_iov = iov;
                 msg.msg_iovlen = static_cast<std::size_t>(n);
-                sent = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | (may_block ? 0 : MSG_DONTWAIT));
+                // Never a blocking send: it returns only once all of it is
+                // out, so a client reading slowly would show no progress
+                // until then, and the cut-off for one that reads nothing
+                // (wait_idle) would take the one for the other. Waiting
+                // for room instead, each part that leaves counts.
+                for (;;) {
+                    sent = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+                    err = errno;
+                    if (sent >= 0 || !may_block || (err != EAGAIN && err != EWOULDBLOCK && err != EINTR)) break;
+                    pollfd pfd{fd_.get(), POLLOUT, 0};
+                    ::poll(&pfd, 1, -1);  // ends with room, or a shutdown (the end, or the cut-off)
+                }
+                if (sent > 0) bytes_out_ += static_cast<std::uint64_t>(sent);
             }
-            const int err = errno;
             lock.lock();
             if (sent < 0) {
                 if (err == EINTR) continue;
@@ -553,7 +583,6 @@ private:
             }
             unsigned count = 0;
             std::size_t bytes = 0;
-            bytes_sent_ += static_cast<std::uint64_t>(sent);
             std::size_t left = front_sent_ + static_cast<std::size_t>(sent);
             while (!outbox_.empty()) {
                 auto& r = outbox_.front();
@@ -616,7 +645,7 @@ private:
     const nbd::ExportInfo& export_;
     Volume& volume_;
     const std::shared_ptr<const TlsCredentials> tls_credentials_;  // null: no TLS on this connection
-    nbd::Tls tls_mode_;                                             // the handshake's thread only
+    nbd::Tls tls_mode_;                                            // the handshake's thread only
     std::unique_ptr<TlsSession> tls_;  // set in the handshake, before any other thread of this connection
     std::thread thread_;
     std::atomic<bool> finished_{false};
@@ -632,16 +661,16 @@ private:
         std::size_t length = 0;               // of data, sent after the header
         std::size_t reserved = 0;             // the request's bytes in inflight_bytes_
     };
-    std::mutex out_mu_;                  // the outbox; never held while sending
-    std::condition_variable out_cv_;     // the reply thread's
-    std::deque<Reply> outbox_;           // under out_mu_
-    std::size_t front_sent_ = 0;         // bytes of outbox_.front() already sent
-    std::uint64_t bytes_sent_ = 0;       // of replies, ever (under out_mu_): progress
-    bool sending_ = false;               // a thread is sending the outbox (under out_mu_)
-    bool handed_off_ = false;            // ... and it is the reply thread's turn
+    std::mutex out_mu_;                        // the outbox; never held while sending
+    std::condition_variable out_cv_;           // the reply thread's
+    std::deque<Reply> outbox_;                 // under out_mu_
+    std::size_t front_sent_ = 0;               // bytes of outbox_.front() already sent
+    std::atomic<std::uint64_t> bytes_out_{0};  // of replies, ever, counted as they leave: progress
+    bool sending_ = false;                     // a thread is sending the outbox (under out_mu_)
+    bool handed_off_ = false;                  // ... and it is the reply thread's turn
     bool reply_thread_stop_ = false;
-    bool has_reply_thread_ = false;      // set before the readers start
-    bool broken_ = false;                // the socket failed: replies are dropped
+    bool has_reply_thread_ = false;  // set before the readers start
+    bool broken_ = false;            // the socket failed: replies are dropped
     std::mutex inflight_mu_;
     std::condition_variable inflight_cv_;
     unsigned inflight_ = 0;
@@ -758,8 +787,7 @@ void NbdServer::accept_on(int listen_fd) {
                      kMaxConnections - kReservedForUnix, kReservedForUnix);
         return;
     }
-    auto conn =
-        std::make_shared<NbdConnection>(std::move(fd), export_, volume_, tcp, tcp ? tls_credentials_ : nullptr);
+    auto conn = std::make_shared<NbdConnection>(std::move(fd), export_, volume_, tcp, tcp ? tls_credentials_ : nullptr);
     try {
         conn->start();
     } catch (const std::system_error& e) {

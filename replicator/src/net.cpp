@@ -151,9 +151,9 @@ UniqueFd accept_client(int listen_fd, const char* what, sockaddr_storage* from) 
     const int err = errno;
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         static std::atomic<std::int64_t> last_log{0};
-        const auto now = std::chrono::duration_cast<std::chrono::seconds>(
-                             std::chrono::steady_clock::now().time_since_epoch())
-                             .count();
+        const auto now =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now().time_since_epoch())
+                .count();
         if (auto last = last_log.load(); now - last >= 10 && last_log.compare_exchange_strong(last, now))
             std::fprintf(stderr, "sanrepd: cannot accept a %s connection: %s (backing off)\n", what,
                          std::strerror(err));
@@ -241,15 +241,15 @@ Status BufferedReceiver::read_full(std::span<std::uint8_t> out) {
     const bool direct = left >= buf_.size();
     std::size_t got = 0;
     while (got < left) {
-        ssize_t n = direct ? recv_some(out.data() + done + got, left - got)
-                           : recv_some(buf_.data() + end_, buf_.size() - end_);
+        ssize_t n =
+            direct ? recv_some(out.data() + done + got, left - got) : recv_some(buf_.data() + end_, buf_.size() - end_);
         if (n < 0) {
             if (errno == EINTR) continue;
             return last_errno("receiving");
         }
         if (n == 0)
-            return Error{ECONNRESET, done || got ? "receiving: connection closed mid-message"
-                                                 : "receiving: connection closed"};
+            return Error{ECONNRESET,
+                         done || got ? "receiving: connection closed mid-message" : "receiving: connection closed"};
         got += static_cast<std::size_t>(n);
         if (!direct) end_ += static_cast<std::size_t>(n);
     }
@@ -263,6 +263,11 @@ Status BufferedReceiver::read_full(std::span<std::uint8_t> out) {
 void set_recv_timeout(int fd, int ms) {
     timeval tv{ms / 1000, (ms % 1000) * 1000};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+void set_send_timeout(int fd, int ms) {
+    timeval tv{ms / 1000, (ms % 1000) * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
 }  // namespace sanagent::replicator

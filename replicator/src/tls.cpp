@@ -280,7 +280,7 @@ Status TlsSession::read_full(std::span<std::uint8_t> out) {
     return {};
 }
 
-Status TlsSession::writev_full(const struct iovec* iov, int count) {
+Status TlsSession::writev_full(const struct iovec* iov, int count, std::atomic<std::uint64_t>* progress) {
     std::size_t total = 0;
     for (int i = 0; i < count; ++i) total += iov[i].iov_len;
     // A short reply (a header, or a header and 4 KiB) goes as one record; a
@@ -296,11 +296,13 @@ Status TlsSession::writev_full(const struct iovec* iov, int count) {
             if (n < 0) return tls_error(static_cast<int>(n), "sending over TLS");
             p += n;
             left -= static_cast<std::size_t>(n);
+            if (progress && !cork) *progress += static_cast<std::uint64_t>(n);
         }
     }
     if (cork) {
         // WAIT: retries AGAIN and INTERRUPTED itself until all is sent.
         if (int r = gnutls_record_uncork(session_, GNUTLS_RECORD_WAIT); r < 0) return tls_error(r, "sending over TLS");
+        if (progress) *progress += total;
     }
     return {};
 }

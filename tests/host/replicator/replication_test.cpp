@@ -457,13 +457,13 @@ BOOST_AUTO_TEST_CASE(a_client_that_stops_reading_replies_holds_up_only_itself) {
     std::thread sender([fd = stalled->fd()] {
         std::vector<std::uint8_t> data(4096, 0x3c);
         for (std::uint64_t i = 0; i < kWrites; ++i) {
-            auto h = nbd::encode_request({0, nbd::CommandType::Write, i, (i % 2048) * data.size(),
-                                          std::uint32_t(data.size())});
+            auto h = nbd::encode_request(
+                {0, nbd::CommandType::Write, i, (i % 2048) * data.size(), std::uint32_t(data.size())});
             if (!write_full(fd, h) || !write_full(fd, data)) return;
         }
         for (std::uint64_t i = 0; i < kReads; ++i) {
-            auto h = nbd::encode_request(
-                {0, nbd::CommandType::Read, kWrites + i, (16ull << 20) + i * kReadSize, kReadSize});
+            auto h =
+                nbd::encode_request({0, nbd::CommandType::Read, kWrites + i, (16ull << 20) + i * kReadSize, kReadSize});
             if (!write_full(fd, h)) return;
         }
     });
@@ -515,6 +515,60 @@ BOOST_AUTO_TEST_CASE(a_client_that_stops_reading_replies_holds_up_only_itself) {
     BOOST_TEST(k.stop("a") == 0);
     BOOST_TEST(k.stop("b") == 0);
     BOOST_TEST((read_file(k.path("a.img")) == read_file(k.path("b.img"))));
+}
+
+// The same without a peer: every write then completes on the connection's
+// ring thread. Once it blocked sending a stalled client's replies, the
+// completions behind it went unhandled, and a write of that client that was
+// done kept its region locked: another client's overlapping write waited
+// for as long as the stalled one read nothing.
+BOOST_AUTO_TEST_CASE(a_stalled_clients_finished_writes_do_not_hold_their_regions) {
+    Cluster k;
+    k.start_primary("a", "vol", 0, kSizeArg);
+    auto stalled = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(stalled.ok());
+    constexpr std::uint64_t kReads = 16;
+    constexpr std::uint32_t kReadSize = 1u << 20;  // 16 MiB of replies: far more than its socket holds
+    std::vector<std::uint8_t> reads;               // in one send: none arrives alone (answered by its reader)
+    for (std::uint64_t i = 0; i < kReads; ++i) {
+        auto h = nbd::encode_request({0, nbd::CommandType::Read, i, (i + 1) * kReadSize, kReadSize});
+        reads.insert(reads.end(), h.begin(), h.end());
+    }
+    BOOST_TEST_REQUIRE(write_full(stalled->fd(), reads).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // its replies fill the socket
+    std::vector<std::uint8_t> mine(4096, 0xaa), theirs(4096, 0xbb);
+    auto h = nbd::encode_request({0, nbd::CommandType::Write, kReads, 0, std::uint32_t(mine.size())});
+    BOOST_TEST_REQUIRE(write_full(stalled->fd(), h).ok());
+    BOOST_TEST_REQUIRE(write_full(stalled->fd(), mine).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // written, its reply queued
+
+    auto other = NbdClient::connect(k.path("a.nbd"), "vol");
+    BOOST_TEST_REQUIRE(other.ok());
+    set_recv_timeout(other->fd(), 5'000);
+    auto errs = other->write_batch({{0, theirs}});
+    BOOST_TEST_REQUIRE(errs.ok(), (errs.ok() ? "" : "the overlapping write: " + errs.error().message));
+    BOOST_TEST((*errs)[0] == 0u);
+    std::vector<std::uint8_t> back;
+    BOOST_TEST(*other->simple(nbd::CommandType::Read, 0, 4096, &back) == 0u);
+    BOOST_TEST((back == theirs));  // in the order they arrived: the stalled client's first
+
+    // The stalled client reads on: every reply once, whole.
+    std::vector<int> seen(kReads + 1, 0);
+    std::vector<std::uint8_t> payload(kReadSize);
+    for (std::uint64_t n = 0; n <= kReads; ++n) {
+        std::uint8_t rep[nbd::kSimpleReplySize];
+        BOOST_TEST_REQUIRE(read_full(stalled->fd(), rep).ok());
+        std::uint64_t handle = 0;
+        for (int b = 8; b < 16; ++b) handle = (handle << 8) | rep[b];
+        BOOST_TEST_REQUIRE(handle <= kReads);
+        BOOST_TEST((rep[4] | rep[5] | rep[6] | rep[7]) == 0);
+        ++seen[handle];
+        if (handle < kReads) BOOST_TEST_REQUIRE(read_full(stalled->fd(), payload).ok());
+    }
+    BOOST_TEST(std::all_of(seen.begin(), seen.end(), [](int c) { return c == 1; }));
+    stalled->disconnect();
+    other->disconnect();
+    BOOST_TEST(k.stop("a") == 0);
 }
 
 // A client that ends its requests (DISC) but leaves its replies unread is

@@ -2,6 +2,7 @@
 #include "sanagent/replicator/nbd_protocol.h"
 
 #include <boost/test/unit_test.hpp>
+#include <cerrno>
 
 using namespace sanagent::replicator::nbd;
 
@@ -30,4 +31,18 @@ BOOST_AUTO_TEST_CASE(simple_reply_layout) {
     BOOST_TEST(reply[0] == 0x67);
     BOOST_TEST(reply[7] == 5);
     BOOST_TEST(reply[15] == 0xef);
+}
+
+// Host errors map onto the seven the spec defines: EDQUOT and EFBIG as
+// ENOSPC (the spec says so), EOVERFLOW (meant for DF, not offered) and
+// anything unlisted as EIO.
+BOOST_AUTO_TEST_CASE(host_errors_map_onto_the_specs_values) {
+    BOOST_TEST(wire_error(0) == 0u);
+    BOOST_TEST(wire_error(EROFS) == kErrPerm);
+    BOOST_TEST(wire_error(EINVAL) == kErrInval);
+    BOOST_TEST(wire_error(ENOSPC) == kErrNoSpc);
+    BOOST_TEST(wire_error(EDQUOT) == kErrNoSpc);
+    BOOST_TEST(wire_error(EFBIG) == kErrNoSpc);
+    BOOST_TEST(wire_error(EOVERFLOW) == kErrIo);
+    BOOST_TEST(wire_error(ENODEV) == kErrIo);
 }

@@ -43,6 +43,7 @@ Status read_full(int fd, std::span<std::uint8_t> out);
 Status write_full(int fd, std::span<const std::uint8_t> data);
 Status writev_full(int fd, struct iovec* iov, int count);
 void set_recv_timeout(int fd, int ms);
+void set_send_timeout(int fd, int ms);
 
 // Whole-buffer reads through a receive buffer: one recv takes whatever the
 // socket holds (several small requests at queue depth 32), and reads of

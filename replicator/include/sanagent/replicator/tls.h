@@ -15,6 +15,7 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -78,7 +79,9 @@ public:
     ssize_t recv_some(std::uint8_t* buf, std::size_t len);
     Status read_full(std::span<std::uint8_t> out);
     // The buffers go out in as few records as fit (corked).
-    Status writev_full(const struct iovec* iov, int count);
+    // `progress`, when given, counts the bytes as they leave (record by
+    // record), for a caller that watches a slow reader from another thread.
+    Status writev_full(const struct iovec* iov, int count, std::atomic<std::uint64_t>* progress = nullptr);
     Status write_full(std::span<const std::uint8_t> data);
     // Bounds each read (GnuTLS polls the socket first); 0: none. Use this,
     // not SO_RCVTIMEO, once TLS is up.
