@@ -37,14 +37,6 @@ constexpr int kMaxRepliesPerSend = 64;
 constexpr std::chrono::milliseconds kUnreadRepliesAfterEnd{10'000};
 }  // namespace
 
-class NbdConnection;
-
-namespace {
-// Set on this connection's own threads (its readers and its reply thread):
-// those may wait for the client; the peer link's and the pool's may not.
-thread_local const NbdConnection* t_own_connection = nullptr;
-}  // namespace
-
 class NbdConnection : public std::enable_shared_from_this<NbdConnection> {
 public:
     NbdConnection(UniqueFd fd, const nbd::ExportInfo& exp, Volume& volume, bool tcp,
@@ -222,7 +214,6 @@ private:
         try {
             reply_thread.thread = std::thread([this] {
                 name_thread("nbd-reply");
-                t_own_connection = this;
                 reply_loop();
             });
             has_reply_thread_ = true;
@@ -234,14 +225,12 @@ private:
             for (unsigned i = 1; i < NbdServer::kThreadsPerConnection; ++i)
                 helpers.emplace_back([this] {
                     name_thread("nbd-conn");
-                    t_own_connection = this;
                     serve_requests();
                 });
         } catch (const std::system_error& e) {
             // Out of threads (TasksMax, RLIMIT_NPROC): serve with those we have.
             log(std::string("serving with ") + std::to_string(helpers.size() + 1) + " threads: " + e.what());
         }
-        t_own_connection = this;
         serve_requests();
         for (auto& t : helpers) t.join();
     }
@@ -345,6 +334,19 @@ private:
         return n;
     }
 
+    // With TLS, bytes_waiting() counts what is decrypted only: a whole
+    // record still in the socket (its header says how long it is) can be
+    // read without blocking, and may hold the next request.
+    bool whole_tls_record_waiting() const {
+        if (!tls_) return false;
+        std::uint8_t hdr[5];
+        int raw = 0;
+        if (::recv(fd_.get(), hdr, sizeof hdr, MSG_PEEK | MSG_DONTWAIT) != sizeof hdr ||
+            ::ioctl(fd_.get(), FIONREAD, &raw) != 0)
+            return false;
+        return static_cast<std::size_t>(raw) >= sizeof hdr + ((std::size_t{hdr[3]} << 8) | hdr[4]);
+    }
+
     // Reads and orders one request. The outer optional is empty when the
     // connection must end; the function inside is the work to run (empty if
     // it was answered already or queued behind an overlapping write).
@@ -352,21 +354,22 @@ private:
         std::array<std::uint8_t, nbd::kRequestSize> hdr;
         // Entries the kernel did not take at the last submit (memory
         // pressure) must not wait for the client's next request, which may
-        // only come once they are answered: retried until taken or a
-        // request is here. Bounded by either.
-        // Only a whole request header counts: with part of one in the
-        // socket the read below would block on the rest while the entries
-        // wait (a client at queue depth 1 sends no more until they are
-        // answered), so they are retried every 20 ms until then.
-        while (ring_ && ring_->queued() && !request_waiting()) {
+        // only come once they are answered: retried every 20 ms until taken
+        // or a whole request is here (with part of one, the read below would
+        // block on the rest while the entries wait), or the client is gone
+        // (the read below sees that and ends the connection).
+        while (ring_ && ring_->queued() && !request_waiting() && !whole_tls_record_waiting()) {
             submit();
             if (!ring_->queued()) break;
-            // With bytes there already (part of a header, or of a TLS
-            // record), POLLIN would not wait: then just the 20 ms.
             int raw = 0;
             ::ioctl(fd_.get(), FIONREAD, &raw);
-            pollfd pfd{fd_.get(), POLLIN, 0};
-            ::poll(&pfd, raw <= 0 && bytes_waiting() == 0 ? 1 : 0, 20);
+            if (raw > 0 || bytes_waiting() > 0) {
+                // Part of a request (or of a TLS record): POLLIN would not wait.
+                ::poll(nullptr, 0, 20);
+                continue;
+            }
+            pollfd pfd{fd_.get(), POLLIN | POLLRDHUP, 0};
+            if (::poll(&pfd, 1, 20) > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP))) break;
         }
         if (auto st = receiver_.read_full(hdr); !st) {
             if (st.error().code != ECONNRESET) log(st.error().message);
@@ -489,15 +492,16 @@ private:
 
     // Replies leave in the order they are queued, several in one send when
     // they queue up while one is sent. Whoever finds nobody sending sends;
-    // the others only queue. A thread that is not one of this connection's
-    // readers (the peer link's ack receiver, the worker pool, the ring's
-    // completion thread) must never wait for this client: one that stopped
-    // reading would stall every volume's acks, or leave the completions
-    // behind it in the ring unhandled, and with them the range locks of
-    // writes that are done (another client's overlapping write, a resync
-    // of the region, would wait for as long as this client reads nothing).
-    // It sends without blocking and leaves what does not fit (or, with TLS,
-    // everything) to the connection's reply thread. `reserved` is the
+    // the others only queue. Only the connection's reply thread ever waits
+    // for the client. The peer link's ack receiver would stall every
+    // volume's acks; the ring's completion thread would leave the
+    // completions behind it unhandled, and with them the range locks of
+    // writes that are done (another client's overlapping write, a resync of
+    // the region, would wait for as long as this client reads nothing); a
+    // reader would read no more, not even the DISC after which a client
+    // that reads nothing is cut off. So they send without blocking and
+    // leave what does not fit (or, with TLS, everything) to the reply
+    // thread. `reserved` is the
     // request's buffer bytes, released with its slot once the reply is out.
     void send_reply(std::uint64_t handle, std::uint32_t error, std::shared_ptr<AlignedBuffer> data, std::size_t len,
                     std::size_t reserved) {
@@ -507,7 +511,7 @@ private:
         outbox_.push_back(std::move(r));
         if (sending_) return;
         sending_ = true;
-        drain(lock, !has_reply_thread_ || t_own_connection == this);
+        drain(lock, !has_reply_thread_);
     }
 
     // Called with out_mu_ held and sending_ set by this thread; returns with

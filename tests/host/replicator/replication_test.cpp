@@ -527,6 +527,7 @@ BOOST_AUTO_TEST_CASE(a_stalled_clients_finished_writes_do_not_hold_their_regions
     k.start_primary("a", "vol", 0, kSizeArg);
     auto stalled = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(stalled.ok());
+    set_recv_timeout(stalled->fd(), 5'000);
     constexpr std::uint64_t kReads = 16;
     constexpr std::uint32_t kReadSize = 1u << 20;  // 16 MiB of replies: far more than its socket holds
     std::vector<std::uint8_t> reads;               // in one send: none arrives alone (answered by its reader)
@@ -540,7 +541,14 @@ BOOST_AUTO_TEST_CASE(a_stalled_clients_finished_writes_do_not_hold_their_regions
     auto h = nbd::encode_request({0, nbd::CommandType::Write, kReads, 0, std::uint32_t(mine.size())});
     BOOST_TEST_REQUIRE(write_full(stalled->fd(), h).ok());
     BOOST_TEST_REQUIRE(write_full(stalled->fd(), mine).ok());
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // written, its reply queued
+    // Written (its latency recorded as it completes), its reply queued
+    // behind the reads'.
+    bool written = false;
+    for (int i = 0; i < 100 && !written; ++i) {  // 5 s at most
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        written = k.status("a")["io"]["latency_us"]["write"].value("count", 0) == 1;
+    }
+    BOOST_TEST(written);
 
     auto other = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(other.ok());
@@ -600,9 +608,16 @@ BOOST_AUTO_TEST_CASE(a_client_that_ends_without_reading_its_replies_is_cut_off) 
         }
     }
     BOOST_TEST(read_file(k.path("a.log")).find("left its replies unread") == std::string::npos);
+    // One read of 16 MiB, alone: the reader that takes it answers it
+    // itself, and once it waited for the client to read, it read no more:
+    // not the DISC, so the cut-off never started.
     auto c = NbdClient::connect(k.path("a.nbd"), "vol");
     BOOST_TEST_REQUIRE(c.ok());
-    reads_then_disc(*c);
+    auto read = nbd::encode_request({0, nbd::CommandType::Read, 1, 0, 16u << 20});
+    BOOST_TEST_REQUIRE(write_full(c->fd(), read).ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto disc = nbd::encode_request({0, nbd::CommandType::Disconnect, 99, 0, 0});
+    BOOST_TEST_REQUIRE(write_full(c->fd(), disc).ok());
     auto clients = [&] { return k.status("a")["nbd"].value("clients", -1); };
     bool cut = false;
     for (int i = 0; i < 300 && !cut; ++i) {  // 30 s at most
