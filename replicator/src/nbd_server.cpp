@@ -334,19 +334,6 @@ private:
         return n;
     }
 
-    // With TLS, bytes_waiting() counts what is decrypted only: a whole
-    // record still in the socket (its header says how long it is) can be
-    // read without blocking, and may hold the next request.
-    bool whole_tls_record_waiting() const {
-        if (!tls_) return false;
-        std::uint8_t hdr[5];
-        int raw = 0;
-        if (::recv(fd_.get(), hdr, sizeof hdr, MSG_PEEK | MSG_DONTWAIT) != sizeof hdr ||
-            ::ioctl(fd_.get(), FIONREAD, &raw) != 0)
-            return false;
-        return static_cast<std::size_t>(raw) >= sizeof hdr + ((std::size_t{hdr[3]} << 8) | hdr[4]);
-    }
-
     // Reads and orders one request. The outer optional is empty when the
     // connection must end; the function inside is the work to run (empty if
     // it was answered already or queued behind an overlapping write).
@@ -358,17 +345,17 @@ private:
         // or a whole request is here (with part of one, the read below would
         // block on the rest while the entries wait), or the client is gone
         // (the read below sees that and ends the connection).
-        while (ring_ && ring_->queued() && !request_waiting() && !whole_tls_record_waiting()) {
+        while (ring_ && ring_->queued() && !request_waiting()) {
             submit();
             if (!ring_->queued()) break;
+            // New bytes end the wait, unless some are there already (part of
+            // a request, or with TLS maybe a whole one still encrypted,
+            // which is read once the entries are taken): then POLLIN would
+            // not wait at all.
             int raw = 0;
             ::ioctl(fd_.get(), FIONREAD, &raw);
-            if (raw > 0 || bytes_waiting() > 0) {
-                // Part of a request (or of a TLS record): POLLIN would not wait.
-                ::poll(nullptr, 0, 20);
-                continue;
-            }
-            pollfd pfd{fd_.get(), POLLIN | POLLRDHUP, 0};
+            const bool nothing_there = raw <= 0 && bytes_waiting() == 0;
+            pollfd pfd{fd_.get(), static_cast<short>(POLLRDHUP | (nothing_there ? POLLIN : 0)), 0};
             if (::poll(&pfd, 1, 20) > 0 && (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP))) break;
         }
         if (auto st = receiver_.read_full(hdr); !st) {
