@@ -488,8 +488,8 @@ private:
     // reader would read no more, not even the DISC after which a client
     // that reads nothing is cut off. So they send without blocking and
     // leave what does not fit (or, with TLS, everything) to the reply
-    // thread. `reserved` is the
-    // request's buffer bytes, released with its slot once the reply is out.
+    // thread. `reserved` is the request's buffer bytes, released with its
+    // slot once the reply is out.
     void send_reply(std::uint64_t handle, std::uint32_t error, std::shared_ptr<AlignedBuffer> data, std::size_t len,
                     std::size_t reserved) {
         Reply r{nbd::encode_simple_reply(error, handle), std::move(data), 0, reserved};
